@@ -1,0 +1,188 @@
+//! The provider trait: the complete list of primitives hwkey needs.
+
+use std::fmt::Debug;
+use zeroize::Zeroizing;
+
+/// Secret bytes (private keys, shared secrets, tokens): zeroized on drop.
+pub type SecretBytes = Zeroizing<Vec<u8>>;
+
+/// Errors from a crypto provider. They never carry secret material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The signature does not verify under the key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A public or private key could not be parsed or is not on its curve.
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
+    /// An input had the wrong length or form.
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The algorithm is not supported by this provider or not allowed.
+    #[error("unsupported algorithm: {0}")]
+    Unsupported(&'static str),
+    /// Authenticated decryption failed.
+    #[error("decryption failed")]
+    DecryptFailed,
+    /// The system random source failed.
+    #[error("random source failed")]
+    Rng,
+}
+
+/// Hash functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    /// SHA-1: HMAC-SHA1 (OTP, YubiKey), legacy RS1 and certificate checks only.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+}
+
+/// Elliptic curves for ECDSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EcCurve {
+    /// NIST P-256 (secp256r1).
+    P256,
+    /// NIST P-384 (secp384r1).
+    P384,
+    /// NIST P-521 (secp521r1).
+    P521,
+}
+
+/// RSA signature paddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RsaPadding {
+    /// RSASSA-PKCS1-v1_5.
+    Pkcs1v15,
+    /// RSASSA-PSS with MGF1 using the same hash and a salt as long as the hash.
+    Pss,
+}
+
+/// Compare two byte strings in constant time (for equal lengths).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Every cryptographic primitive hwkey uses, behind one object-safe trait (as
+/// rustls does it), so a build can swap the backend without touching protocol
+/// code. Private keys cross this interface as raw scalars/seeds in
+/// [`SecretBytes`], which zeroize on drop.
+pub trait CryptoProvider: Send + Sync + Debug {
+    /// A short name for reports ("aws-lc-rs", "rust-crypto").
+    fn name(&self) -> &'static str;
+
+    /// Hash the concatenation of `parts`.
+    fn digest(&self, alg: HashAlg, parts: &[&[u8]]) -> Vec<u8>;
+
+    /// SHA-256 of the concatenation of `parts`.
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let d = self.digest(HashAlg::Sha256, parts);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&d[..32]);
+        out
+    }
+
+    /// HMAC of the concatenation of `parts` under `key`.
+    fn hmac(&self, alg: HashAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8>;
+
+    /// HKDF-SHA-256 (RFC 5869) extract-then-expand into `out` (at most 255*32 bytes).
+    fn hkdf_sha256(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError>;
+
+    /// Verify an ECDSA signature (ASN.1 DER `Ecdsa-Sig-Value`) over `msg`
+    /// hashed with `hash`, by an uncompressed SEC1 public point.
+    fn verify_ecdsa(
+        &self,
+        curve: EcCurve,
+        hash: HashAlg,
+        sec1_point: &[u8],
+        msg: &[u8],
+        der_sig: &[u8],
+    ) -> Result<(), CryptoError>;
+
+    /// Verify an Ed25519 signature.
+    fn verify_ed25519(&self, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
+
+    /// Verify an RSA signature given the modulus and exponent (big-endian).
+    /// Moduli of 1024 bits are accepted only with SHA-1 (legacy TPM keys);
+    /// otherwise at least 2048 bits.
+    fn verify_rsa(
+        &self,
+        padding: RsaPadding,
+        hash: HashAlg,
+        n: &[u8],
+        e: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError>;
+
+    /// Generate a P-256 private scalar (32 bytes).
+    fn p256_generate(&self) -> Result<SecretBytes, CryptoError>;
+
+    /// The uncompressed SEC1 public point (65 bytes) of a P-256 scalar.
+    fn p256_public(&self, scalar: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// ECDSA P-256 with SHA-256 over `msg`; returns the DER signature.
+    fn p256_sign(&self, scalar: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// P-256 ECDH: the x coordinate of scalar * peer (32 bytes). The same
+    /// scalar may be reused for many agreements (the CTAP key-agreement key).
+    fn p256_ecdh(&self, scalar: &[u8], peer_sec1_point: &[u8]) -> Result<SecretBytes, CryptoError>;
+
+    /// Generate an Ed25519 seed (32 bytes).
+    fn ed25519_generate(&self) -> Result<SecretBytes, CryptoError> {
+        let mut seed = Zeroizing::new(vec![0u8; 32]);
+        self.fill_random(&mut seed)?;
+        Ok(seed)
+    }
+
+    /// The 32-byte public key of an Ed25519 seed.
+    fn ed25519_public(&self, seed: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// Ed25519 signature (64 bytes) over `msg`.
+    fn ed25519_sign(&self, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// AES-256-CBC encryption in place without padding (`data.len() % 16 == 0`).
+    fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
+
+    /// AES-256-CBC decryption in place without padding (`data.len() % 16 == 0`).
+    fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
+
+    /// AES-256-GCM seal: returns ciphertext || 16-byte tag.
+    fn aes256_gcm_seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// AES-256-GCM open of ciphertext || tag.
+    fn aes256_gcm_open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError>;
+
+    /// Fill `buf` from the system's cryptographically secure random source.
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), CryptoError>;
+
+    /// `n` random bytes.
+    fn random_bytes(&self, n: usize) -> Result<Vec<u8>, CryptoError> {
+        let mut v = vec![0u8; n];
+        self.fill_random(&mut v)?;
+        Ok(v)
+    }
+}

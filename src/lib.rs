@@ -1,0 +1,17 @@
+//! # hwkey
+//!
+//! Possession-factor hardware for authentication, in one crate:
+//!
+//! | module | feature | what it is |
+//! |---|---|---|
+//! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
+//! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
+//! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//!
+//! Every protocol core is sans-I/O: the relying party maps (configuration,
+//! stored state, response) to a verdict; I/O wraps it from outside.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod proto;
