@@ -15,3 +15,5 @@
 
 pub mod crypto;
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod server;

@@ -85,13 +85,18 @@ impl CryptoProvider for AwsLcProvider {
         }
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
         let info = [info];
-        let okm = prk
-            .expand(&info, OutLen(out.len()))
-            .map_err(|_| CryptoError::InvalidInput("HKDF expand"))?;
+        let okm = prk.expand(&info, OutLen(out.len())).map_err(|_| CryptoError::InvalidInput("HKDF expand"))?;
         okm.fill(out).map_err(|_| CryptoError::InvalidInput("HKDF fill"))
     }
 
-    fn verify_ecdsa(&self, curve: EcCurve, hash: HashAlg, point: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    fn verify_ecdsa(
+        &self,
+        curve: EcCurve,
+        hash: HashAlg,
+        point: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
         let alg: &'static signature::EcdsaVerificationAlgorithm = match (curve, hash) {
             (EcCurve::P256, HashAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
             (EcCurve::P256, HashAlg::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
@@ -106,9 +111,7 @@ impl CryptoProvider for AwsLcProvider {
             (EcCurve::P521, HashAlg::Sha1) => &signature::ECDSA_P521_SHA1_ASN1,
             _ => return Err(CryptoError::Unsupported("ECDSA curve/hash combination")),
         };
-        signature::UnparsedPublicKey::new(alg, point)
-            .verify(msg, sig)
-            .map_err(|_| CryptoError::BadSignature)
+        signature::UnparsedPublicKey::new(alg, point).verify(msg, sig).map_err(|_| CryptoError::BadSignature)
     }
 
     fn verify_ed25519(&self, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
@@ -120,7 +123,15 @@ impl CryptoProvider for AwsLcProvider {
             .map_err(|_| CryptoError::BadSignature)
     }
 
-    fn verify_rsa(&self, padding: RsaPadding, hash: HashAlg, n: &[u8], e: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    fn verify_rsa(
+        &self,
+        padding: RsaPadding,
+        hash: HashAlg,
+        n: &[u8],
+        e: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
         let params: &'static signature::RsaParameters = match (padding, hash) {
             (RsaPadding::Pkcs1v15, HashAlg::Sha1) => &signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
             (RsaPadding::Pkcs1v15, HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -136,9 +147,7 @@ impl CryptoProvider for AwsLcProvider {
         if n.is_empty() || e.is_empty() || n.len() > 1024 || e.len() > 8 {
             return Err(CryptoError::InvalidKey("RSA modulus or exponent out of range"));
         }
-        signature::RsaPublicKeyComponents { n, e }
-            .verify(params, msg, sig)
-            .map_err(|_| CryptoError::BadSignature)
+        signature::RsaPublicKeyComponents { n, e }.verify(params, msg, sig).map_err(|_| CryptoError::BadSignature)
     }
 
     fn p256_generate(&self) -> Result<SecretBytes, CryptoError> {
@@ -161,9 +170,7 @@ impl CryptoProvider for AwsLcProvider {
     fn p256_sign(&self, scalar: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let kp = p256_keypair(scalar)?;
         let rng = rand::SystemRandom::new();
-        kp.sign(&rng, msg)
-            .map(|s| s.as_ref().to_vec())
-            .map_err(|_| CryptoError::InvalidKey("P-256 signing failed"))
+        kp.sign(&rng, msg).map(|s| s.as_ref().to_vec()).map_err(|_| CryptoError::InvalidKey("P-256 signing failed"))
     }
 
     fn p256_ecdh(&self, scalar: &[u8], peer: &[u8]) -> Result<SecretBytes, CryptoError> {
@@ -216,18 +223,34 @@ impl CryptoProvider for AwsLcProvider {
             .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
     }
 
-    fn aes256_gcm_seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn aes256_gcm_seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         use aws_lc_rs::aead;
-        let k = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| CryptoError::InvalidKey("AES-GCM key"))?);
+        let k = aead::LessSafeKey::new(
+            aead::UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| CryptoError::InvalidKey("AES-GCM key"))?,
+        );
         let mut buf = plaintext.to_vec();
         k.seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(*nonce), aead::Aad::from(aad), &mut buf)
             .map_err(|_| CryptoError::InvalidInput("AES-GCM seal"))?;
         Ok(buf)
     }
 
-    fn aes256_gcm_open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+    fn aes256_gcm_open(
+        &self,
+        key: &[u8],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
         use aws_lc_rs::aead;
-        let k = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| CryptoError::InvalidKey("AES-GCM key"))?);
+        let k = aead::LessSafeKey::new(
+            aead::UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| CryptoError::InvalidKey("AES-GCM key"))?,
+        );
         let mut buf = Zeroizing::new(sealed.to_vec());
         let len = k
             .open_in_place(aead::Nonce::assume_unique_for_key(*nonce), aead::Aad::from(aad), &mut buf)

@@ -41,12 +41,24 @@ pub fn verify_with_alg(
             provider.verify_ed25519(x, msg, sig)
         }
         (CoseAlgorithm::EDDSA, CoseKey::Okp { crv: curve::ED448, .. }) => Err(CryptoError::Unsupported("Ed448")),
-        (CoseAlgorithm::RS256, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha256, n, e, msg, sig),
-        (CoseAlgorithm::RS384, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha384, n, e, msg, sig),
-        (CoseAlgorithm::RS512, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha512, n, e, msg, sig),
-        (CoseAlgorithm::PS256, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha256, n, e, msg, sig),
-        (CoseAlgorithm::PS384, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha384, n, e, msg, sig),
-        (CoseAlgorithm::PS512, CoseKey::Rsa { n, e, .. }) => provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha512, n, e, msg, sig),
+        (CoseAlgorithm::RS256, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha256, n, e, msg, sig)
+        }
+        (CoseAlgorithm::RS384, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha384, n, e, msg, sig)
+        }
+        (CoseAlgorithm::RS512, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha512, n, e, msg, sig)
+        }
+        (CoseAlgorithm::PS256, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha256, n, e, msg, sig)
+        }
+        (CoseAlgorithm::PS384, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha384, n, e, msg, sig)
+        }
+        (CoseAlgorithm::PS512, CoseKey::Rsa { n, e, .. }) => {
+            provider.verify_rsa(RsaPadding::Pss, HashAlg::Sha512, n, e, msg, sig)
+        }
         (CoseAlgorithm::RS1, CoseKey::Rsa { n, e, .. }) => {
             if allow_rs1 {
                 provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha1, n, e, msg, sig)

@@ -103,13 +103,7 @@ pub trait CryptoProvider: Send + Sync + Debug {
     fn hmac(&self, alg: HashAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8>;
 
     /// HKDF-SHA-256 (RFC 5869) extract-then-expand into `out` (at most 255*32 bytes).
-    fn hkdf_sha256(
-        &self,
-        salt: &[u8],
-        ikm: &[u8],
-        info: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError>;
+    fn hkdf_sha256(&self, salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), CryptoError>;
 
     /// Verify an ECDSA signature (ASN.1 DER `Ecdsa-Sig-Value`) over `msg`
     /// hashed with `hash`, by an uncompressed SEC1 public point.
@@ -171,10 +165,22 @@ pub trait CryptoProvider: Send + Sync + Debug {
     fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
 
     /// AES-256-GCM seal: returns ciphertext || 16-byte tag.
-    fn aes256_gcm_seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    fn aes256_gcm_seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError>;
 
     /// AES-256-GCM open of ciphertext || tag.
-    fn aes256_gcm_open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError>;
+    fn aes256_gcm_open(
+        &self,
+        key: &[u8],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes, CryptoError>;
 
     /// Fill `buf` from the system's cryptographically secure random source.
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), CryptoError>;

@@ -37,14 +37,25 @@ impl AttestationObject {
         if v.as_map().is_none() {
             return Err(AttestationObjectError::Malformed("not a map"));
         }
-        let fmt = v.get_text("fmt").and_then(Value::as_text).ok_or(AttestationObjectError::Malformed("fmt missing or not text"))?;
+        let fmt = v
+            .get_text("fmt")
+            .and_then(Value::as_text)
+            .ok_or(AttestationObjectError::Malformed("fmt missing or not text"))?;
         let att_stmt = v.get_text("attStmt").ok_or(AttestationObjectError::Malformed("attStmt missing"))?;
         if att_stmt.as_map().is_none() {
             return Err(AttestationObjectError::Malformed("attStmt is not a map"));
         }
-        let raw = v.get_text("authData").and_then(Value::as_bytes).ok_or(AttestationObjectError::Malformed("authData missing or not bytes"))?;
+        let raw = v
+            .get_text("authData")
+            .and_then(Value::as_bytes)
+            .ok_or(AttestationObjectError::Malformed("authData missing or not bytes"))?;
         let auth_data = AuthenticatorData::parse(raw)?;
-        Ok(AttestationObject { fmt: fmt.to_owned(), att_stmt: att_stmt.clone(), auth_data, auth_data_raw: raw.to_vec() })
+        Ok(AttestationObject {
+            fmt: fmt.to_owned(),
+            att_stmt: att_stmt.clone(),
+            auth_data,
+            auth_data_raw: raw.to_vec(),
+        })
     }
 
     /// Encode canonically.

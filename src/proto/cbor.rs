@@ -253,17 +253,11 @@ impl Value {
     }
     /// Look up a map entry by integer key.
     pub fn get_int(&self, key: i64) -> Option<&Value> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Integer(i) if *i == key as i128))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| matches!(k, Value::Integer(i) if *i == key as i128)).map(|(_, v)| v)
     }
     /// Look up a map entry by text key.
     pub fn get_text(&self, key: &str) -> Option<&Value> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Text(s) if s == key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| matches!(k, Value::Text(s) if s == key)).map(|(_, v)| v)
     }
     /// Encode canonically.
     pub fn to_vec(&self) -> Vec<u8> {
@@ -653,7 +647,10 @@ mod tests {
         assert!(matches!(decode(&[0xa2, 0x01, 0x01, 0x01, 0x02]), Err(CborError::DuplicateKey { .. })));
         assert!(matches!(decode(&[0x5f]), Err(CborError::Unsupported { .. })));
         assert!(matches!(decode(&[0x5a, 0xff, 0xff, 0xff, 0xff]), Err(CborError::Truncated { .. })));
-        assert!(matches!(decode(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Err(CborError::Truncated { .. })));
+        assert!(matches!(
+            decode(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Err(CborError::Truncated { .. })
+        ));
         assert!(matches!(decode(&[0x62, 0xff, 0xfe]), Err(CborError::InvalidUtf8 { .. })));
         let deep = vec![0x81u8; 40];
         assert!(matches!(decode(&deep), Err(CborError::TooDeep { .. })));
@@ -661,7 +658,21 @@ mod tests {
 
     #[test]
     fn integer_extremes() {
-        for v in [0i128, 23, 24, 255, 256, 65535, 65536, u32::MAX as i128, u64::MAX as i128, -1, -24, -25, -(u64::MAX as i128) - 1] {
+        for v in [
+            0i128,
+            23,
+            24,
+            255,
+            256,
+            65535,
+            65536,
+            u32::MAX as i128,
+            u64::MAX as i128,
+            -1,
+            -24,
+            -25,
+            -(u64::MAX as i128) - 1,
+        ] {
             let x = Value::Integer(v);
             assert_eq!(decode(&x.to_vec()).unwrap(), x);
         }

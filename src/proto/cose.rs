@@ -218,7 +218,9 @@ impl CoseKey {
                 let x = bytes(-2, "missing x (-2)")?;
                 let y = match v.get_int(-3) {
                     Some(Value::Bytes(y)) => y.clone(),
-                    Some(Value::Bool(_)) => return Err(CoseError::Malformed("compressed EC2 points are not supported")),
+                    Some(Value::Bool(_)) => {
+                        return Err(CoseError::Malformed("compressed EC2 points are not supported"));
+                    }
                     _ => return Err(CoseError::Malformed("missing y (-3)")),
                 };
                 if x.len() != len || y.len() != len {

@@ -63,7 +63,14 @@ pub fn b64url_encode(b: &[u8]) -> String {
 pub fn b64url_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let trimmed = s.trim_end_matches('=');
     if trimmed.contains(['+', '/']) {
-        let t: String = trimmed.chars().map(|c| match c { '+' => '-', '/' => '_', c => c }).collect();
+        let t: String = trimmed
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t)
     } else {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed)
