@@ -1,0 +1,83 @@
+//! Client data checks shared by both ceremonies (WebAuthn L3 §7.1 steps 5-10,
+//! §7.2 steps 10-14): type, challenge, origin, crossOrigin and topOrigin.
+
+use super::RpConfig;
+use super::origin::origin_allowed;
+use crate::crypto::ct_eq;
+use crate::proto::webauthn::{CollectedClientData, b64url_decode};
+
+/// Why the client data was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientDataError {
+    /// clientDataJSON is not valid JSON of the expected shape.
+    #[error("clientDataJSON is malformed: {0}")]
+    Malformed(String),
+    /// `type` is not the ceremony's ("webauthn.create" / "webauthn.get").
+    #[error("client data type is {got:?}, expected {expected:?}")]
+    TypeMismatch {
+        /// The expected type.
+        expected: &'static str,
+        /// What the client sent.
+        got: String,
+    },
+    /// `challenge` is not the pending one.
+    #[error("client data challenge does not match the pending challenge")]
+    ChallengeMismatch,
+    /// `origin` is not allowed.
+    #[error("origin {0:?} is not allowed")]
+    OriginMismatch(String),
+    /// `crossOrigin` is true but cross-origin ceremonies are not allowed.
+    #[error("cross-origin ceremonies are not allowed")]
+    CrossOriginNotAllowed,
+    /// `topOrigin` is not allowed, or present without `crossOrigin`.
+    #[error("top origin {0:?} is not allowed")]
+    TopOriginMismatch(String),
+}
+
+impl ClientDataError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientDataError::Malformed(_) => "malformed_client_data",
+            ClientDataError::TypeMismatch { .. } => "client_data_type_mismatch",
+            ClientDataError::ChallengeMismatch => "challenge_mismatch",
+            ClientDataError::OriginMismatch(_) => "origin_mismatch",
+            ClientDataError::CrossOriginNotAllowed => "cross_origin_not_allowed",
+            ClientDataError::TopOriginMismatch(_) => "top_origin_mismatch",
+        }
+    }
+}
+
+/// Parse and check client data. Returns the parsed value.
+pub fn check_client_data(
+    json: &[u8],
+    expected_type: &'static str,
+    challenge: &[u8],
+    config: &RpConfig,
+) -> Result<CollectedClientData, ClientDataError> {
+    let c = CollectedClientData::parse(json).map_err(|e| ClientDataError::Malformed(e.to_string()))?;
+    if c.type_ != expected_type {
+        return Err(ClientDataError::TypeMismatch { expected: expected_type, got: c.type_ });
+    }
+    // Compare decoded bytes, so padding or alphabet variants of the same challenge match.
+    let got = b64url_decode(&c.challenge).map_err(|_| ClientDataError::ChallengeMismatch)?;
+    if !ct_eq(&got, challenge) {
+        return Err(ClientDataError::ChallengeMismatch);
+    }
+    if !origin_allowed(&c.origin, config) {
+        return Err(ClientDataError::OriginMismatch(c.origin));
+    }
+    let cross = c.cross_origin.unwrap_or(false);
+    if cross && !config.allow_cross_origin {
+        return Err(ClientDataError::CrossOriginNotAllowed);
+    }
+    if let Some(top) = &c.top_origin {
+        if !cross {
+            return Err(ClientDataError::TopOriginMismatch(top.clone()));
+        }
+        if !config.allowed_top_origins.is_empty() && !config.allowed_top_origins.iter().any(|o| o == top) {
+            return Err(ClientDataError::TopOriginMismatch(top.clone()));
+        }
+    }
+    Ok(c)
+}
