@@ -10,7 +10,7 @@ use crate::proto::auth_data::AuthenticatorData;
 use crate::proto::cose::CoseKey;
 use crate::proto::webauthn::{
     AuthenticationResponseJson, Base64Url, ClientExtensionInputs, ClientExtensionOutputs, CredentialDescriptor,
-    RequestOptionsJson, b64url_encode,
+    RequestOptionsJson,
 };
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
@@ -175,6 +175,9 @@ impl RelyingParty {
         let uv = req.user_verification.unwrap_or(self.config.user_verification);
         let timeout_ms = self.config.timeout.as_millis() as u64;
         let appid = req.extensions.as_ref().and_then(|e| e.appid.clone());
+        if appid.as_ref().is_some_and(|a| !a.starts_with("https://")) {
+            return Err(ConfigError::Invalid("the appid extension takes an https URL".into()));
+        }
         let options = RequestOptionsJson {
             challenge: Base64Url(challenge.clone()),
             timeout: Some(timeout_ms),
@@ -236,7 +239,7 @@ impl RelyingParty {
             )));
         }
         let cred_id: &[u8] = &response.raw_id;
-        if response.id != b64url_encode(cred_id) {
+        if crate::proto::webauthn::b64url_decode(&response.id).ok().as_deref() != Some(cred_id) {
             return Err(AuthenticationError::MalformedResponse("id does not match rawId".into()));
         }
         // Step 5.
@@ -273,18 +276,25 @@ impl RelyingParty {
         let raw_ad: &[u8] = &response.response.authenticator_data;
         let ad = AuthenticatorData::parse(raw_ad)
             .map_err(|e| AuthenticationError::MalformedAuthenticatorData(e.to_string()))?;
-        // Step 15 (with the appid extension: SHA-256 of the AppID instead).
-        let mut appid_used = false;
-        if !ct_eq(&ad.rp_id_hash, &self.rp_id_hash) {
-            let appid_ok = match (&state.appid, response.client_extension_results.appid) {
-                (Some(appid), Some(true)) => ct_eq(&ad.rp_id_hash, &self.provider.sha256(&[appid.as_bytes()])),
-                _ => false,
-            };
-            if !appid_ok {
-                return Err(AuthenticationError::RpIdMismatch);
+        // Step 15. With the appid extension in play (the client reports
+        // `appid: true`), the rpIdHash MUST be SHA-256 of the AppID and not of
+        // the RP ID (FIDO AppID extension, WebAuthn L3 §10.1.1). An AppID must
+        // be an https URL; anything else is never honoured.
+        let appid_used = match (&state.appid, response.client_extension_results.appid) {
+            (Some(appid), Some(true)) => {
+                if !appid.starts_with("https://") || !ct_eq(&ad.rp_id_hash, &self.provider.sha256(&[appid.as_bytes()]))
+                {
+                    return Err(AuthenticationError::RpIdMismatch);
+                }
+                true
             }
-            appid_used = true;
-        }
+            _ => {
+                if !ct_eq(&ad.rp_id_hash, &self.rp_id_hash) {
+                    return Err(AuthenticationError::RpIdMismatch);
+                }
+                false
+            }
+        };
         // Step 16.
         if !ad.flags.up() {
             return Err(AuthenticationError::UserPresenceRequired);

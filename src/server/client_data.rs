@@ -4,7 +4,7 @@
 use super::RpConfig;
 use super::origin::origin_allowed;
 use crate::crypto::ct_eq;
-use crate::proto::webauthn::{CollectedClientData, b64url_decode};
+use crate::proto::webauthn::{CollectedClientData, b64url_encode};
 
 /// Why the client data was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,9 +59,8 @@ pub fn check_client_data(
     if c.type_ != expected_type {
         return Err(ClientDataError::TypeMismatch { expected: expected_type, got: c.type_ });
     }
-    // Compare decoded bytes, so padding or alphabet variants of the same challenge match.
-    let got = b64url_decode(&c.challenge).map_err(|_| ClientDataError::ChallengeMismatch)?;
-    if !ct_eq(&got, challenge) {
+    // C.challenge must be the base64url encoding of the challenge (padding tolerated).
+    if !ct_eq(c.challenge.trim_end_matches('=').as_bytes(), b64url_encode(challenge).as_bytes()) {
         return Err(ClientDataError::ChallengeMismatch);
     }
     if !origin_allowed(&c.origin, config) {

@@ -215,9 +215,11 @@ impl RpConfig {
         if self.origins.is_empty() && self.related_origins.is_empty() && !self.allow_subdomains {
             return Err(ConfigError::Invalid("at least one allowed origin is needed".into()));
         }
+        // Exact origins are compared as strings: web origins (scheme://host[:port])
+        // and app origins such as "android:apk-key-hash:..." alike.
         for o in self.origins.iter().chain(&self.related_origins).chain(&self.allowed_top_origins) {
-            if super::origin::Origin::parse(o).is_none() {
-                return Err(ConfigError::Invalid(format!("origin {o:?} is not scheme://host[:port]")));
+            if o.is_empty() || o.contains(char::is_whitespace) || o.ends_with('/') {
+                return Err(ConfigError::Invalid(format!("origin {o:?} is not a serialized origin")));
             }
         }
         if self.algorithms.is_empty() {

@@ -11,7 +11,7 @@ use crate::proto::cose::CoseAlgorithm;
 use crate::proto::extensions::CredProtect;
 use crate::proto::webauthn::{
     AuthenticatorSelection, Base64Url, ClientExtensionInputs, ClientExtensionOutputs, CreationOptionsJson,
-    CredentialDescriptor, PubKeyCredParam, RegistrationResponseJson, RpEntity, UserEntity, b64url_encode,
+    CredentialDescriptor, PubKeyCredParam, RegistrationResponseJson, RpEntity, UserEntity,
 };
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
@@ -275,7 +275,7 @@ impl RelyingParty {
         if response.type_ != "public-key" {
             return Err(RegistrationError::MalformedResponse(format!("type is {:?}, not public-key", response.type_)));
         }
-        if response.id != b64url_encode(&response.raw_id) {
+        if crate::proto::webauthn::b64url_decode(&response.id).ok().as_deref() != Some(&response.raw_id[..]) {
             return Err(RegistrationError::CredentialIdMismatch);
         }
         // Steps 5-10.
