@@ -17,6 +17,7 @@ pub mod client_data;
 pub mod config;
 pub mod origin;
 pub mod registration;
+pub mod testing;
 mod trust_eval;
 
 pub use authentication::{AuthenticationError, AuthenticationRequest, AuthenticationResult, AuthenticationState};
