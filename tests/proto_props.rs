@@ -184,7 +184,7 @@ proptest! {
         let _ = rp.finish_registration_json(st.clone(), s.as_bytes(), now);
         let _ = rp.finish_registration_json(st, &bytes, now);
         let (_, st) = rp.start_authentication(AuthenticationRequest::default(), now).unwrap();
-        let _ = rp.finish_authentication_json(st, s.as_bytes(), |_, _| None, now);
+        let _ = rp.finish_authentication_json(st, s.as_bytes(), |_, _| None::<CredentialRecord>, now);
     }
 
     #[test]
@@ -201,6 +201,6 @@ proptest! {
         let _ = rp.finish_registration(st, &resp, now);
         let (_, st) = rp.start_authentication(AuthenticationRequest::default(), now).unwrap();
         let json = serde_json::json!({"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON": b64url_encode(&cdj),"authenticatorData": b64url_encode(&ao),"signature": b64url_encode(&sig),"userHandle":"AQ"}});
-        let _ = rp.finish_authentication_json(st, json.to_string().as_bytes(), |_, _| None, now);
+        let _ = rp.finish_authentication_json(st, json.to_string().as_bytes(), |_, _| None::<CredentialRecord>, now);
     }
 }

@@ -202,7 +202,7 @@ impl RelyingParty {
 
     /// Finish from the response's JSON bytes. `lookup` finds the stored
     /// credential by (credential ID, userHandle) — the only I/O the ceremony needs.
-    pub fn finish_authentication_json<F>(
+    pub fn finish_authentication_json<F, R>(
         &self,
         state: AuthenticationState,
         response_json: &[u8],
@@ -210,13 +210,14 @@ impl RelyingParty {
         now: SystemTime,
     ) -> Result<AuthenticationResult, AuthenticationError>
     where
-        F: FnOnce(&[u8], Option<&[u8]>) -> Option<CredentialRecord>,
+        F: FnOnce(&[u8], Option<&[u8]>) -> Option<R>,
+        R: std::borrow::Borrow<CredentialRecord>,
     {
         let response: AuthenticationResponseJson =
             serde_json::from_slice(response_json).map_err(|e| AuthenticationError::MalformedResponse(e.to_string()))?;
         let stored = lookup(&response.raw_id, response.response.user_handle.as_deref())
             .ok_or(AuthenticationError::UnknownCredential)?;
-        self.finish_authentication(state, &response, &stored, now)
+        self.finish_authentication(state, &response, stored.borrow(), now)
     }
 
     /// Finish an authentication against the stored credential record: every
