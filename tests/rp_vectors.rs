@@ -326,7 +326,7 @@ fn real_device_registrations() {
             let expected = case["expected"]["valid"].as_bool();
             let got = run_registration_case(case, provider)
                 .and_then(|r| if expected == Some(true) { check_reg_values(case, &r) } else { Ok(()) });
-            t.record(&format!("{fmt}"), name, expected, got);
+            t.record(&fmt, name, expected, got);
         }
         t.finish(&format!("real-device-registrations.json [{}]", provider.name()));
     }

@@ -31,6 +31,7 @@ pub fn default_provider() -> &'static dyn CryptoProvider {
 }
 
 /// Every provider compiled into this build, for tests that must run on each.
+#[allow(clippy::vec_init_then_push)] // one push per compiled-in provider
 pub fn all_providers() -> Vec<&'static dyn CryptoProvider> {
     #[allow(unused_mut)]
     let mut v: Vec<&'static dyn CryptoProvider> = Vec::new();
