@@ -5,3 +5,5 @@
 //! certificate-path trust decisions in [`trust`].
 
 pub mod attestation;
+pub mod cert;
+pub mod trust;

@@ -1,0 +1,138 @@
+//! Trust decisions for attestation certificate chains: path validation from
+//! the x5c chain (leaf first) to caller-supplied trust anchors at a
+//! caller-given time.
+//!
+//! Each certificate must be signed by the next, its issuer name must equal the
+//! next certificate's subject, every issuer must be a CA (basicConstraints
+//! CA=true), and every certificate on the path, anchor included, must be
+//! valid at `now_unix`. The path ends at an anchor in one of two ways: a
+//! certificate of the chain *is* an anchor (byte-equal), or it is signed by
+//! one. A chain that reaches no anchor is [`TrustVerdict::Untrusted`], never
+//! valid.
+
+use crate::crypto::CryptoProvider;
+use crate::server::cert::ParsedCert;
+
+/// The outcome of path validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustVerdict {
+    /// The chain validates up to the anchor at this index of the anchor list.
+    Trusted {
+        /// Index into the caller's anchors.
+        anchor_index: usize,
+    },
+    /// The chain does not validate to any anchor; the reason is the first
+    /// failure found.
+    Untrusted(TrustError),
+    /// There is no chain to judge (attestation "none" or self attestation).
+    SelfOrNone,
+}
+
+impl TrustVerdict {
+    /// True only for [`TrustVerdict::Trusted`].
+    pub fn is_trusted(&self) -> bool {
+        matches!(self, TrustVerdict::Trusted { .. })
+    }
+}
+
+/// Why a chain is untrusted. Each variant has a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    /// A chain certificate or anchor could not be parsed.
+    #[error("certificate {index} cannot be parsed: {reason}")]
+    Malformed {
+        /// Position in the chain (anchors: chain length + anchor index).
+        index: usize,
+        /// Parser message.
+        reason: String,
+    },
+    /// A certificate is outside its validity window at the verification time.
+    #[error("certificate {0} is not valid at the verification time")]
+    Expired(usize),
+    /// A certificate's issuer name is not the next certificate's subject.
+    #[error("certificate {0}'s issuer is not the subject of the next certificate")]
+    NameChain(usize),
+    /// A certificate's signature does not verify under the next certificate's key.
+    #[error("certificate {0}'s signature does not verify under its issuer's key")]
+    BadSignature(usize),
+    /// An issuing certificate is not a CA.
+    #[error("certificate {0} issues certificates but is not a CA")]
+    NotCa(usize),
+    /// The chain validates internally but reaches no trust anchor.
+    #[error("the chain does not reach a trust anchor")]
+    NoAnchor,
+}
+
+impl TrustError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TrustError::Malformed { .. } => "trust_certificate_malformed",
+            TrustError::Expired(_) => "trust_certificate_expired",
+            TrustError::NameChain(_) => "trust_name_chain_broken",
+            TrustError::BadSignature(_) => "trust_bad_signature",
+            TrustError::NotCa(_) => "trust_issuer_not_ca",
+            TrustError::NoAnchor => "trust_no_anchor",
+        }
+    }
+}
+
+fn issues(provider: &dyn CryptoProvider, child: &ParsedCert, issuer: &ParsedCert) -> bool {
+    child.issuer_der() == issuer.subject_der()
+        && issuer.public_key().is_ok_and(|k| child.verify_signed_by(provider, &k).is_ok())
+}
+
+fn is_ca(cert: &ParsedCert) -> bool {
+    matches!(cert.basic_constraints_ca(), Ok(Some(true)))
+}
+
+/// Validate `chain` (DER, leaf first) against `anchors` (DER root or
+/// intermediate certificates) at `now_unix`. An empty chain gives
+/// [`TrustVerdict::SelfOrNone`].
+pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec<u8>], now_unix: i64) -> TrustVerdict {
+    if chain.is_empty() {
+        return TrustVerdict::SelfOrNone;
+    }
+    let mut certs = Vec::with_capacity(chain.len());
+    for (index, der) in chain.iter().enumerate() {
+        match ParsedCert::parse(der) {
+            Ok(c) => certs.push(c),
+            Err(e) => return TrustVerdict::Untrusted(TrustError::Malformed { index, reason: e.to_string() }),
+        }
+    }
+    // Anchors that cannot be parsed are skipped: a bad anchor must not make
+    // another anchor's chain fail, and it can never make a chain trusted.
+    let parsed_anchors: Vec<(usize, ParsedCert)> =
+        anchors.iter().enumerate().filter_map(|(i, a)| ParsedCert::parse(a).ok().map(|c| (i, c))).collect();
+
+    for (k, cert) in certs.iter().enumerate() {
+        if cert.check_validity(now_unix).is_err() {
+            return TrustVerdict::Untrusted(TrustError::Expired(k));
+        }
+        // Does the path end here? Either this certificate is an anchor, or an
+        // anchor issued it.
+        if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| a.der == cert.der) {
+            return TrustVerdict::Trusted { anchor_index: *i };
+        }
+        if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| {
+            a.der != cert.der && is_ca(a) && a.check_validity(now_unix).is_ok() && issues(provider, cert, a)
+        }) {
+            return TrustVerdict::Trusted { anchor_index: *i };
+        }
+        // Otherwise the next chain certificate must issue this one.
+        let Some(next) = certs.get(k + 1) else {
+            return TrustVerdict::Untrusted(TrustError::NoAnchor);
+        };
+        if cert.issuer_der() != next.subject_der() {
+            return TrustVerdict::Untrusted(TrustError::NameChain(k));
+        }
+        if !is_ca(next) {
+            return TrustVerdict::Untrusted(TrustError::NotCa(k + 1));
+        }
+        let ok = next.public_key().is_ok_and(|key| cert.verify_signed_by(provider, &key).is_ok());
+        if !ok {
+            return TrustVerdict::Untrusted(TrustError::BadSignature(k));
+        }
+    }
+    TrustVerdict::Untrusted(TrustError::NoAnchor)
+}
