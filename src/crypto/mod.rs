@@ -37,6 +37,7 @@ pub fn default_provider() -> &'static dyn CryptoProvider {
 }
 
 /// Every provider compiled into this build, for tests that must run on each.
+#[allow(clippy::vec_init_then_push)]
 pub fn all_providers() -> Vec<&'static dyn CryptoProvider> {
     #[allow(unused_mut)]
     let mut v: Vec<&'static dyn CryptoProvider> = Vec::new();
