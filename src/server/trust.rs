@@ -136,3 +136,60 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
     }
     TrustVerdict::Untrusted(TrustError::NoAnchor)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::attestation::test_support::fixture;
+
+    const W3C_ROOT: &str = include_str!("attestation/testdata/w3c_attestation_ca.hex");
+
+    fn root() -> Vec<u8> {
+        hex::decode(W3C_ROOT.trim()).unwrap()
+    }
+
+    #[test]
+    fn chain_to_anchor() {
+        let f = fixture("w3c/packed.ES256");
+        let chain = vec![f.leaf()];
+        for p in crate::crypto::all_providers() {
+            assert_eq!(evaluate(p, &chain, &[root()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            assert_eq!(
+                evaluate(p, &chain, &[vec![1, 2, 3], root()], f.time),
+                TrustVerdict::Trusted { anchor_index: 1 }
+            );
+            assert_eq!(evaluate(p, &chain, &[], f.time), TrustVerdict::Untrusted(TrustError::NoAnchor));
+            assert_eq!(evaluate(p, &[], &[root()], f.time), TrustVerdict::SelfOrNone);
+            assert_eq!(evaluate(p, &chain, &[root()], 0), TrustVerdict::Untrusted(TrustError::Expired(0)));
+            // A leaf that is itself an anchor, and a chain that ends in the anchor.
+            assert_eq!(evaluate(p, &chain, &chain, f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            let with_root = vec![f.leaf(), root()];
+            assert_eq!(evaluate(p, &with_root, &[root()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            // An unrelated anchor does not help.
+            let other = fixture("real/tpm-rs1").leaf();
+            assert!(!evaluate(p, &chain, &[other], f.time).is_trusted());
+        }
+    }
+
+    #[test]
+    fn tampered_certificates_are_untrusted() {
+        let f = fixture("w3c/packed.ES256");
+        let mut leaf = f.leaf();
+        if let Some(b) = leaf.last_mut() {
+            *b ^= 1;
+        }
+        for p in crate::crypto::all_providers() {
+            assert!(!evaluate(p, &[leaf.clone()], &[root()], f.time).is_trusted());
+            assert!(matches!(
+                evaluate(p, &[vec![0x30, 0x00]], &[root()], f.time),
+                TrustVerdict::Untrusted(TrustError::Malformed { index: 0, .. })
+            ));
+            // The leaf cannot vouch for the root: order matters and the issuer must be a CA.
+            let reversed = vec![root(), f.leaf()];
+            assert!(!evaluate(p, &reversed, &[], f.time).is_trusted());
+            // Two leaves: the second is no CA and did not sign the first.
+            let two = vec![f.leaf(), fixture("w3c/fido-u2f.ES256").leaf()];
+            assert!(!evaluate(p, &two, &[], f.time).is_trusted());
+        }
+    }
+}

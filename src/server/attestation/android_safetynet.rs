@@ -93,3 +93,44 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
     }
     Ok((AttestationType::Basic, chain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{AttestationPolicy, AttestationType};
+    use crate::proto::cbor::Value;
+
+    fn lenient() -> AttestationPolicy {
+        AttestationPolicy { safetynet_max_age_secs: None, ..AttestationPolicy::default() }
+    }
+
+    #[test]
+    fn verifies_under_opt_in_only() {
+        let f = fixture("real/android-safetynet");
+        assert_eq!(f.verify_with(true, false, &lenient()).unwrap().attestation_type, AttestationType::Basic);
+        assert_code(f.verify_with(false, false, &lenient()), "attestation_format_disabled");
+    }
+
+    #[test]
+    fn timestamp_window() {
+        let mut f = fixture("real/android-safetynet");
+        f.time += 10 * 365 * 86_400;
+        assert_code(f.verify_with(true, false, &AttestationPolicy::default()), "attestation_mismatch");
+    }
+
+    #[test]
+    fn tampered_jws_is_rejected() {
+        let mut f = fixture("real/android-safetynet");
+        let resp = f.bytes_mut("response");
+        // Change one character of the signature part.
+        let last = resp.len() - 2;
+        resp[last] = if resp[last] == b'A' { b'B' } else { b'A' };
+        assert_code(f.verify_with(true, false, &lenient()), "attestation_bad_signature");
+        let mut f = fixture("real/android-safetynet");
+        f.cdh[0] ^= 1;
+        assert_code(f.verify_with(true, false, &lenient()), "attestation_mismatch");
+        let mut f = fixture("real/android-safetynet");
+        f.set("response", Value::Bytes(b"a.b".to_vec()));
+        assert_code(f.verify_with(true, false, &lenient()), "attestation_malformed");
+    }
+}

@@ -31,3 +31,31 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
     }
     Ok((AttestationType::AnonCa, chain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::AttestationType;
+    use super::super::test_support::*;
+
+    #[test]
+    fn verifies() {
+        assert_eq!(fixture("w3c/apple.ES256").verify().unwrap().attestation_type, AttestationType::AnonCa);
+    }
+
+    #[test]
+    fn other_client_data_is_nonce_mismatch() {
+        let mut f = fixture("w3c/apple.ES256");
+        f.cdh[0] ^= 1;
+        assert_code(f.verify(), "attestation_mismatch");
+    }
+
+    #[test]
+    fn other_credential_key_is_mismatch() {
+        // A certificate with the right nonce but a different key: take the
+        // fido-u2f leaf, which has no nonce extension, to see the nonce check
+        // first; then a leaf whose key differs.
+        let mut f = fixture("w3c/apple.ES256");
+        f.x5c_mut()[0] = crate::proto::cbor::Value::Bytes(fixture("w3c/fido-u2f.ES256").leaf());
+        assert_code(f.verify(), "attestation_certificate_invalid");
+    }
+}

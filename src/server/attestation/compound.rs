@@ -52,3 +52,48 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
         all.into_iter().next().ok_or_else(|| AttestationError::Malformed("compound attStmt is empty".into()))?;
     Ok((first.attestation_type, first.chain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::AttestationType;
+    use super::super::test_support::*;
+    use crate::proto::cbor::{MapBuilder, Value};
+
+    fn entry(fmt: &str, stmt: Value) -> Value {
+        MapBuilder::new().insert("fmt", fmt).insert("attStmt", stmt).build()
+    }
+
+    #[test]
+    fn all_components_must_verify() {
+        let mut f = fixture("w3c/packed.ES256");
+        let good = f.obj.att_stmt.clone();
+        f.obj.fmt = "compound".into();
+        f.obj.att_stmt = Value::Array(vec![entry("packed", good.clone()), entry("packed", good.clone())]);
+        assert_eq!(f.verify().unwrap().attestation_type, AttestationType::Basic);
+
+        let mut bad = fixture("w3c/packed.ES256");
+        bad.flip_last("sig");
+        f.obj.att_stmt = Value::Array(vec![entry("packed", good.clone()), entry("packed", bad.obj.att_stmt.clone())]);
+        assert_code(f.verify(), "attestation_bad_signature");
+
+        f.obj.att_stmt = Value::Array(vec![entry("packed", good.clone())]);
+        assert_code(f.verify(), "attestation_malformed");
+
+        f.obj.att_stmt = Value::Array(vec![entry("packed", good.clone()), entry("compound", Value::Map(vec![]))]);
+        assert_code(f.verify(), "attestation_malformed");
+
+        f.obj.att_stmt = Value::Map(vec![]);
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn compound_attestation_object_round_trips_through_the_parser() {
+        let f = fixture("w3c/packed.ES256");
+        let mut obj = f.obj.clone();
+        obj.fmt = "compound".into();
+        obj.att_stmt =
+            Value::Array(vec![entry("packed", f.obj.att_stmt.clone()), entry("packed", f.obj.att_stmt.clone())]);
+        let parsed = crate::proto::attestation::AttestationObject::parse(&obj.to_bytes()).unwrap();
+        assert_eq!(parsed.fmt, "compound");
+    }
+}

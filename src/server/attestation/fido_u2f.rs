@@ -39,3 +39,40 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
         .map_err(|e| sig_err("fido-u2f attestation signature", e))?;
     Ok((AttestationType::Basic, chain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::AttestationType;
+    use super::super::test_support::*;
+
+    #[test]
+    fn verifies() {
+        assert_eq!(fixture("w3c/fido-u2f.ES256").verify().unwrap().attestation_type, AttestationType::Basic);
+    }
+
+    #[test]
+    fn flipped_signature_is_bad_signature() {
+        let mut f = fixture("w3c/fido-u2f.ES256");
+        f.flip_last("sig");
+        assert_code(f.verify(), "attestation_bad_signature");
+        let mut f = fixture("w3c/fido-u2f.ES256");
+        f.cdh[5] ^= 1;
+        assert_code(f.verify(), "attestation_bad_signature");
+    }
+
+    #[test]
+    fn exactly_one_certificate() {
+        let mut f = fixture("w3c/fido-u2f.ES256");
+        let leaf = f.x5c_mut()[0].clone();
+        f.x5c_mut().push(leaf);
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn leaf_key_must_be_p256() {
+        let mut f = fixture("w3c/fido-u2f.ES256");
+        let rsa_leaf = fixture("real/tpm-rs1").leaf();
+        f.x5c_mut()[0] = crate::proto::cbor::Value::Bytes(rsa_leaf);
+        assert_code(f.verify(), "attestation_certificate_invalid");
+    }
+}

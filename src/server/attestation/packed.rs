@@ -62,3 +62,98 @@ pub(crate) fn check_cert_requirements(leaf: &ParsedCert) -> Result<(), Attestati
     }
     check_not_ca(leaf, "packed attestation")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{AttestationType, check_aaguid_ext};
+    use crate::proto::cbor::Value;
+    use crate::server::cert::ParsedCert;
+
+    #[test]
+    fn x5c_and_self_verify() {
+        for name in ["w3c/packed.ES256", "w3c/packed.RS256", "real/packed-aaguid-ext"] {
+            let v = fixture(name).verify().unwrap();
+            assert_eq!(v.attestation_type, AttestationType::Basic, "{name}");
+            assert!(!v.chain.is_empty());
+        }
+        let v = fixture("w3c/packed-self.ES256").verify().unwrap();
+        assert_eq!((v.attestation_type, v.chain.len()), (AttestationType::SelfAttestation, 0));
+    }
+
+    #[test]
+    fn flipped_signature_is_bad_signature() {
+        for name in ["w3c/packed.ES256", "w3c/packed-self.ES256", "w3c/packed.RS256"] {
+            let mut f = fixture(name);
+            f.flip_last("sig");
+            assert_code(f.verify(), "attestation_bad_signature");
+        }
+    }
+
+    #[test]
+    fn other_client_data_is_bad_signature() {
+        let mut f = fixture("w3c/packed.ES256");
+        f.cdh[0] ^= 1;
+        assert_code(f.verify(), "attestation_bad_signature");
+    }
+
+    #[test]
+    fn self_attestation_alg_must_match_the_credential() {
+        let mut f = fixture("w3c/packed-self.ES256");
+        f.set("alg", Value::from(-257i64));
+        assert_code(f.verify(), "attestation_mismatch");
+    }
+
+    #[test]
+    fn x5c_alg_must_fit_the_certificate_key() {
+        let mut f = fixture("w3c/packed.ES256");
+        f.set("alg", Value::from(-257i64));
+        assert_code(f.verify(), "attestation_mismatch");
+    }
+
+    #[test]
+    fn missing_fields_are_malformed() {
+        for key in ["alg", "sig"] {
+            let mut f = fixture("w3c/packed.ES256");
+            f.remove(key);
+            assert_code(f.verify(), "attestation_malformed");
+        }
+        let mut f = fixture("w3c/packed.ES256");
+        f.set("x5c", Value::Array(vec![]));
+        assert_code(f.verify(), "attestation_malformed");
+        let mut f = fixture("w3c/packed.ES256");
+        f.set("ecdaaKeyId", Value::Bytes(vec![1]));
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn leaf_requirements_are_enforced() {
+        let mut f = fixture("w3c/packed.ES256");
+        let leaf = match &mut f.x5c_mut()[0] {
+            Value::Bytes(b) => b,
+            _ => unreachable!(),
+        };
+        replace_bytes(leaf, b"Authenticator Attestation", b"Authenticator Attestatioo");
+        assert_code(f.verify(), "attestation_certificate_invalid");
+    }
+
+    #[test]
+    fn wrong_aaguid_is_mismatch() {
+        let f = fixture("real/packed-aaguid-ext");
+        let leaf = ParsedCert::parse(&f.leaf()).unwrap();
+        let aaguid = f.obj.auth_data.attested_credential.as_ref().unwrap().aaguid;
+        check_aaguid_ext(&leaf, &aaguid).unwrap();
+        let mut wrong = aaguid;
+        wrong[15] ^= 1;
+        let e = check_aaguid_ext(&leaf, &wrong).unwrap_err();
+        assert_eq!(e.code(), "attestation_mismatch");
+        assert!(e.to_string().contains("1.3.6.1.4.1.45724.1.1.4"));
+    }
+
+    #[test]
+    fn garbage_leaf_is_a_certificate_error() {
+        let mut f = fixture("w3c/packed.ES256");
+        f.x5c_mut()[0] = Value::Bytes(vec![0x30, 0x00]);
+        assert_code(f.verify(), "attestation_certificate_invalid");
+    }
+}

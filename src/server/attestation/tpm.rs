@@ -293,3 +293,96 @@ pub(crate) fn check_aik_requirements(aik: &ParsedCert) -> Result<(), Attestation
     }
     check_not_ca(aik, "tpm AIK")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{AttestationPolicy, AttestationType};
+    use super::*;
+    use crate::proto::cbor::Value;
+
+    #[test]
+    fn verifies_ecc_and_rsa() {
+        assert_eq!(fixture("w3c/tpm.ES256").verify().unwrap().attestation_type, AttestationType::AttCa);
+        assert_eq!(fixture("real/tpm-rs1").verify().unwrap().attestation_type, AttestationType::AttCa);
+    }
+
+    #[test]
+    fn rs1_needs_the_opt_in() {
+        let f = fixture("real/tpm-rs1");
+        assert_code(f.verify_with(false, false, &AttestationPolicy::default()), "attestation_algorithm_unsupported");
+    }
+
+    #[test]
+    fn flipped_signature_is_bad_signature() {
+        let mut f = fixture("w3c/tpm.ES256");
+        f.flip_last("sig");
+        assert_code(f.verify(), "attestation_bad_signature");
+    }
+
+    #[test]
+    fn cert_info_checks() {
+        // Wrong magic.
+        let mut f = fixture("w3c/tpm.ES256");
+        f.bytes_mut("certInfo")[0] ^= 1;
+        assert_code(f.verify(), "attestation_mismatch");
+        // Wrong type.
+        let mut f = fixture("w3c/tpm.ES256");
+        f.bytes_mut("certInfo")[5] ^= 1;
+        assert_code(f.verify(), "attestation_mismatch");
+        // extraData no longer hash(authData || clientDataHash).
+        let mut f = fixture("w3c/tpm.ES256");
+        f.cdh[0] ^= 1;
+        assert_code(f.verify(), "attestation_mismatch");
+        // Truncated and extended structures are malformed.
+        let mut f = fixture("w3c/tpm.ES256");
+        f.bytes_mut("certInfo").pop();
+        assert_code(f.verify(), "attestation_malformed");
+        let mut f = fixture("w3c/tpm.ES256");
+        f.bytes_mut("certInfo").push(0);
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn pub_area_must_hold_the_credential_key() {
+        let mut f = fixture("w3c/tpm.ES256");
+        if let Some(b) = f.bytes_mut("pubArea").last_mut() {
+            *b ^= 1;
+        }
+        assert_code(f.verify(), "attestation_mismatch");
+        let mut f = fixture("w3c/tpm.ES256");
+        f.bytes_mut("pubArea").truncate(10);
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn version_and_fields() {
+        let mut f = fixture("w3c/tpm.ES256");
+        f.set("ver", Value::from("1.0"));
+        assert_code(f.verify(), "attestation_malformed");
+        let mut f = fixture("w3c/tpm.ES256");
+        f.remove("x5c");
+        assert_code(f.verify(), "attestation_malformed");
+    }
+
+    #[test]
+    fn aik_requirements() {
+        // A packed attestation certificate has a subject and no TPM SAN.
+        let packed_leaf = ParsedCert::parse(&fixture("w3c/packed.ES256").leaf()).unwrap();
+        assert_eq!(check_aik_requirements(&packed_leaf).unwrap_err().code(), "attestation_certificate_invalid");
+        let aik = ParsedCert::parse(&fixture("w3c/tpm.ES256").leaf()).unwrap();
+        check_aik_requirements(&aik).unwrap();
+    }
+
+    #[test]
+    fn parsers_survive_garbage() {
+        for len in 0..64 {
+            let b: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = TpmtPublic::parse(&b);
+            let _ = TpmsAttest::parse(&b);
+        }
+        let mut b = vec![0x00, 0x23, 0x00, 0x0b, 0, 0, 0, 0, 0xff, 0xff];
+        b.extend([0u8; 4]);
+        assert!(TpmtPublic::parse(&b).is_err());
+    }
+}
