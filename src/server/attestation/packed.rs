@@ -133,7 +133,8 @@ mod tests {
             Value::Bytes(b) => b,
             _ => unreachable!(),
         };
-        replace_bytes(leaf, b"Authenticator Attestation", b"Authenticator Attestatioo");
+        // The subject's OU (UTF8String of 25 bytes), not the issuer's "... CA".
+        replace_bytes(leaf, b"\x0c\x19Authenticator Attestation", b"\x0c\x19Authenticator Attestatioo");
         assert_code(f.verify(), "attestation_certificate_invalid");
     }
 
