@@ -93,6 +93,8 @@ pub mod oid {
     pub const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
     /// basicConstraints.
     pub const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+    /// keyUsage.
+    pub const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
     /// subjectAltName.
     pub const SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
     /// extKeyUsage.
@@ -361,6 +363,19 @@ impl ParsedCert {
                 Ok(Some(bc.ca))
             }
         }
+    }
+
+    /// basicConstraints pathLenConstraint, when present.
+    pub fn path_len_constraint(&self) -> Option<u8> {
+        let ext = self.extension(oid::BASIC_CONSTRAINTS)?;
+        x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes()).ok()?.path_len_constraint
+    }
+
+    /// keyUsage: `None` when absent, else whether keyCertSign is set (an
+    /// unreadable extension counts as not allowing certificate signing).
+    pub fn key_cert_sign(&self) -> Option<bool> {
+        let ext = self.extension(oid::KEY_USAGE)?;
+        Some(x509_cert::ext::pkix::KeyUsage::from_der(ext.extn_value.as_bytes()).is_ok_and(|ku| ku.key_cert_sign()))
     }
 
     /// True when the certificate's version is 3.

@@ -3,14 +3,19 @@
 //! caller-given time.
 //!
 //! Each certificate must be signed by the next, its issuer name must equal the
-//! next certificate's subject, every issuer must be a CA (basicConstraints
-//! CA=true), and every certificate on the path, anchor included, must be
-//! valid at `now_unix`. The path ends at an anchor in one of two ways: a
+//! next certificate's subject, every issuer in the chain must be a CA
+//! (basicConstraints CA=true, keyUsage keyCertSign when keyUsage is present,
+//! pathLenConstraint respected), and every certificate on the path, anchor
+//! included, must be valid at `now_unix`. Anchors are trusted by the caller's
+//! choice: one that issues a chain certificate must not say CA=false or lack
+//! keyCertSign, but need not carry basicConstraints (old v1 roots). Revocation
+//! is not checked. The path ends at an anchor in one of two ways: a
 //! certificate of the chain *is* an anchor (byte-equal), or it is signed by
 //! one. A chain that reaches no anchor is [`TrustVerdict::Untrusted`], never
 //! valid.
 
 use crate::crypto::CryptoProvider;
+use crate::server::attestation::{AttestationType, VerifiedAttestation};
 use crate::server::cert::ParsedCert;
 
 /// The outcome of path validation.
@@ -82,8 +87,34 @@ fn issues(provider: &dyn CryptoProvider, child: &ParsedCert, issuer: &ParsedCert
         && issuer.public_key().is_ok_and(|k| child.verify_signed_by(provider, &k).is_ok())
 }
 
-fn is_ca(cert: &ParsedCert) -> bool {
+/// May this chain certificate issue certificates, with `below` intermediate
+/// CA certificates between it and the leaf?
+fn may_issue(cert: &ParsedCert, below: usize) -> bool {
     matches!(cert.basic_constraints_ca(), Ok(Some(true)))
+        && cert.key_cert_sign() != Some(false)
+        && cert.path_len_constraint().is_none_or(|p| below <= usize::from(p))
+}
+
+/// May this anchor issue certificates? Anchors without basicConstraints are accepted.
+fn anchor_may_issue(anchor: &ParsedCert, below: usize) -> bool {
+    !matches!(anchor.basic_constraints_ca(), Ok(Some(false)) | Err(_))
+        && anchor.key_cert_sign() != Some(false)
+        && anchor.path_len_constraint().is_none_or(|p| below <= usize::from(p))
+}
+
+/// The trust verdict for a verified attestation statement: none and self
+/// attestation have no chain to judge ([`TrustVerdict::SelfOrNone`]);
+/// otherwise the statement's chain is validated against `anchors`.
+pub fn evaluate_attestation(
+    provider: &dyn CryptoProvider,
+    verified: &VerifiedAttestation,
+    anchors: &[Vec<u8>],
+    now_unix: i64,
+) -> TrustVerdict {
+    match verified.attestation_type {
+        AttestationType::None | AttestationType::SelfAttestation => TrustVerdict::SelfOrNone,
+        _ => evaluate(provider, &verified.chain, anchors, now_unix),
+    }
 }
 
 /// Validate `chain` (DER, leaf first) against `anchors` (DER root or
@@ -115,7 +146,10 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
             return TrustVerdict::Trusted { anchor_index: *i };
         }
         if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| {
-            a.der != cert.der && is_ca(a) && a.check_validity(now_unix).is_ok() && issues(provider, cert, a)
+            a.der != cert.der
+                && anchor_may_issue(a, k)
+                && a.check_validity(now_unix).is_ok()
+                && issues(provider, cert, a)
         }) {
             return TrustVerdict::Trusted { anchor_index: *i };
         }
@@ -126,7 +160,7 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
         if cert.issuer_der() != next.subject_der() {
             return TrustVerdict::Untrusted(TrustError::NameChain(k));
         }
-        if !is_ca(next) {
+        if !may_issue(next, k) {
             return TrustVerdict::Untrusted(TrustError::NotCa(k + 1));
         }
         let ok = next.public_key().is_ok_and(|key| cert.verify_signed_by(provider, &key).is_ok());
@@ -169,6 +203,17 @@ mod tests {
             let other = fixture("real/tpm-rs1").leaf();
             assert!(!evaluate(p, &chain, &[other], f.time).is_trusted());
         }
+    }
+
+    #[test]
+    fn attestation_level_verdicts() {
+        let p = crate::crypto::default_provider();
+        let f = fixture("w3c/packed.ES256");
+        let v = f.verify().unwrap();
+        assert_eq!(evaluate_attestation(p, &v, &[root()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+        assert!(!evaluate_attestation(p, &v, &[], f.time).is_trusted());
+        let s = fixture("w3c/packed-self.ES256").verify().unwrap();
+        assert_eq!(evaluate_attestation(p, &s, &[root()], f.time), TrustVerdict::SelfOrNone);
     }
 
     #[test]
