@@ -346,6 +346,18 @@ fn run_real_case(case: &Json, provider: &dyn CryptoProvider) -> (String, Outcome
             if !v.chain.is_empty() && evaluate(provider, &v.chain, &[], now).is_trusted() {
                 return (fmt_label, Outcome::Fail("chain trusted with no anchors".into()));
             }
+            // Where the source fixes the clock, the chain must validate
+            // internally up to its own last certificate taken as the anchor.
+            if v.chain.len() > 1 && case.get("validation_time").is_some() {
+                let last = v.chain.last().cloned().unwrap_or_default();
+                let verdict = evaluate(provider, &v.chain, &[last], now);
+                if !verdict.is_trusted() {
+                    return (
+                        fmt_label,
+                        Outcome::Fail(format!("chain does not validate to its own last certificate: {verdict:?}")),
+                    );
+                }
+            }
             (fmt_label, Outcome::Pass)
         }
         Some(false) => (fmt_label, Outcome::Fail("negative case not classified in this test".into())),
