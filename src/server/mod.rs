@@ -7,18 +7,19 @@
 //! The pending ceremony state is a serializable value the caller stores (with
 //! its creation time and expiry inside) and hands back to `finish`, which
 //! consumes it. One file per attestation format lives under [`attestation`];
-//! certificate-path trust decisions are in `trust`. Origin rules (exact
+//! certificate-path trust decisions are in [`trust`]. Origin rules (exact
 //! origins, opt-in subdomains, cross-origin iframes, Related Origin Requests)
 //! are in [`origin`].
 
 pub mod attestation;
 pub mod authentication;
+pub mod cert;
 pub mod client_data;
 pub mod config;
 pub mod origin;
 pub mod registration;
 pub mod testing;
-mod trust_eval;
+pub mod trust;
 
 pub use authentication::{AuthenticationError, AuthenticationRequest, AuthenticationResult, AuthenticationState};
 pub use config::{

@@ -376,15 +376,13 @@ impl RelyingParty {
     }
 
     fn assess_trust(&self, verified: &VerifiedAttestation, now_unix: i64) -> (bool, Option<String>) {
-        match verified.attestation_type {
-            AttestationType::None => (false, Some("no attestation (format none)".into())),
-            AttestationType::SelfAttestation => (false, Some("self attestation".into())),
-            _ => super::trust_eval::evaluate(
-                self.provider,
-                &verified.chain,
-                &self.config.attestation_policy.trust_anchors,
-                now_unix,
-            ),
+        use super::trust::{TrustVerdict, evaluate_attestation};
+        match evaluate_attestation(self.provider, verified, &self.config.attestation_policy.trust_anchors, now_unix) {
+            TrustVerdict::Trusted { .. } => (true, None),
+            TrustVerdict::Untrusted(e) => (false, Some(e.to_string())),
+            TrustVerdict::SelfOrNone => {
+                (false, Some(format!("{} attestation has no certificate chain", verified.attestation_type.as_str())))
+            }
         }
     }
 }
