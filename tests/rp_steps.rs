@@ -270,14 +270,14 @@ fn reg_step25_credential_id_length() {
 }
 
 #[test]
-fn reg_raw_id_must_match_attested_credential() {
-    assert_eq!(
-        reg_err(params(), |r, _| {
-            r.raw_id = Base64Url(vec![1, 2, 3]);
-            r.id = b64url_encode(&[1, 2, 3]);
-        }),
-        "credential_id_mismatch"
-    );
+fn reg_attested_credential_id_is_authoritative() {
+    let cred = new_cred();
+    let r = reg_with(&rp(), &cred, &params(), |r, _| {
+        r.raw_id = Base64Url(vec![1, 2, 3]);
+        r.id = b64url_encode(&[1, 2, 3]);
+    })
+    .unwrap();
+    assert_eq!(r.credential.credential_id.0, cred.credential_id);
 }
 
 #[test]

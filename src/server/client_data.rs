@@ -32,6 +32,9 @@ pub enum ClientDataError {
     /// `topOrigin` is not allowed, or present without `crossOrigin`.
     #[error("top origin {0:?} is not allowed")]
     TopOriginMismatch(String),
+    /// `tokenBinding.status` is not "present" or "supported" (WebAuthn L2 §7.1 step 10).
+    #[error("token binding status {0:?} is invalid")]
+    TokenBindingInvalid(String),
 }
 
 impl ClientDataError {
@@ -44,6 +47,7 @@ impl ClientDataError {
             ClientDataError::OriginMismatch(_) => "origin_mismatch",
             ClientDataError::CrossOriginNotAllowed => "cross_origin_not_allowed",
             ClientDataError::TopOriginMismatch(_) => "top_origin_mismatch",
+            ClientDataError::TokenBindingInvalid(_) => "token_binding_invalid",
         }
     }
 }
@@ -78,5 +82,29 @@ pub fn check_client_data(
             return Err(ClientDataError::TopOriginMismatch(top.clone()));
         }
     }
+    check_token_binding(json)?;
     Ok(c)
+}
+
+/// Level 2 clients may send `tokenBinding: {"status": ...}`; Level 3 dropped
+/// it. hwkey does not use token binding, but a status other than the two the
+/// spec defines is a malformed client and is refused. Non-object values (old
+/// Edge sent the string "unused") are ignored.
+fn check_token_binding(json: &[u8]) -> Result<(), ClientDataError> {
+    #[derive(serde::Deserialize)]
+    struct Tb {
+        #[serde(rename = "tokenBinding")]
+        token_binding: Option<serde_json::Value>,
+    }
+    if !json.windows(12).any(|w| w == b"tokenBinding") {
+        return Ok(());
+    }
+    let tb: Tb = serde_json::from_slice(json).map_err(|e| ClientDataError::Malformed(e.to_string()))?;
+    if let Some(serde_json::Value::Object(o)) = tb.token_binding {
+        match o.get("status").and_then(|s| s.as_str()) {
+            Some("present") | Some("supported") => {}
+            other => return Err(ClientDataError::TokenBindingInvalid(other.unwrap_or("").to_string())),
+        }
+    }
+    Ok(())
 }

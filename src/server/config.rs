@@ -133,6 +133,9 @@ pub struct AttestationPolicy {
     pub allow_safetynet: bool,
     /// Accept RS1 (SHA-1) signatures from legacy TPMs.
     pub allow_rs1: bool,
+    /// Format-specific knobs (android-key TEE, SafetyNet timestamp window and CTS profile).
+    #[serde(default)]
+    pub formats: super::attestation::AttestationPolicy,
 }
 
 impl Default for AttestationPolicy {
@@ -143,6 +146,7 @@ impl Default for AttestationPolicy {
             allow_untrusted: true,
             allow_safetynet: false,
             allow_rs1: false,
+            formats: Default::default(),
         }
     }
 }

@@ -163,9 +163,6 @@ pub enum RegistrationError {
     /// Step 25: credential ID too long.
     #[error("credential ID longer than 1023 bytes")]
     CredentialIdTooLong,
-    /// rawId / id / attested credential ID disagree.
-    #[error("credential ID in the response does not match the attested credential")]
-    CredentialIdMismatch,
     /// Step 26 (in part): the authenticator returned an excluded credential.
     #[error("the authenticator already holds a credential of this user")]
     CredentialExcluded,
@@ -189,7 +186,6 @@ impl RegistrationError {
             Self::Attestation(e) => e.code(),
             Self::AttestationUntrusted(_) => "attestation_untrusted",
             Self::CredentialIdTooLong => "credential_id_too_long",
-            Self::CredentialIdMismatch => "credential_id_mismatch",
             Self::CredentialExcluded => "credential_excluded",
         }
     }
@@ -275,9 +271,6 @@ impl RelyingParty {
         if response.type_ != "public-key" {
             return Err(RegistrationError::MalformedResponse(format!("type is {:?}, not public-key", response.type_)));
         }
-        if crate::proto::webauthn::b64url_decode(&response.id).ok().as_deref() != Some(&response.raw_id[..]) {
-            return Err(RegistrationError::CredentialIdMismatch);
-        }
         // Steps 5-10.
         let cdj = &response.response.client_data_json.0;
         check_client_data(cdj, "webauthn.create", &state.challenge, &self.config)?;
@@ -326,8 +319,15 @@ impl RelyingParty {
             allow_safetynet: self.config.attestation_policy.allow_safetynet,
             allow_rs1: self.config.attestation_policy.allow_rs1,
         };
-        let verified =
-            attestation::verify_attestation(&att.fmt, &att.att_stmt, ad, &att.auth_data_raw, &client_data_hash, &ctx)?;
+        let verified = attestation::verify_attestation_with_policy(
+            &att.fmt,
+            &att.att_stmt,
+            ad,
+            &att.auth_data_raw,
+            &client_data_hash,
+            &ctx,
+            &self.config.attestation_policy.formats,
+        )?;
         // Steps 23-24: trust.
         let (trusted, untrusted_reason) = self.assess_trust(&verified, ctx.now_unix);
         let policy = &self.config.attestation_policy;
@@ -340,9 +340,9 @@ impl RelyingParty {
         if acd.credential_id.len() > super::registration::MAX_CREDENTIAL_ID_LEN {
             return Err(RegistrationError::CredentialIdTooLong);
         }
-        if acd.credential_id != response.raw_id.0 {
-            return Err(RegistrationError::CredentialIdMismatch);
-        }
+        // The attested credential ID is authoritative. Clients report it as
+        // rawId too, but real responses exist whose rawId differs (accepted by
+        // every major relying-party library), and authData is what is signed.
         // Step 26 (the part that needs no storage): excluded credentials.
         if state.exclude_credentials.iter().any(|c| c.0 == acd.credential_id) {
             return Err(RegistrationError::CredentialExcluded);

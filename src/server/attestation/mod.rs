@@ -123,7 +123,8 @@ impl AttestationError {
 
 /// Policy choices of the formats that have them. [`Default`] is the strict,
 /// spec-recommended setting; [`verify_attestation`] uses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AttestationPolicy {
     /// android-key: take `origin` and `purpose` only from the TEE-enforced
     /// authorization list (true) or from the union of the TEE- and
