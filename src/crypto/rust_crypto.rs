@@ -109,7 +109,17 @@ impl CryptoProvider for RustCryptoProvider {
         msg: &[u8],
         sig: &[u8],
     ) -> Result<(), CryptoError> {
-        let prehash = self.digest(hash, &[msg]);
+        // A hash shorter than the curve order is the same integer left-padded
+        // with zeros (FIPS 186-5); the ecdsa crate wants at least half the
+        // field size, so pad short hashes (SHA-256 with P-521) to the field size.
+        let field_len: usize = match curve {
+            EcCurve::P256 => 32,
+            EcCurve::P384 => 48,
+            EcCurve::P521 => 66,
+        };
+        let digest = self.digest(hash, &[msg]);
+        let mut prehash = vec![0u8; field_len.saturating_sub(digest.len())];
+        prehash.extend_from_slice(&digest);
         let bad = |_| CryptoError::BadSignature;
         match curve {
             EcCurve::P256 => {
