@@ -206,6 +206,35 @@ mod tests {
     }
 
     #[test]
+    fn multi_certificate_chain() {
+        let f = fixture("real/android-key-pixel8a");
+        let chain: Vec<Vec<u8>> = match f.obj.att_stmt.get_text("x5c") {
+            Some(crate::proto::cbor::Value::Array(a)) => {
+                a.iter().filter_map(|c| c.as_bytes().map(<[u8]>::to_vec)).collect()
+            }
+            _ => panic!("x5c"),
+        };
+        assert!(chain.len() >= 3, "fixture has a leaf, intermediates and a root");
+        let last = chain.last().cloned().unwrap();
+        let middle = chain[1].clone();
+        for p in crate::crypto::all_providers() {
+            let n = chain.len() - 1;
+            assert_eq!(evaluate(p, &chain, &[last.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            // An intermediate as the anchor cuts the path short.
+            assert_eq!(evaluate(p, &chain, &[middle.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            // Without the last certificate the anchor still issues the one before it.
+            assert_eq!(evaluate(p, &chain[..n], &[last.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            // Out of order: names no longer chain.
+            let mut swapped = chain.clone();
+            swapped.swap(1, 2);
+            assert!(matches!(evaluate(p, &swapped, &[last.clone()], f.time), TrustVerdict::Untrusted(_)));
+            // A missing intermediate.
+            let gap = [chain[0].clone(), last.clone()];
+            assert_eq!(evaluate(p, &gap, &[last.clone()], f.time), TrustVerdict::Untrusted(TrustError::NameChain(0)));
+        }
+    }
+
+    #[test]
     fn attestation_level_verdicts() {
         let p = crate::crypto::default_provider();
         let f = fixture("w3c/packed.ES256");
