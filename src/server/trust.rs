@@ -219,18 +219,30 @@ mod tests {
         let middle = chain[1].clone();
         for p in crate::crypto::all_providers() {
             let n = chain.len() - 1;
-            assert_eq!(evaluate(p, &chain, &[last.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            assert_eq!(
+                evaluate(p, &chain, std::slice::from_ref(&last), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
             // An intermediate as the anchor cuts the path short.
-            assert_eq!(evaluate(p, &chain, &[middle.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            assert_eq!(
+                evaluate(p, &chain, std::slice::from_ref(&middle), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
             // Without the last certificate the anchor still issues the one before it.
-            assert_eq!(evaluate(p, &chain[..n], &[last.clone()], f.time), TrustVerdict::Trusted { anchor_index: 0 });
+            assert_eq!(
+                evaluate(p, &chain[..n], std::slice::from_ref(&last), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
             // Out of order: names no longer chain.
             let mut swapped = chain.clone();
             swapped.swap(1, 2);
-            assert!(matches!(evaluate(p, &swapped, &[last.clone()], f.time), TrustVerdict::Untrusted(_)));
+            assert!(matches!(evaluate(p, &swapped, std::slice::from_ref(&last), f.time), TrustVerdict::Untrusted(_)));
             // A missing intermediate.
             let gap = [chain[0].clone(), last.clone()];
-            assert_eq!(evaluate(p, &gap, &[last.clone()], f.time), TrustVerdict::Untrusted(TrustError::NameChain(0)));
+            assert_eq!(
+                evaluate(p, &gap, std::slice::from_ref(&last), f.time),
+                TrustVerdict::Untrusted(TrustError::NameChain(0))
+            );
         }
     }
 
