@@ -448,6 +448,14 @@ fn w3c_l3_vectors_and_trust_root() {
                 }
             };
             let cdh = provider.sha256(&[&cdj]);
+            // The values the vector states about the credential.
+            let acd = obj.auth_data.attested_credential.as_ref();
+            let want_aaguid = case.pointer("/expected/aaguid_hex").and_then(Json::as_str).map(unhex);
+            let want_id = case.pointer("/expected/credential_id_hex").and_then(Json::as_str).map(unhex);
+            if acd.map(|a| a.aaguid.to_vec()) != want_aaguid || acd.map(|a| a.credential_id.clone()) != want_id {
+                tally.add(&obj.fmt, name, Outcome::Fail("AAGUID or credential ID differs from the vector".into()));
+                continue;
+            }
             // A time inside the attestation certificate's validity (W3C gives none).
             let x5c0 = obj
                 .att_stmt

@@ -109,24 +109,31 @@ impl CryptoProvider for RustCryptoProvider {
         msg: &[u8],
         sig: &[u8],
     ) -> Result<(), CryptoError> {
-        let prehash = self.digest(hash, &[msg]);
+        // A hash shorter than the curve order is the same integer left-padded
+        // with zeros (FIPS 186-5); the ecdsa crate wants at least half the
+        // field size, so pad short hashes (SHA-256 with P-521) to the field size.
+        let field_len: usize = match curve {
+            EcCurve::P256 => 32,
+            EcCurve::P384 => 48,
+            EcCurve::P521 => 66,
+        };
+        let digest = self.digest(hash, &[msg]);
+        let mut prehash = vec![0u8; field_len.saturating_sub(digest.len())];
+        prehash.extend_from_slice(&digest);
         let bad = |_| CryptoError::BadSignature;
         match curve {
             EcCurve::P256 => {
-                let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| CryptoError::InvalidKey("P-256 public point"))?;
+                let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
                 let s = p256::ecdsa::Signature::from_der(sig).map_err(bad)?;
                 vk.verify_prehash(&prehash, &s).map_err(bad)
             }
             EcCurve::P384 => {
-                let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| CryptoError::InvalidKey("P-384 public point"))?;
+                let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
                 let s = p384::ecdsa::Signature::from_der(sig).map_err(bad)?;
                 vk.verify_prehash(&prehash, &s).map_err(bad)
             }
             EcCurve::P521 => {
-                let vk = p521::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| CryptoError::InvalidKey("P-521 public point"))?;
+                let vk = p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
                 let s = p521::ecdsa::Signature::from_der(sig).map_err(bad)?;
                 vk.verify_prehash(&prehash, &s).map_err(bad)
             }
@@ -135,8 +142,8 @@ impl CryptoProvider for RustCryptoProvider {
 
     fn verify_ed25519(&self, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let pk: [u8; 32] = pk.try_into().map_err(|_| CryptoError::InvalidKey("Ed25519 public key must be 32 bytes"))?;
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk)
-            .map_err(|_| CryptoError::InvalidKey("Ed25519 public key is not a curve point"))?;
+        // As aws-lc-rs does: a key that is not a curve point made no signature.
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| CryptoError::BadSignature)?;
         let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
         vk.verify_strict(msg, &sig).map_err(|_| CryptoError::BadSignature)
     }
@@ -158,10 +165,12 @@ impl CryptoProvider for RustCryptoProvider {
         }
         let key =
             rsa::RsaPublicKey::new_with_max_size(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e), 8192)
-                .map_err(|_| CryptoError::InvalidKey("RSA public key rejected"))?;
+                .map_err(|_| CryptoError::BadSignature)?;
+        // aws-lc-rs accepts 1024-bit moduli only with SHA-1 and reports other
+        // keys it refuses as a failed verification; so does this provider.
         let min_bits = if hash == HashAlg::Sha1 { 1024 } else { 2048 };
         if key.n().bits() < min_bits {
-            return Err(CryptoError::InvalidKey("RSA modulus too short"));
+            return Err(CryptoError::BadSignature);
         }
         let hashed = self.digest(hash, &[msg]);
         let res = match (padding, hash) {

@@ -66,6 +66,9 @@ pub enum TrustError {
     /// The chain validates internally but reaches no trust anchor.
     #[error("the chain does not reach a trust anchor")]
     NoAnchor,
+    /// Trust-anchor PEM text could not be read.
+    #[error("trust anchor PEM is malformed: {0}")]
+    Pem(&'static str),
 }
 
 impl TrustError {
@@ -78,6 +81,7 @@ impl TrustError {
             TrustError::BadSignature(_) => "trust_bad_signature",
             TrustError::NotCa(_) => "trust_issuer_not_ca",
             TrustError::NoAnchor => "trust_no_anchor",
+            TrustError::Pem(_) => "trust_anchor_pem_malformed",
         }
     }
 }
@@ -100,6 +104,29 @@ fn anchor_may_issue(anchor: &ParsedCert, below: usize) -> bool {
     !matches!(anchor.basic_constraints_ca(), Ok(Some(false)) | Err(_))
         && anchor.key_cert_sign() != Some(false)
         && anchor.path_len_constraint().is_none_or(|p| below <= usize::from(p))
+}
+
+/// The DER certificates of every `CERTIFICATE` block in PEM text, in order
+/// (for loading trust anchors). Each must parse as an X.509 certificate.
+pub fn certificates_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, TrustError> {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = rest.get(start + BEGIN.len()..).unwrap_or_default();
+        let end = after.find(END).ok_or(TrustError::Pem("BEGIN without END"))?;
+        let body: String = after.get(..end).unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| TrustError::Pem("not base64"))?;
+        ParsedCert::parse(&der).map_err(|_| TrustError::Pem("not an X.509 certificate"))?;
+        out.push(der);
+        rest = after.get(end + END.len()..).unwrap_or_default();
+    }
+    if out.is_empty() {
+        return Err(TrustError::Pem("no CERTIFICATE block"));
+    }
+    Ok(out)
 }
 
 /// The trust verdict for a verified attestation statement: none and self
@@ -203,6 +230,61 @@ mod tests {
             let other = fixture("real/tpm-rs1").leaf();
             assert!(!evaluate(p, &chain, &[other], f.time).is_trusted());
         }
+    }
+
+    #[test]
+    fn multi_certificate_chain() {
+        let f = fixture("real/android-key-pixel8a");
+        let chain: Vec<Vec<u8>> = match f.obj.att_stmt.get_text("x5c") {
+            Some(crate::proto::cbor::Value::Array(a)) => {
+                a.iter().filter_map(|c| c.as_bytes().map(<[u8]>::to_vec)).collect()
+            }
+            _ => panic!("x5c"),
+        };
+        assert!(chain.len() >= 3, "fixture has a leaf, intermediates and a root");
+        let last = chain.last().cloned().unwrap();
+        let middle = chain[1].clone();
+        for p in crate::crypto::all_providers() {
+            let n = chain.len() - 1;
+            assert_eq!(
+                evaluate(p, &chain, std::slice::from_ref(&last), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
+            // An intermediate as the anchor cuts the path short.
+            assert_eq!(
+                evaluate(p, &chain, std::slice::from_ref(&middle), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
+            // Without the last certificate the anchor still issues the one before it.
+            assert_eq!(
+                evaluate(p, &chain[..n], std::slice::from_ref(&last), f.time),
+                TrustVerdict::Trusted { anchor_index: 0 }
+            );
+            // Out of order: names no longer chain.
+            let mut swapped = chain.clone();
+            swapped.swap(1, 2);
+            assert!(matches!(evaluate(p, &swapped, std::slice::from_ref(&last), f.time), TrustVerdict::Untrusted(_)));
+            // A missing intermediate.
+            let gap = [chain[0].clone(), last.clone()];
+            assert_eq!(
+                evaluate(p, &gap, std::slice::from_ref(&last), f.time),
+                TrustVerdict::Untrusted(TrustError::NameChain(0))
+            );
+        }
+    }
+
+    #[test]
+    fn pem_anchors() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(root());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let pem = format!("junk\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"));
+        assert_eq!(certificates_from_pem(&pem).unwrap(), vec![root()]);
+        assert_eq!(certificates_from_pem(&format!("{pem}{pem}")).unwrap().len(), 2);
+        assert_eq!(certificates_from_pem("").unwrap_err().code(), "trust_anchor_pem_malformed");
+        assert!(certificates_from_pem("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
+        assert!(certificates_from_pem("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----").is_err());
+        assert!(certificates_from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
     }
 
     #[test]

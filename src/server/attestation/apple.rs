@@ -50,10 +50,7 @@ mod tests {
     }
 
     #[test]
-    fn other_credential_key_is_mismatch() {
-        // A certificate with the right nonce but a different key: take the
-        // fido-u2f leaf, which has no nonce extension, to see the nonce check
-        // first; then a leaf whose key differs.
+    fn leaf_without_nonce_extension_is_rejected() {
         let mut f = fixture("w3c/apple.ES256");
         f.x5c_mut()[0] = crate::proto::cbor::Value::Bytes(fixture("w3c/fido-u2f.ES256").leaf());
         assert_code(f.verify(), "attestation_certificate_invalid");

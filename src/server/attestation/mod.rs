@@ -71,7 +71,9 @@ pub struct VerifiedAttestation {
 pub struct AttestationContext<'a> {
     /// The crypto provider.
     pub provider: &'a dyn CryptoProvider,
-    /// Verification time for certificate validity and timestamps, in seconds since the Unix epoch.
+    /// Verification time, in seconds since the Unix epoch: android-safetynet
+    /// timestamps are judged against it here, certificate validity windows in
+    /// [`crate::server::trust::evaluate`] (called with the same time).
     pub now_unix: i64,
     /// Accept android-safetynet (deprecated; off by default).
     pub allow_safetynet: bool,

@@ -1,6 +1,9 @@
 //! The "packed" attestation statement format (WebAuthn L3 §8.2): self
 //! attestation by the credential key, or basic/AttCA attestation by an x5c
 //! certificate chain whose leaf meets §8.2.1.
+//!
+//! An x5c statement is reported as [`AttestationType::Basic`]: telling Basic
+//! from AttCA needs knowledge from outside the statement (metadata).
 
 use super::{AttestationError, AttestationType, FormatResult, Input, check_aaguid_ext, check_not_ca, sig_err};
 use crate::crypto::cose_verify;
