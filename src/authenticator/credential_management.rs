@@ -26,7 +26,8 @@ pub(crate) struct CredEnumeration {
 
 pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, CtapStatus> {
     let req = CredentialManagementRequest::from_value(v).map_err(|e| e.status())?;
-    let needs_auth = !matches!(req.sub_command, Sub::EnumerateRpsGetNextRp | Sub::EnumerateCredentialsGetNextCredential);
+    let needs_auth =
+        !matches!(req.sub_command, Sub::EnumerateRpsGetNextRp | Sub::EnumerateCredentialsGetNextCredential);
     if needs_auth {
         let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::PuatRequired)?;
         a.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permissions::CREDENTIAL_MANAGEMENT, None)?;
@@ -114,7 +115,8 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         }
         Sub::Other(_) => return Err(CtapStatus::InvalidSubcommand),
     };
-    Ok(Some(resp.to_value()))
+    // Commands without output answer the status byte alone.
+    Ok((resp != Default::default()).then(|| resp.to_value()))
 }
 
 fn rp_response(a: &Authenticator, rp: &(String, Option<String>)) -> CredentialManagementResponse {

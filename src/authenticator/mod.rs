@@ -39,7 +39,8 @@
 //! getPinUvAuthTokenUsingPinWithPermissions, all dropped at power cycle); it
 //! expires after 10 minutes. A token without an RP ID is bound to the RP of
 //! its first makeCredential / getAssertion. Tokens stay usable for further
-//! operations until they expire or are replaced.
+//! operations until they expire or are replaced, and only with the PIN/UV
+//! auth protocol they were issued under.
 
 mod cert;
 mod client_pin;
@@ -266,6 +267,7 @@ struct Pending {
 /// The current pinUvAuthToken and its state.
 pub(crate) struct PinToken {
     pub token: SecretBytes,
+    pub protocol: PinUvAuthProtocol,
     pub permissions: u8,
     pub rp_id: Option<String>,
     pub issued: Instant,
@@ -577,7 +579,7 @@ impl Authenticator {
             self.volatile.token = None;
             return Err(CtapStatus::PinAuthInvalid);
         }
-        if !protocol.verify(self.provider, &token.token, message, param) {
+        if token.protocol != protocol || !protocol.verify(self.provider, &token.token, message, param) {
             return Err(CtapStatus::PinAuthInvalid);
         }
         if token.permissions & permission == 0 {
