@@ -1191,6 +1191,17 @@ fn u2f_register_and_authenticate() {
     assert_eq!(a.handle_u2f(&[0x80, 3, 0, 0]), vec![0x6E, 0x00]);
 }
 
+#[test]
+fn authenticator_is_send_and_pin_can_be_set_directly() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Authenticator>();
+    let mut a = dev();
+    assert!(a.set_pin("12").is_err());
+    a.set_pin("246810").unwrap();
+    assert_eq!(info(&mut a).option("clientPin"), Some(true));
+    assert!(token(&mut a, PinUvAuthProtocol::Two, "246810", permissions::GET_ASSERTION, None).is_ok());
+}
+
 // ---- persistence ----
 
 #[test]

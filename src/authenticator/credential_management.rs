@@ -71,7 +71,7 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
             let hash = params.rp_id_hash.as_deref().ok_or(CtapStatus::MissingParameter)?;
             let mut creds: Vec<_> =
                 a.state.credentials.iter().filter(|c| a.rp_id_hash(&c.rp_id).as_slice() == hash).collect();
-            creds.sort_by(|x, y| y.created.cmp(&x.created));
+            creds.sort_by_key(|c| std::cmp::Reverse(c.created));
             let ids: Vec<Vec<u8>> = creds.iter().map(|c| c.id.0.clone()).collect();
             let first = ids.first().ok_or(CtapStatus::NoCredentials)?.clone();
             let mut r = cred_response(a, &first)?;
