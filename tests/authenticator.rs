@@ -1247,3 +1247,182 @@ fn state_survives_restart_and_credentials_still_sign() {
     assert!(Authenticator::new(cfg(&path)).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- hostile platforms ----
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            (0u64..5).prop_map(Value::from),
+            proptest::collection::vec(any::<u8>(), 0..70).prop_map(Value::Bytes),
+            "[a-z-]{0,12}".prop_map(Value::Text),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (prop_oneof![(-3i64..12).prop_map(Value::from), "[a-zA-Z-]{1,12}".prop_map(Value::Text)], inner),
+                    0..5
+                )
+                .prop_map(|m| {
+                    let mut out: Vec<(Value, Value)> = Vec::new();
+                    for (k, v) in m {
+                        if !out.iter().any(|(x, _)| *x == k) {
+                            out.push((k, v));
+                        }
+                    }
+                    Value::Map(out)
+                }),
+            ]
+        })
+    }
+
+    /// Request maps with the commands' integer keys and values of any type.
+    fn request() -> impl Strategy<Value = (u8, Value)> {
+        let cmd =
+            prop_oneof![Just(1u8), Just(2), Just(4), Just(6), Just(8), Just(0x0a), Just(0x0c), Just(0x0d), Just(0x41)];
+        (cmd, proptest::collection::vec((1i64..12, value()), 0..8)).prop_map(|(c, entries)| {
+            let mut m: Vec<(Value, Value)> = Vec::new();
+            for (k, v) in entries {
+                if !m.iter().any(|(x, _)| *x == Value::from(k)) {
+                    m.push((Value::from(k), v));
+                }
+            }
+            (c, Value::Map(m))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn structured_garbage_never_panics((cmd, body) in request(), pin in any::<bool>()) {
+            let mut a = Authenticator::in_memory().unwrap();
+            if pin {
+                a.set_pin(PIN).unwrap();
+            }
+            let mut req = vec![cmd];
+            req.extend(body.to_vec());
+            let resp = a.handle_cbor(&req);
+            prop_assert!(!resp.is_empty());
+            if resp[0] == 0 && resp.len() > 1 {
+                prop_assert!(hwkey::proto::cbor::decode(&resp[1..]).is_ok());
+            }
+        }
+    }
+
+    fn valid_requests(a: &mut Authenticator) -> Vec<(u8, Value)> {
+        let p = default_provider();
+        let c = create(a, &rk(mc("example.com", &[1]))).unwrap();
+        let (k, s) = shared(a, PinUvAuthProtocol::Two);
+        let salt_enc = s.encrypt(p, &[1u8; 32]).unwrap();
+        let mut g = ga("example.com", &[&c.id]);
+        g.extensions = Some(GetAssertionExtensions {
+            hmac_secret: Some(HmacSecretInput {
+                key_agreement: k.clone(),
+                salt_auth: s.authenticate(p, &salt_enc),
+                salt_enc,
+                pin_uv_auth_protocol: Some(2),
+            }),
+            cred_blob: Some(true),
+            large_blob_key: Some(true),
+            ..Default::default()
+        });
+        let mut m = rk(mc("example.com", &[2]));
+        m.extensions = Some(MakeCredentialExtensions {
+            cred_protect: Some(2),
+            hmac_secret: Some(true),
+            cred_blob: Some(vec![1; 8]),
+            large_blob_key: Some(true),
+            min_pin_length: Some(true),
+            ..Default::default()
+        });
+        m.exclude_list = Some(vec![PublicKeyCredentialDescriptor::public_key(c.id.clone())]);
+        let enc = s.encrypt(p, &pad_pin("5678").unwrap()).unwrap();
+        let phe = s.encrypt(p, &pin_hash(p, PIN)).unwrap();
+        vec![
+            (1, m.to_value()),
+            (2, g.to_value()),
+            (6, ClientPinRequest::set_pin(2, k.clone(), enc.clone(), s.authenticate(p, &enc)).to_value()),
+            (6, ClientPinRequest::change_pin(2, k.clone(), enc, phe.clone(), vec![0; 32]).to_value()),
+            (6, ClientPinRequest::get_token_with_permissions(2, k, phe, 0x3f, Some("example.com".into())).to_value()),
+            (
+                0x0a,
+                CredentialManagementRequest {
+                    sub_command: Cm::UpdateUserInformation,
+                    sub_command_params: Some(CredentialManagementParams {
+                        rp_id_hash: Some(vec![0; 32]),
+                        credential_id: Some(PublicKeyCredentialDescriptor::public_key(c.id)),
+                        user: Some(PublicKeyCredentialUserEntity { id: vec![1], ..Default::default() }),
+                    }),
+                    pin_uv_auth_protocol: Some(2),
+                    pin_uv_auth_param: Some(vec![0; 32]),
+                }
+                .to_value(),
+            ),
+            (
+                0x0d,
+                ConfigRequest {
+                    sub_command: ConfigSubcommand::SetMinPinLength,
+                    sub_command_params: Some(
+                        SetMinPinLengthParams {
+                            new_min_pin_length: Some(6),
+                            min_pin_length_rp_ids: Some(vec!["x".into()]),
+                            force_change_pin: Some(true),
+                        }
+                        .to_value(),
+                    ),
+                    pin_uv_auth_protocol: None,
+                    pin_uv_auth_param: None,
+                }
+                .to_value(),
+            ),
+            (
+                0x0c,
+                LargeBlobsRequest { set: Some(vec![0x80; 40]), offset: 0, length: Some(40), ..Default::default() }
+                    .to_value(),
+            ),
+            (0x0c, LargeBlobsRequest { get: Some(10), offset: 3, ..Default::default() }.to_value()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn mutated_valid_requests_never_panic(which in 0usize..9, slot in 0usize..12, del in any::<bool>(), v in value(),
+            deep in any::<bool>()) {
+            let mut a = Authenticator::in_memory().unwrap();
+            let reqs = valid_requests(&mut a);
+            let (cmd, mut body) = reqs[which].clone();
+            if let Value::Map(m) = &mut body {
+                let i = slot % m.len().max(1);
+                if del && !m.is_empty() {
+                    m.remove(i);
+                } else if let Some(e) = m.get_mut(i) {
+                    // Mutate one level down when the value is itself a map.
+                    match (&mut e.1, deep) {
+                        (Value::Map(inner), true) if !inner.is_empty() => {
+                            let j = slot % inner.len();
+                            inner[j].1 = v;
+                        }
+                        _ => e.1 = v,
+                    }
+                }
+            }
+            let mut req = vec![cmd];
+            req.extend(body.to_vec());
+            let resp = a.handle_cbor(&req);
+            prop_assert!(!resp.is_empty());
+            // The untouched requests still work afterwards.
+            prop_assert_eq!(a.handle_cbor(&[0x04])[0], 0);
+        }
+    }
+}
