@@ -92,7 +92,7 @@ fn new_pin(a: &Authenticator, shared: &SharedSecret, new_pin_enc: &[u8]) -> Resu
     if code_points < a.state.min_pin_length.max(4) as u32 {
         return Err(CtapStatus::PinPolicyViolation);
     }
-    let hash = a.provider.sha256(&[&padded[..len]]);
+    let hash = zeroize::Zeroizing::new(a.provider.sha256(&[&padded[..len]]));
     Ok(StoredPin { hash: Secret::new(super::secret(&hash[..16])), code_points })
 }
 

@@ -390,7 +390,7 @@ impl Authenticator {
         if pin.chars().count() < min as usize || pin.len() > 63 {
             return Err(AuthenticatorError::PinPolicy { min });
         }
-        let hash = self.provider.sha256(&[pin.as_bytes()]);
+        let hash = Zeroizing::new(self.provider.sha256(&[pin.as_bytes()]));
         let mut next = self.state.clone();
         next.pin = Some(state::StoredPin {
             hash: state::Secret::new(secret(&hash[..16])),

@@ -104,7 +104,10 @@ impl PinUvAuthProtocol {
     /// kdf(Z): the shared secret from the ECDH x coordinate.
     pub fn kdf(self, provider: &dyn CryptoProvider, z: &[u8]) -> Result<SharedSecret, PinProtocolError> {
         let bytes = match self {
-            Self::One => Zeroizing::new(provider.sha256(&[z]).to_vec()),
+            Self::One => {
+                let h = Zeroizing::new(provider.sha256(&[z]));
+                Zeroizing::new(h.to_vec())
+            }
             Self::Two => {
                 let mut out = Zeroizing::new(vec![0u8; 64]);
                 let (hmac_key, aes_key) = out.split_at_mut(32);
