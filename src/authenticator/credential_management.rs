@@ -2,7 +2,6 @@
 //! credentials, delete, update user information.
 
 use super::Authenticator;
-use super::state::Bytes;
 use crate::proto::cbor::Value;
 use crate::proto::ctap2::client_pin::permissions;
 use crate::proto::ctap2::credential_management::{
@@ -129,7 +128,6 @@ fn rp_response(a: &Authenticator, rp: &(String, Option<String>)) -> CredentialMa
 
 fn cred_response(a: &Authenticator, id: &[u8]) -> Result<CredentialManagementResponse, CtapStatus> {
     let c = a.state.credentials.iter().find(|c| c.id.0 == id).ok_or(CtapStatus::NoCredentials)?;
-    let _: &Bytes = &c.id;
     Ok(CredentialManagementResponse {
         user: Some(PublicKeyCredentialUserEntity {
             id: c.user_id.0.clone(),

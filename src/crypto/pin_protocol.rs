@@ -355,7 +355,6 @@ pub fn pad_pin(pin: &str) -> Result<SecretBytes, PinProtocolError> {
 mod tests {
     use super::*;
     use crate::crypto::default_provider;
-    use crate::proto::cbor::Value;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -456,7 +455,6 @@ mod tests {
             let eval = h(&f["prf_eval_first"]);
             assert_eq!(p.sha256(&[b"WebAuthn PRF", &[0], &eval]).to_vec(), h(&f["salt1"]));
         }
-        let _ = Value::Null;
     }
 
     #[test]
