@@ -819,6 +819,9 @@ fn authenticator_config_always_uv_and_min_pin_length() {
     // Without a PIN, config needs no token.
     config_req(&mut a, proto, None, ConfigSubcommand::ToggleAlwaysUv, None).unwrap();
     assert_eq!(info(&mut a).option("alwaysUv"), Some(true));
+    assert!(!info(&mut a).supports_version("U2F_V2"));
+    let reg = ctap1::RegisterRequest { challenge: [5; 32], application: [6; 32] };
+    assert_eq!(a.handle_u2f(&reg.to_apdu().encode()), vec![0x69, 0x86]);
     assert_eq!(create(&mut a, &mc("example.com", &[1])).err(), Some(CtapStatus::PuatRequired));
     set_pin(&mut a, proto, PIN).unwrap();
     assert_eq!(config_req(&mut a, proto, None, ConfigSubcommand::ToggleAlwaysUv, None), Err(CtapStatus::PuatRequired));
