@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
+//! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
 //!
 //! Every protocol core is sans-I/O: the relying party maps (configuration,
@@ -13,6 +14,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "virtual")]
+pub mod authenticator;
 pub mod crypto;
 pub mod proto;
 #[cfg(feature = "server")]
