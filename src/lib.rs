@@ -7,6 +7,8 @@
 //! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
+//! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
 //!
 //! Every protocol core is sans-I/O: the relying party maps (configuration,
 //! stored state, response) to a verdict; I/O wraps it from outside.
@@ -15,5 +17,9 @@
 
 pub mod crypto;
 pub mod proto;
+#[cfg(feature = "otp")]
+pub mod otp;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "yubikey")]
+pub mod yubikey;

@@ -1,0 +1,1 @@
+//! The YubiKey OTP HID interface (feature `yubikey`).
