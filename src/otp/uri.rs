@@ -21,7 +21,7 @@ use super::{Algorithm, Digits, Hotp, OtpError, OtpSecret, SecretWarning, Totp};
 /// TOTP or HOTP, with the parameter only that kind has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtpKind {
-    /// Time-based; `period` in seconds (at least 1).
+    /// Time-based; `period` in seconds (1 to 2^63 - 1).
     Totp {
         /// The time step in seconds.
         period: u64,
@@ -90,8 +90,10 @@ impl KeyUri {
         if self.account.starts_with(' ') {
             return Err(bad("the account name must not start with a space"));
         }
-        if let OtpKind::Totp { period: 0 } = self.kind {
-            return Err(OtpError::InvalidPeriod(0));
+        if let OtpKind::Totp { period } = self.kind {
+            if period == 0 || i64::try_from(period).is_err() {
+                return Err(OtpError::InvalidPeriod(i64::try_from(period).unwrap_or(i64::MAX)));
+            }
         }
         Ok(())
     }
@@ -240,7 +242,12 @@ fn truncate(s: &str) -> String {
 }
 
 fn parse_int(s: &str, name: &str) -> Result<i64, OtpError> {
-    s.trim().parse::<i64>().map_err(|_| bad(format!("{name} {:?} is not a number", truncate(s))))
+    s.trim().parse::<i64>().map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+            bad(format!("{name} {:?} is out of range", truncate(s)))
+        }
+        _ => bad(format!("{name} {:?} is not a number", truncate(s))),
+    })
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.
