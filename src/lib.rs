@@ -16,9 +16,9 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
-pub mod proto;
 #[cfg(feature = "otp")]
 pub mod otp;
+pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "yubikey")]
