@@ -15,7 +15,7 @@
 //!
 //! [`enroll`] runs it once and returns an [`Enrollment`] (serde-serializable:
 //! version, [`Backend`] with its parameters, salt, check value) to store next
-//! to the protected data; [`derive`] reruns it and confirms with the check
+//! to the protected data; [`derive`](fn@derive) reruns it and confirms with the check
 //! value in constant time, so a wrong key gives [`DeriveError::WrongKey`]
 //! rather than garbage. Backends implement [`SecretSource`]; this module
 //! provides [`YubikeyHmacSource`]; the FIDO2 hmac-secret/prf source belongs to
