@@ -413,3 +413,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn programming_sequence_advances_on_every_write() {
+    let mut conn = OtpConnection::new(VirtualYubikey::new(1));
+    assert_eq!(conn.status().unwrap().prog_seq, 0);
+    for i in 1..=3u8 {
+        let st = conn.program_hmac(Slot::One, &HmacSlotConfig::new(&[i; 20], false).unwrap(), None).unwrap();
+        assert_eq!(st.prog_seq, i);
+    }
+    // A challenge does not advance it.
+    challenge_response(&mut conn, Slot::One, b"x", &mut |_| {}).unwrap();
+    assert_eq!(conn.status().unwrap().prog_seq, 3);
+}
