@@ -8,6 +8,8 @@
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
 //! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
+//! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
 //!
 //! Every protocol core is sans-I/O: the relying party maps (configuration,
 //! stored state, response) to a verdict; I/O wraps it from outside.
@@ -17,6 +19,10 @@
 #[cfg(feature = "virtual")]
 pub mod authenticator;
 pub mod crypto;
+#[cfg(feature = "otp")]
+pub mod otp;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "yubikey")]
+pub mod yubikey;
