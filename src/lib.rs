@@ -7,6 +7,7 @@
 //! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
 //!
 //! Every protocol core is sans-I/O: the relying party maps (configuration,
 //! stored state, response) to a verdict; I/O wraps it from outside.
@@ -17,3 +18,4 @@ pub mod crypto;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod transport;
