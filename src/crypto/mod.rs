@@ -10,7 +10,7 @@
 //! algorithm) and [`pin_protocol`] (CTAP2 PIN/UV auth protocols one and two).
 
 pub mod cose_verify;
-// pin_protocol: PIN/UV auth protocols (client issue)
+pub mod pin_protocol;
 mod provider;
 
 #[cfg(feature = "aws-lc")]

@@ -11,6 +11,8 @@ pub mod attestation;
 pub mod auth_data;
 pub mod cbor;
 pub mod cose;
+pub mod ctap1;
+pub mod ctap2;
 pub mod extensions;
 pub mod webauthn;
 
