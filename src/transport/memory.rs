@@ -1,7 +1,11 @@
-//! In-memory CTAPHID: a [`DeviceChannel`] and its [`Handler`] run on a
-//! thread, and any number of host ends exchange 64-byte reports with it
-//! through channels. Like a real HID device, every report the device sends
-//! reaches every connected host end; each host filters by channel id.
+//! In-memory CTAPHID.
+//!
+//! - [`MemoryDevice`]: a [`DeviceChannel`] and its [`Handler`] run on a
+//!   thread, and any number of host ends exchange 64-byte reports with it
+//!   through channels. Like a real HID device, every report the device sends
+//!   reaches every connected host end; each host filters by channel id.
+//! - [`Loopback`]: the device runs inline, inside the host's calls, with no
+//!   thread at all (for benchmarks and for setting up a device before serving it).
 
 use super::ctaphid::{DeviceChannel, DeviceConfig, Handler};
 use super::{Report, ReportTransport, TransportError};
@@ -144,5 +148,67 @@ fn run<H: Handler>(
             counter.to_host.fetch_add(1, Ordering::Relaxed);
             hosts.retain(|h| h.send(out).is_ok());
         }
+    }
+}
+
+/// A host transport that runs the device inline: each report sent is fed to
+/// the device channel at once, and receiving drives the device's timers.
+#[derive(Debug)]
+pub struct Loopback<H> {
+    device: DeviceChannel,
+    handler: H,
+    counter: Arc<ReportCounter>,
+}
+
+impl<H: Handler + Send> Loopback<H> {
+    /// Put `handler` behind a device channel.
+    pub fn new(handler: H, config: DeviceConfig) -> Self {
+        Loopback { device: DeviceChannel::new(config), handler, counter: Arc::default() }
+    }
+    /// The report counter.
+    pub fn counter(&self) -> Arc<ReportCounter> {
+        self.counter.clone()
+    }
+    /// The handler.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+    /// Take the handler back.
+    pub fn into_handler(self) -> H {
+        self.handler
+    }
+}
+
+impl<H: Handler + Send> ReportTransport for Loopback<H> {
+    fn send_report(&mut self, report: &Report) -> Result<(), TransportError> {
+        self.counter.to_device.fetch_add(1, Ordering::Relaxed);
+        self.device.receive(report, Instant::now(), &mut self.handler);
+        Ok(())
+    }
+
+    fn recv_report(&mut self, deadline: Instant) -> Result<Option<Report>, TransportError> {
+        loop {
+            if let Some(r) = self.device.poll_output() {
+                self.counter.to_host.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(r));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let Some(next) = self.device.next_deadline() else {
+                // Nothing scheduled: nothing will come before the host sends.
+                std::thread::sleep(deadline - now);
+                return Ok(None);
+            };
+            if next > now {
+                std::thread::sleep((next.min(deadline)) - now);
+            }
+            self.device.poll(Instant::now(), &mut self.handler);
+        }
+    }
+
+    fn describe(&self) -> String {
+        "loopback".into()
     }
 }

@@ -7,6 +7,8 @@
 //! sans-I/O state machine ([`ctaphid::DeviceChannel`]) that the in-memory and
 //! UDP servers drive.
 
+#[cfg(feature = "virtual")]
+mod authenticator;
 pub mod ctaphid;
 #[cfg(feature = "hid")]
 pub mod hid;
