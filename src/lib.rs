@@ -9,6 +9,8 @@
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
 //! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
+//! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
+//! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
 //!
 //! Every protocol core is sans-I/O: the relying party maps (configuration,
 //! stored state, response) to a verdict; I/O wraps it from outside.
@@ -19,6 +21,10 @@
 pub mod client;
 pub mod crypto;
 pub mod proto;
+#[cfg(feature = "otp")]
+pub mod otp;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod transport;
+#[cfg(feature = "yubikey")]
+pub mod yubikey;
