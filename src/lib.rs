@@ -20,9 +20,9 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;
-pub mod proto;
 #[cfg(feature = "otp")]
 pub mod otp;
+pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod transport;

@@ -299,3 +299,112 @@ fn random_reports_never_panic() {
         })
         .unwrap();
 }
+
+// ---- The CTAP2 layer above: malformed CBOR and unknown statuses. ----
+
+mod ctap2_layer {
+    use super::*;
+    use hwkey::client::{ClientError, Device};
+    use hwkey::proto::ctap2::CtapCodec;
+    use hwkey::proto::ctap2::get_info::GetInfoResponse;
+    use hwkey::proto::webauthn::RequestOptionsJson;
+
+    fn info_bytes() -> Vec<u8> {
+        let info = GetInfoResponse {
+            versions: vec!["FIDO_2_0".into(), "FIDO_2_1".into()],
+            aaguid: vec![7; 16],
+            pin_uv_auth_protocols: Some(vec![2, 1]),
+            max_credential_count_in_list: Some(8),
+            ..Default::default()
+        };
+        let mut b = vec![0u8];
+        b.extend_from_slice(&info.to_cbor());
+        b
+    }
+
+    /// A CTAP2 device: getInfo is answered properly, every other CBOR request with `answer`.
+    fn device(answer: Vec<u8>) -> Result<Device, ClientError> {
+        let info = info_bytes();
+        let t = Scripted::new(with_init(move |r, q| {
+            if let Packet::Init { cmd: cmd::CBOR, data, .. } = Packet::parse(r) {
+                let resp = if data[0] == 0x04 { info.clone() } else { answer.clone() };
+                q.extend(fragment(CID, cmd::CBOR, &resp).unwrap());
+            }
+        }));
+        Device::open(t, &Op::timeout(Duration::from_secs(2)))
+    }
+
+    fn login(dev: &mut Device) -> Result<hwkey::proto::webauthn::AuthenticationResponseJson, ClientError> {
+        let opts: RequestOptionsJson = serde_json::from_value(serde_json::json!({
+            "challenge": "AAAAAAAAAAAAAAAAAAAAAA", "rpId": "example.com",
+            "allowCredentials": [{"type": "public-key", "id": "AQID"}], "userVerification": "discouraged"
+        }))
+        .unwrap();
+        let ui = hwkey::client::webauthn::FixedPin::new(None);
+        hwkey::client::webauthn::WebAuthnClient::new(&ui).authenticate(
+            dev,
+            &opts,
+            "https://example.com",
+            &Op::timeout(Duration::from_millis(500)),
+        )
+    }
+
+    #[test]
+    fn truncated_and_malformed_cbor() {
+        for bad in [
+            vec![0x00, 0xa1],                         // truncated map
+            vec![0x00, 0xa1, 0x01],                   // map missing its value
+            vec![0x00, 0x5a, 0xff, 0xff, 0xff],       // byte string longer than the message
+            vec![0x00, 0xa1, 0x01, 0x01, 0x00],       // trailing byte
+            vec![0x00, 0x01],                         // not a map
+            vec![0x00, 0xa2, 0x01, 0x01, 0x01, 0x02], // duplicate key
+            vec![0x00, 0xa1, 0x02, 0x41, 0x00],       // authData too short
+            vec![],                                   // no status byte
+        ] {
+            let mut dev = device(bad.clone()).unwrap();
+            let e = within(Duration::from_secs(2), || login(&mut dev)).unwrap_err();
+            assert!(matches!(e, ClientError::Malformed(_) | ClientError::Hid(_)), "{bad:02x?} gave {e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_error_statuses_are_typed() {
+        for (status, code) in
+            [(0x13u8, "ctap_status"), (0xf5, "ctap_status"), (0x2e, "no_credentials"), (0x7f, "ctap_status")]
+        {
+            let mut dev = device(vec![status]).unwrap();
+            let e = login(&mut dev).unwrap_err();
+            assert_eq!(e.code(), code, "status 0x{status:02x}: {e}");
+        }
+    }
+
+    #[test]
+    fn malformed_get_info_is_refused() {
+        for bad in [vec![0x00, 0xa0], vec![0x00, 0xa1, 0x01, 0x80], vec![0x00, 0xa1, 0x01, 0x81, 0x01]] {
+            let b2 = bad.clone();
+            let t = Scripted::new(with_init(move |r, q| {
+                if let Packet::Init { cmd: cmd::CBOR, .. } = Packet::parse(r) {
+                    q.extend(fragment(CID, cmd::CBOR, &b2).unwrap());
+                }
+            }));
+            let e = Device::open(t, &Op::timeout(Duration::from_secs(1))).unwrap_err();
+            assert_eq!(e.code(), "malformed_response", "{bad:02x?}");
+        }
+    }
+
+    #[test]
+    fn device_endlessly_busy_ends_in_timeout() {
+        let info = info_bytes();
+        let mut t = Scripted::new(with_init(move |r, q| {
+            if let Packet::Init { cmd: cmd::CBOR, data, .. } = Packet::parse(r) {
+                if data[0] == 0x04 {
+                    q.extend(fragment(CID, cmd::CBOR, &info).unwrap());
+                }
+            }
+        }));
+        t.endless = Some(fragment(CID, cmd::KEEPALIVE, &[1]).unwrap()[0]);
+        let mut dev = Device::open(t, &Op::timeout(Duration::from_secs(1))).unwrap();
+        let e = within(Duration::from_secs(2), || login(&mut dev)).unwrap_err();
+        assert_eq!(e.code(), "timeout");
+    }
+}

@@ -278,8 +278,7 @@ fn udp_device_garbage_and_silence() {
     // Nothing listening.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
-    let mut conn =
-        OtpConnection::new(UdpTransport::connect_with_timeout(&addr, Duration::from_millis(200)).unwrap());
+    let mut conn = OtpConnection::new(UdpTransport::connect_with_timeout(&addr, Duration::from_millis(200)).unwrap());
     assert!(matches!(conn.status().unwrap_err(), YubikeyError::NotAnswering(_)));
 }
 

@@ -156,3 +156,109 @@ impl CtapCodec for EmptyResponse {
         }
     }
 }
+
+/// A discoverable credential as credential management lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResidentCredential {
+    /// The relying party ID (when the key reported it).
+    pub rp_id: Option<String>,
+    /// The user.
+    pub user: Option<crate::proto::ctap2::PublicKeyCredentialUserEntity>,
+    /// The credential ID.
+    pub credential_id: Vec<u8>,
+    /// credProtect level.
+    pub cred_protect: Option<u64>,
+}
+
+impl Device {
+    fn cred_mgmt_call(
+        &mut self,
+        sub: crate::proto::ctap2::credential_management::CredentialManagementSubcommand,
+        params: Option<crate::proto::ctap2::credential_management::CredentialManagementParams>,
+        token: Option<&super::pin::PinUvAuthToken>,
+        op: &Op,
+    ) -> Result<CredentialManagementResponse, ClientError> {
+        let (param, proto) = match token {
+            Some(t) => (
+                Some(t.authenticate(&CredentialManagementRequest::auth_message_for(sub, params.as_ref()))),
+                Some(t.protocol().number() as u64),
+            ),
+            None => (None, None),
+        };
+        let req = CredentialManagementRequest {
+            sub_command: sub,
+            sub_command_params: params,
+            pin_uv_auth_protocol: proto,
+            pin_uv_auth_param: param,
+        };
+        self.credential_management(&req, op)
+    }
+
+    /// Every discoverable credential, by relying party. `token` needs the
+    /// credential-management permission.
+    pub fn list_credentials(
+        &mut self,
+        token: &super::pin::PinUvAuthToken,
+        op: &Op,
+    ) -> Result<Vec<ResidentCredential>, ClientError> {
+        use crate::proto::ctap2::credential_management::{
+            CredentialManagementParams, CredentialManagementSubcommand as S,
+        };
+        let meta = self.cred_mgmt_call(S::GetCredsMetadata, None, Some(token), op)?;
+        let mut out = Vec::new();
+        if meta.existing_resident_credentials_count == Some(0) {
+            return Ok(out);
+        }
+        let first = match self.cred_mgmt_call(S::EnumerateRpsBegin, None, Some(token), op) {
+            Err(ClientError::NoCredentials) => return Ok(out),
+            r => r?,
+        };
+        let total = first.total_rps.unwrap_or(1).min(1000);
+        let mut rps = vec![first];
+        for _ in 1..total {
+            rps.push(self.cred_mgmt_call(S::EnumerateRpsGetNextRp, None, None, op)?);
+        }
+        for rp in rps {
+            let hash = rp.rp_id_hash.clone().ok_or_else(|| ClientError::Malformed("RP without rpIDHash".into()))?;
+            let rp_id = rp.rp.as_ref().map(|r| r.id.clone());
+            let params = CredentialManagementParams { rp_id_hash: Some(hash), credential_id: None, user: None };
+            let first = match self.cred_mgmt_call(S::EnumerateCredentialsBegin, Some(params), Some(token), op) {
+                Err(ClientError::NoCredentials) => continue,
+                r => r?,
+            };
+            let n = first.total_credentials.unwrap_or(1).min(1000);
+            let mut creds = vec![first];
+            for _ in 1..n {
+                creds.push(self.cred_mgmt_call(S::EnumerateCredentialsGetNextCredential, None, None, op)?);
+            }
+            for c in creds {
+                let id = c.credential_id.ok_or_else(|| ClientError::Malformed("credential without an ID".into()))?;
+                out.push(ResidentCredential {
+                    rp_id: rp_id.clone(),
+                    user: c.user,
+                    credential_id: id.id,
+                    cred_protect: c.cred_protect,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete a discoverable credential. `token` needs the credential-management permission.
+    pub fn delete_credential(
+        &mut self,
+        token: &super::pin::PinUvAuthToken,
+        credential_id: &[u8],
+        op: &Op,
+    ) -> Result<(), ClientError> {
+        use crate::proto::ctap2::credential_management::{
+            CredentialManagementParams, CredentialManagementSubcommand as S,
+        };
+        let params = CredentialManagementParams {
+            rp_id_hash: None,
+            credential_id: Some(crate::proto::ctap2::PublicKeyCredentialDescriptor::public_key(credential_id.to_vec())),
+            user: None,
+        };
+        self.cred_mgmt_call(S::DeleteCredential, Some(params), Some(token), op).map(|_| ())
+    }
+}

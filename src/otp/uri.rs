@@ -156,7 +156,8 @@ impl KeyUri {
         let mut period = None;
         let mut counter = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| bad(format!("parameter {:?} has no value", truncate(pair))))?;
+            let (k, v) =
+                pair.split_once('=').ok_or_else(|| bad(format!("parameter {:?} has no value", truncate(pair))))?;
             let key = k.to_ascii_lowercase();
             let slot: Option<&mut Option<String>> = match key.as_str() {
                 "secret" => Some(&mut secret),
@@ -178,7 +179,11 @@ impl KeyUri {
         let secret = OtpSecret::from_base32(&secret)?;
         let issuer = match (label_issuer, issuer.filter(|i| !i.is_empty())) {
             (Some(l), Some(p)) if l != p => {
-                return Err(bad(format!("the issuer parameter {:?} differs from the label's issuer {:?}", truncate(&p), truncate(&l))));
+                return Err(bad(format!(
+                    "the issuer parameter {:?} differs from the label's issuer {:?}",
+                    truncate(&p),
+                    truncate(&l)
+                )));
             }
             (Some(l), _) => Some(l),
             (None, p) => p,
@@ -296,10 +301,8 @@ mod tests {
 
     #[test]
     fn google_example() {
-        let u = KeyUri::parse(
-            "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example",
-        )
-        .unwrap();
+        let u =
+            KeyUri::parse("otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example").unwrap();
         assert_eq!(u.issuer.as_deref(), Some("Example"));
         assert_eq!(u.account, "alice@google.com");
         assert_eq!(u.kind, OtpKind::Totp { period: 30 });

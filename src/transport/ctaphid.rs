@@ -608,6 +608,36 @@ pub trait Handler {
     }
 }
 
+/// A handler shared with other owners (e.g. to take it back after a device
+/// channel is done with it).
+impl<H: Handler> Handler for std::sync::Arc<std::sync::Mutex<H>> {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        match self.lock() {
+            Ok(mut h) => h.start(kind, request, now),
+            Err(_) => Outcome::Done(vec![0x7f]),
+        }
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        match self.lock() {
+            Ok(mut h) => h.poll(now),
+            Err(_) => Outcome::Done(vec![0x7f]),
+        }
+    }
+    fn cancel(&mut self) {
+        if let Ok(mut h) = self.lock() {
+            h.cancel();
+        }
+    }
+    fn wink(&mut self) {
+        if let Ok(mut h) = self.lock() {
+            h.wink();
+        }
+    }
+    fn supports_msg(&self) -> bool {
+        self.lock().map(|h| h.supports_msg()).unwrap_or(false)
+    }
+}
+
 /// Device-side settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceConfig {

@@ -11,8 +11,8 @@
 //! [`Progress::TouchNeeded`] so the caller can say "touch your key". An empty
 //! slot answers nothing, reported as [`YubikeyError::NoResponse`].
 
-use super::device::{FeatureReportTransport, OtpConnection, Progress};
 use super::YubikeyError;
+use super::device::{FeatureReportTransport, OtpConnection, Progress};
 use zeroize::Zeroizing;
 
 /// Command: HMAC-SHA1 challenge to slot 1.

@@ -9,11 +9,11 @@
 //! inside the configuration is the new one. The key takes it when its
 //! programming sequence advances.
 
+use super::YubikeyError;
 use super::chalresp::Slot;
 use super::device::{FeatureReportTransport, OtpConnection, Reply};
 use super::frame::crc16;
 use super::status::Status;
-use super::YubikeyError;
 use zeroize::Zeroizing;
 
 /// Command: write the configuration of slot 1.
@@ -137,7 +137,8 @@ impl HmacSlotConfig {
 
 /// Parse a 12-hex-digit access code.
 pub fn parse_access_code(hex: &str) -> Result<AccessCode, YubikeyError> {
-    let bytes = decode_hex(hex).map_err(|_| YubikeyError::InvalidArgument("access code must be 12 hex digits".into()))?;
+    let bytes =
+        decode_hex(hex).map_err(|_| YubikeyError::InvalidArgument("access code must be 12 hex digits".into()))?;
     bytes.as_slice().try_into().map_err(|_| YubikeyError::InvalidArgument("access code must be 12 hex digits".into()))
 }
 

@@ -64,7 +64,9 @@ impl UdpTransport {
         let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
         let socket = UdpSocket::bind(bind).map_err(|e| YubikeyError::Io(e.to_string()))?;
         socket.connect(target).map_err(|e| YubikeyError::Io(e.to_string()))?;
-        socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).map_err(|e| YubikeyError::Io(e.to_string()))?;
+        socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|e| YubikeyError::Io(e.to_string()))?;
         Ok(UdpTransport { socket, peer: target.to_string() })
     }
 }
@@ -316,7 +318,10 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
                 }
                 let now = Status::from_report(&r);
                 let advanced = now.prog_seq == before.prog_seq.wrapping_add(1)
-                    || (now.prog_seq == 0 && before.prog_seq != 0 && !now.slot_programmed(1) && !now.slot_programmed(2));
+                    || (now.prog_seq == 0
+                        && before.prog_seq != 0
+                        && !now.slot_programmed(1)
+                        && !now.slot_programmed(2));
                 if advanced {
                     return Ok(Reply::Status(now));
                 }

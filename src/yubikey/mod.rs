@@ -13,7 +13,6 @@
 //! - [`config`]: programming a slot for HMAC-SHA1 challenge-response.
 //! - [`virtual`]: a software YubiKey OTP interface, in-process and over UDP.
 
-
 pub mod chalresp;
 pub mod config;
 // pub mod derive; (below)

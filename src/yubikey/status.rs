@@ -6,8 +6,8 @@
 //! 5-6 the touch level little-endian, whose low bits say which slots hold a
 //! configuration and which of them are touch-triggered.
 
-use super::device::{FeatureReportTransport, OtpConnection};
 use super::YubikeyError;
+use super::device::{FeatureReportTransport, OtpConnection};
 
 /// Touch-level bit: slot 1 holds a configuration.
 pub const CONFIG1_VALID: u16 = 0x01;

@@ -17,17 +17,14 @@
 //! configurable number of reads ([`VirtualYubikey::touch_polls`], default 2)
 //! and then grants it, so scripts need no human.
 
+use super::YubikeyError;
 use super::chalresp::hmac_lt64_message;
 use super::config::{ACC_CODE_SIZE, CONFIG_SIZE, HmacSlotConfig, SLOT_CONFIG, SLOT_CONFIG2, SLOT_SWAP};
 use super::device::{FeatureReportTransport, Report};
 use super::frame::{
-    FRAME_SIZE, Frame, PIECE_SIZE, PIECES, RESP_PENDING_FLAG, RESP_TIMEOUT_WAIT_FLAG, SLOT_WRITE_FLAG,
-    response_reports,
+    FRAME_SIZE, Frame, PIECE_SIZE, PIECES, RESP_PENDING_FLAG, RESP_TIMEOUT_WAIT_FLAG, SLOT_WRITE_FLAG, response_reports,
 };
-use super::status::{
-    CONFIG1_TOUCH, CONFIG1_VALID, CONFIG2_TOUCH, CONFIG2_VALID, SLOT_DEVICE_SERIAL, Status,
-};
-use super::YubikeyError;
+use super::status::{CONFIG1_TOUCH, CONFIG1_VALID, CONFIG2_TOUCH, CONFIG2_VALID, SLOT_DEVICE_SERIAL, Status};
 use crate::crypto::HashAlg;
 use std::net::UdpSocket;
 
@@ -36,7 +33,9 @@ use std::net::UdpSocket;
 enum SlotState {
     Empty,
     /// A configuration that is not HMAC challenge-response (kept opaque).
-    Other { access_code: [u8; ACC_CODE_SIZE] },
+    Other {
+        access_code: [u8; ACC_CODE_SIZE],
+    },
     Hmac(HmacSlotConfig),
 }
 
