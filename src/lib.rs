@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
+//! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
 //! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
@@ -17,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "virtual")]
+pub mod authenticator;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;

@@ -8,8 +8,7 @@
 //! UDP servers drive.
 
 #[cfg(feature = "virtual")]
-// TEMP until the authenticator is merged
-// mod authenticator;
+mod authenticator;
 pub mod ctaphid;
 #[cfg(feature = "hid")]
 pub mod hid;

@@ -1,0 +1,193 @@
+//! authenticatorClientPIN: PIN set/change, retries and lockout, key
+//! agreement, pinUvAuthToken issuance with permissions.
+//!
+//! Lockout: every mismatch costs one of 8 retries (persisted); three
+//! consecutive mismatches block PIN use until a power cycle
+//! (`CTAP2_ERR_PIN_AUTH_BLOCKED`); with no retries left the PIN is blocked
+//! for good (`CTAP2_ERR_PIN_BLOCKED`; only reset helps).
+
+use std::time::Instant;
+
+use super::state::{Secret, StoredPin};
+use super::{Authenticator, PinToken};
+use crate::crypto::ct_eq;
+use crate::crypto::pin_protocol::{PinUvAuthProtocol, SharedSecret, new_pin_uv_auth_token};
+use crate::proto::cbor::Value;
+use crate::proto::ctap2::client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, permissions};
+use crate::proto::ctap2::{CtapCodec, CtapStatus};
+
+const MAX_CONSECUTIVE_FAILURES: u8 = 3;
+
+pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, CtapStatus> {
+    let req = ClientPinRequest::from_value(v).map_err(|e| e.status())?;
+    let resp = match req.sub_command {
+        ClientPinSubcommand::GetPinRetries => ClientPinResponse {
+            pin_retries: Some(a.state.pin_retries.into()),
+            power_cycle_state: Some(a.volatile.consecutive_pin_failures >= MAX_CONSECUTIVE_FAILURES),
+            ..Default::default()
+        },
+        ClientPinSubcommand::GetKeyAgreement => {
+            let p = protocol(&req)?;
+            ClientPinResponse { key_agreement: Some(a.key_agreement(p).public_key()), ..Default::default() }
+        }
+        ClientPinSubcommand::SetPin => {
+            set_pin(a, &req)?;
+            ClientPinResponse::default()
+        }
+        ClientPinSubcommand::ChangePin => {
+            change_pin(a, &req)?;
+            ClientPinResponse::default()
+        }
+        ClientPinSubcommand::GetPinToken => {
+            if req.permissions.is_some() || req.rp_id.is_some() {
+                return Err(CtapStatus::InvalidParameter);
+            }
+            get_token(a, &req, permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION, None)?
+        }
+        ClientPinSubcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
+            let perms = req.permissions.ok_or(CtapStatus::MissingParameter)?;
+            if perms == 0 || perms > 0xff {
+                return Err(CtapStatus::InvalidParameter);
+            }
+            let perms = perms as u8;
+            if perms & permissions::BIO_ENROLLMENT != 0 || perms & !0x3f != 0 {
+                return Err(CtapStatus::UnauthorizedPermission);
+            }
+            get_token(a, &req, perms, req.rp_id.clone())?
+        }
+        // No built-in user verification.
+        ClientPinSubcommand::GetPinUvAuthTokenUsingUvWithPermissions | ClientPinSubcommand::GetUvRetries => {
+            return Err(CtapStatus::InvalidSubcommand);
+        }
+        ClientPinSubcommand::Other(_) => return Err(CtapStatus::InvalidSubcommand),
+    };
+    Ok(Some(resp.to_value()))
+}
+
+fn protocol(req: &ClientPinRequest) -> Result<PinUvAuthProtocol, CtapStatus> {
+    let p = req.pin_uv_auth_protocol.ok_or(CtapStatus::MissingParameter)?;
+    PinUvAuthProtocol::from_number(p).map_err(|_| CtapStatus::InvalidParameter)
+}
+
+fn shared_secret(a: &Authenticator, req: &ClientPinRequest) -> Result<(PinUvAuthProtocol, SharedSecret), CtapStatus> {
+    let p = protocol(req)?;
+    let peer = req.key_agreement.as_ref().ok_or(CtapStatus::MissingParameter)?;
+    let shared = a.key_agreement(p).decapsulate(a.provider, peer).map_err(|_| CtapStatus::InvalidParameter)?;
+    Ok((p, shared))
+}
+
+/// Decrypt newPinEnc and check the PIN policy; returns the new stored PIN.
+fn new_pin(a: &Authenticator, shared: &SharedSecret, new_pin_enc: &[u8]) -> Result<StoredPin, CtapStatus> {
+    let padded = shared.decrypt(a.provider, new_pin_enc).map_err(|_| CtapStatus::InvalidParameter)?;
+    if padded.len() != 64 {
+        return Err(CtapStatus::InvalidParameter);
+    }
+    let len = padded.iter().position(|&b| b == 0).unwrap_or(64);
+    if padded[len..].iter().any(|&b| b != 0) || len > 63 {
+        return Err(CtapStatus::PinPolicyViolation);
+    }
+    let pin = std::str::from_utf8(&padded[..len]).map_err(|_| CtapStatus::PinPolicyViolation)?;
+    let code_points = pin.chars().count() as u32;
+    if code_points < a.state.min_pin_length.max(4) as u32 {
+        return Err(CtapStatus::PinPolicyViolation);
+    }
+    let hash = a.provider.sha256(&[&padded[..len]]);
+    Ok(StoredPin { hash: Secret::new(super::secret(&hash[..16])), code_points })
+}
+
+fn set_pin(a: &mut Authenticator, req: &ClientPinRequest) -> Result<(), CtapStatus> {
+    let (_, shared) = shared_secret(a, req)?;
+    let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    let new_pin_enc = req.new_pin_enc.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    if a.pin_is_set() {
+        return Err(CtapStatus::NotAllowed);
+    }
+    if !shared.verify(a.provider, new_pin_enc, param) {
+        return Err(CtapStatus::PinAuthInvalid);
+    }
+    let pin = new_pin(a, &shared, new_pin_enc)?;
+    let backup = a.state.clone();
+    a.state.pin = Some(pin);
+    a.state.pin_retries = super::state::PIN_RETRIES;
+    a.persist_or_restore(backup)
+}
+
+/// Check pinHashEnc against the stored PIN, with retry accounting.
+fn verify_pin_hash(a: &mut Authenticator, shared: &SharedSecret, pin_hash_enc: &[u8]) -> Result<(), CtapStatus> {
+    let stored = a.state.pin.as_ref().ok_or(CtapStatus::PinNotSet)?;
+    if a.state.pin_retries == 0 {
+        return Err(CtapStatus::PinBlocked);
+    }
+    if a.volatile.consecutive_pin_failures >= MAX_CONSECUTIVE_FAILURES {
+        return Err(CtapStatus::PinAuthBlocked);
+    }
+    let stored_hash = stored.hash.clone();
+    // A retry is consumed before the comparison and given back on success.
+    let backup = a.state.clone();
+    a.state.pin_retries -= 1;
+    a.persist_or_restore(backup)?;
+    let hash = shared.decrypt(a.provider, pin_hash_enc).map_err(|_| CtapStatus::InvalidParameter)?;
+    if hash.len() != 16 || !ct_eq(&hash, stored_hash.bytes()) {
+        let _ = a.volatile.key_agreement_v1.regenerate(a.provider);
+        let _ = a.volatile.key_agreement_v2.regenerate(a.provider);
+        a.volatile.consecutive_pin_failures = a.volatile.consecutive_pin_failures.saturating_add(1);
+        if a.state.pin_retries == 0 {
+            return Err(CtapStatus::PinBlocked);
+        }
+        if a.volatile.consecutive_pin_failures >= MAX_CONSECUTIVE_FAILURES {
+            return Err(CtapStatus::PinAuthBlocked);
+        }
+        return Err(CtapStatus::PinInvalid);
+    }
+    a.volatile.consecutive_pin_failures = 0;
+    let backup = a.state.clone();
+    a.state.pin_retries = super::state::PIN_RETRIES;
+    a.persist_or_restore(backup)
+}
+
+fn change_pin(a: &mut Authenticator, req: &ClientPinRequest) -> Result<(), CtapStatus> {
+    let (_, shared) = shared_secret(a, req)?;
+    let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    let new_pin_enc = req.new_pin_enc.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    let pin_hash_enc = req.pin_hash_enc.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    if !a.pin_is_set() {
+        return Err(CtapStatus::PinNotSet);
+    }
+    if a.state.pin_retries == 0 {
+        return Err(CtapStatus::PinBlocked);
+    }
+    let mut msg = new_pin_enc.to_vec();
+    msg.extend_from_slice(pin_hash_enc);
+    if !shared.verify(a.provider, &msg, param) {
+        return Err(CtapStatus::PinAuthInvalid);
+    }
+    verify_pin_hash(a, &shared, pin_hash_enc)?;
+    let pin = new_pin(a, &shared, new_pin_enc)?;
+    let backup = a.state.clone();
+    a.state.pin = Some(pin);
+    a.state.force_pin_change = false;
+    a.persist_or_restore(backup)?;
+    a.volatile.token = None;
+    Ok(())
+}
+
+fn get_token(
+    a: &mut Authenticator,
+    req: &ClientPinRequest,
+    perms: u8,
+    rp_id: Option<String>,
+) -> Result<ClientPinResponse, CtapStatus> {
+    let (_, shared) = shared_secret(a, req)?;
+    let pin_hash_enc = req.pin_hash_enc.as_deref().ok_or(CtapStatus::MissingParameter)?;
+    if !a.pin_is_set() {
+        return Err(CtapStatus::PinNotSet);
+    }
+    verify_pin_hash(a, &shared, pin_hash_enc)?;
+    if a.state.force_pin_change {
+        return Err(CtapStatus::PinPolicyViolation);
+    }
+    let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
+    let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
+    a.volatile.token = Some(PinToken { token, permissions: perms, rp_id, issued: Instant::now() });
+    Ok(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() })
+}

@@ -1,0 +1,232 @@
+//! authenticatorGetAssertion and authenticatorGetNextAssertion: allowList
+//! and discoverable credentials (newest first), credProtect enforcement,
+//! hmac-secret, credBlob, largeBlobKey, silent pre-flight (`up = false`).
+
+use std::time::{Duration, Instant};
+
+use super::state::{StoredCredential, cred_random};
+use super::{Authenticator, Reply, sign};
+use crate::crypto::HashAlg;
+use crate::crypto::pin_protocol::{PinUvAuthProtocol, SharedSecret};
+use crate::crypto::SecretBytes;
+use crate::proto::auth_data::{AuthenticatorData, Flags};
+use crate::proto::cbor::Value;
+use crate::proto::ctap2::client_pin::permissions;
+use crate::proto::ctap2::get_assertion::{GetAssertionRequest, GetAssertionResponse};
+use crate::proto::ctap2::{CtapCodec, CtapStatus, PublicKeyCredentialDescriptor, PublicKeyCredentialUserEntity};
+use crate::proto::extensions::GetAssertionExtensionOutputs;
+
+/// How long getNextAssertion may follow getAssertion.
+const NEXT_ASSERTION_WINDOW: Duration = Duration::from_secs(30);
+
+/// Per-request context shared by getAssertion and getNextAssertion.
+#[derive(Clone)]
+pub(crate) struct AssertionContext {
+    rp_id_hash: [u8; 32],
+    client_data_hash: Vec<u8>,
+    up: bool,
+    uv: bool,
+    hmac: Option<(SharedSecret, SecretBytes)>,
+    cred_blob: bool,
+    large_blob_key: bool,
+}
+
+/// Credentials left for getNextAssertion.
+pub(crate) struct NextAssertions {
+    ctx: AssertionContext,
+    remaining: Vec<StoredCredential>,
+    started: Instant,
+}
+
+pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, CtapStatus> {
+    let req = GetAssertionRequest::from_value(v).map_err(|e| e.status())?;
+    if req.client_data_hash.len() != 32 {
+        return Err(CtapStatus::InvalidLength);
+    }
+    if req.pin_uv_auth_param.as_ref().is_some_and(|p| p.is_empty()) {
+        return Ok(super::make_credential::pin_probe(a, "getAssertion", req.rp_id.clone()));
+    }
+    if req.pin_uv_auth_param.is_some() {
+        let p = req.pin_uv_auth_protocol.ok_or(CtapStatus::MissingParameter)?;
+        if p != 1 && p != 2 {
+            return Err(CtapStatus::InvalidParameter);
+        }
+    }
+    let opts = req.options.unwrap_or_default();
+    if opts.rk.is_some() {
+        return Err(CtapStatus::UnsupportedOption);
+    }
+    if opts.uv == Some(true) {
+        return Err(CtapStatus::InvalidOption);
+    }
+    let up = opts.up.unwrap_or(true);
+    let uv = match &req.pin_uv_auth_param {
+        Some(param) => {
+            a.check_token(
+                req.pin_uv_auth_protocol,
+                param,
+                &req.client_data_hash,
+                permissions::GET_ASSERTION,
+                Some(&req.rp_id),
+            )?;
+            true
+        }
+        None => {
+            if a.state.always_uv && up {
+                return Err(CtapStatus::PuatRequired);
+            }
+            false
+        }
+    };
+    let ext = req.extensions.clone().unwrap_or_default();
+    let hmac = match &ext.hmac_secret {
+        None => None,
+        Some(h) => {
+            let proto = PinUvAuthProtocol::from_number(h.pin_uv_auth_protocol.unwrap_or(1).into())
+                .map_err(|_| CtapStatus::InvalidParameter)?;
+            let shared = a
+                .key_agreement(proto)
+                .decapsulate(a.provider, &h.key_agreement)
+                .map_err(|_| CtapStatus::InvalidParameter)?;
+            if !shared.verify(a.provider, &h.salt_enc, &h.salt_auth) {
+                return Err(CtapStatus::PinAuthInvalid);
+            }
+            let salts = shared.decrypt(a.provider, &h.salt_enc).map_err(|_| CtapStatus::InvalidLength)?;
+            if salts.len() != 32 && salts.len() != 64 {
+                return Err(CtapStatus::InvalidLength);
+            }
+            Some((shared, salts))
+        }
+    };
+    let rp_id_hash = a.rp_id_hash(&req.rp_id);
+    let allow: Vec<&PublicKeyCredentialDescriptor> = req.allow_list.iter().flatten().collect();
+    let with_allow_list = !allow.is_empty();
+    let mut creds: Vec<StoredCredential> = if with_allow_list {
+        allow
+            .iter()
+            .filter(|d| d.type_ == "public-key")
+            .filter_map(|d| a.find_credential(&req.rp_id, &rp_id_hash, &d.id))
+            .filter(|c| c.cred_protect < 3 || uv)
+            .take(1)
+            .collect()
+    } else {
+        let mut v: Vec<StoredCredential> = a
+            .state
+            .credentials
+            .iter()
+            .filter(|c| c.rp_id == req.rp_id && (c.cred_protect < 2 || uv))
+            .cloned()
+            .collect();
+        v.sort_by(|x, y| y.created.cmp(&x.created));
+        v
+    };
+    if creds.is_empty() {
+        return Err(CtapStatus::NoCredentials);
+    }
+    let ctx = AssertionContext {
+        rp_id_hash,
+        client_data_hash: req.client_data_hash.clone(),
+        up,
+        uv,
+        hmac,
+        cred_blob: ext.cred_blob == Some(true),
+        large_blob_key: ext.large_blob_key == Some(true),
+    };
+    let first = creds.remove(0);
+    let total = creds.len() + 1;
+    let finish = move |a: &mut Authenticator| -> Result<Option<Value>, CtapStatus> {
+        let mut resp = assertion(a, &ctx, &first)?;
+        if !with_allow_list {
+            resp.number_of_credentials = Some(total as u64);
+            if !creds.is_empty() {
+                a.volatile.next_assertion = Some(NextAssertions { ctx, remaining: creds, started: Instant::now() });
+            }
+        }
+        Ok(Some(resp.to_value()))
+    };
+    if up {
+        Ok(Reply::up("getAssertion", Some(req.rp_id.clone()), None, move |a, outcome| {
+            outcome.require()?;
+            finish(a)
+        }))
+    } else {
+        finish(a).map(Reply::Done)
+    }
+}
+
+pub(crate) fn get_next_assertion(a: &mut Authenticator) -> Result<Option<Value>, CtapStatus> {
+    let mut next = a.volatile.next_assertion.take().ok_or(CtapStatus::NotAllowed)?;
+    if next.started.elapsed() > NEXT_ASSERTION_WINDOW || next.remaining.is_empty() {
+        return Err(CtapStatus::NotAllowed);
+    }
+    let cred = next.remaining.remove(0);
+    let resp = assertion(a, &next.ctx, &cred)?;
+    if !next.remaining.is_empty() {
+        next.started = Instant::now();
+        a.volatile.next_assertion = Some(next);
+    }
+    Ok(Some(resp.to_value()))
+}
+
+fn assertion(
+    a: &mut Authenticator,
+    ctx: &AssertionContext,
+    cred: &StoredCredential,
+) -> Result<GetAssertionResponse, CtapStatus> {
+    let provider = a.provider;
+    let mut outputs = GetAssertionExtensionOutputs::default();
+    if let Some((shared, salts)) = &ctx.hmac
+        && cred.hmac_secret
+    {
+        let cr = cred_random(provider, a.master_key(), cred.private_key.bytes(), ctx.uv);
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(64));
+        for salt in salts.chunks(32) {
+            out.extend(provider.hmac(HashAlg::Sha256, &cr, &[salt]));
+        }
+        outputs.hmac_secret = Some(shared.encrypt(provider, &out).map_err(|_| CtapStatus::Other)?);
+    }
+    if ctx.cred_blob {
+        outputs.cred_blob = Some(cred.cred_blob.as_ref().map(|b| b.0.clone()).unwrap_or_default());
+    }
+    let mut flags = 0u8;
+    if ctx.up {
+        flags |= Flags::UP;
+    }
+    if ctx.uv {
+        flags |= Flags::UV;
+    }
+    let sign_count = a.next_sign_count()?;
+    let auth_data = AuthenticatorData {
+        rp_id_hash: ctx.rp_id_hash,
+        flags: Flags(flags),
+        sign_count,
+        attested_credential: None,
+        extensions: (!outputs.is_empty()).then(|| outputs.to_value()),
+    }
+    .to_bytes();
+    let mut msg = auth_data.clone();
+    msg.extend_from_slice(&ctx.client_data_hash);
+    let signature = sign(provider, cred.alg, cred.private_key.bytes(), &msg)?;
+    let user = cred.resident.then(|| {
+        if ctx.uv {
+            PublicKeyCredentialUserEntity {
+                id: cred.user_id.0.clone(),
+                name: cred.user_name.clone(),
+                display_name: cred.user_display_name.clone(),
+            }
+        } else {
+            PublicKeyCredentialUserEntity { id: cred.user_id.0.clone(), name: None, display_name: None }
+        }
+    });
+    let large_blob_key =
+        if ctx.large_blob_key { cred.large_blob_key.as_ref().map(|k| k.bytes().to_vec()) } else { None };
+    Ok(GetAssertionResponse {
+        credential: Some(PublicKeyCredentialDescriptor::public_key(cred.id.0.clone())),
+        auth_data,
+        signature,
+        user,
+        number_of_credentials: None,
+        user_selected: None,
+        large_blob_key,
+    })
+}

@@ -1,0 +1,551 @@
+//! Persistent state of the software authenticator and its crash-safe storage.
+//!
+//! The state is one serde JSON document ([`PersistentState`]). [`Store::save`]
+//! writes it atomically: a temporary file in the same directory, `fsync`,
+//! `rename` over the old file, `fsync` of the directory. A crash at any point
+//! leaves either the old or the new document, never a mix, so a credential
+//! the authenticator has reported as created is never lost or corrupted (the
+//! authenticator saves before it answers).
+//!
+//! Secrets (the master key, private keys, the PIN hash, large-blob keys) are
+//! held in [`Secret`], zeroized on drop.
+//!
+//! Non-resident credentials are not stored at all: their credential ID is
+//! the sealed credential ([`seal_credential_id`]): AES-256-GCM under the
+//! device master key, with the RP ID hash as associated data, so an ID
+//! presented for another RP fails to open.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, CryptoProvider, HashAlg, SecretBytes};
+
+/// Errors loading or saving state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing the file failed.
+    #[error("state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid state document.
+    #[error("state file {path} is not valid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Generating keys failed.
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+impl StateError {
+    /// A stable snake_case identifier.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "state_io",
+            Self::Invalid { .. } => "state_invalid",
+            Self::Crypto(_) => "crypto_error",
+        }
+    }
+}
+
+mod hex_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        if s.len() % 2 != 0 {
+            return None;
+        }
+        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+    }
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).ok_or_else(|| serde::de::Error::custom("invalid hex"))
+    }
+}
+
+/// Public bytes, hex in JSON.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(#[serde(with = "hex_serde")] pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", hex_serde::encode(&self.0))
+    }
+}
+
+/// Secret bytes, hex in JSON, zeroized on drop, never printed.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(#[serde(with = "secret_serde")] pub SecretBytes);
+
+mod secret_serde {
+    use super::hex_serde;
+    use serde::{Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(b: &Zeroizing<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        let h = Zeroizing::new(hex_serde::encode(b));
+        s.serialize_str(&h)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<Vec<u8>>, D::Error> {
+        hex_serde::deserialize(d).map(Zeroizing::new)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+impl Secret {
+    /// Wrap secret bytes.
+    pub fn new(b: SecretBytes) -> Self {
+        Secret(b)
+    }
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The attestation CA and batch certificate with its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttestationMaterial {
+    /// Self-signed attestation root (DER): the trust anchor for relying parties.
+    pub root_cert: Bytes,
+    /// Batch attestation certificate (DER), signed by the root.
+    pub cert: Bytes,
+    /// The batch certificate's P-256 private scalar.
+    pub key: Secret,
+}
+
+/// The PIN as stored: LEFT(SHA-256(PIN), 16) and its length in code points.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredPin {
+    /// LEFT(SHA-256(PIN), 16).
+    pub hash: Secret,
+    /// Length in Unicode code points (checked against minPINLength).
+    pub code_points: u32,
+}
+
+/// Credential key algorithms this authenticator creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialAlg {
+    /// ECDSA P-256 with SHA-256 (COSE -7).
+    Es256,
+    /// Ed25519 (COSE -8).
+    EdDsa,
+}
+
+impl CredentialAlg {
+    /// The COSE algorithm identifier.
+    pub fn cose(self) -> i64 {
+        match self {
+            Self::Es256 => -7,
+            Self::EdDsa => -8,
+        }
+    }
+    /// From a COSE algorithm identifier.
+    pub fn from_cose(a: i64) -> Option<Self> {
+        match a {
+            -7 => Some(Self::Es256),
+            -8 => Some(Self::EdDsa),
+            _ => None,
+        }
+    }
+    fn byte(self) -> u8 {
+        match self {
+            Self::Es256 => 1,
+            Self::EdDsa => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Es256),
+            2 => Some(Self::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// A credential: discoverable ones are stored, others are recovered from
+/// their sealed ID with `resident = false` and no user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredCredential {
+    /// Credential ID.
+    pub id: Bytes,
+    /// RP ID.
+    pub rp_id: String,
+    /// RP name.
+    #[serde(default)]
+    pub rp_name: Option<String>,
+    /// User handle.
+    #[serde(default)]
+    pub user_id: Bytes,
+    /// User name.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// User display name.
+    #[serde(default)]
+    pub user_display_name: Option<String>,
+    /// Key algorithm.
+    pub alg: CredentialAlg,
+    /// Private key (P-256 scalar or Ed25519 seed).
+    pub private_key: Secret,
+    /// credProtect level (1..=3).
+    pub cred_protect: u8,
+    /// Created with hmac-secret.
+    #[serde(default)]
+    pub hmac_secret: bool,
+    /// credBlob.
+    #[serde(default)]
+    pub cred_blob: Option<Bytes>,
+    /// largeBlobKey.
+    #[serde(default)]
+    pub large_blob_key: Option<Secret>,
+    /// Creation order (larger is newer).
+    #[serde(default)]
+    pub created: u64,
+    /// Discoverable (stored) credential.
+    #[serde(default = "yes")]
+    pub resident: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Everything the authenticator keeps across power cycles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistentState {
+    /// Format version (1).
+    pub version: u32,
+    /// The AAGUID.
+    pub aaguid: Bytes,
+    /// Master key sealing non-resident credential IDs; replaced by reset.
+    pub master_key: Secret,
+    /// Attestation certificates and key.
+    pub attestation: AttestationMaterial,
+    /// The PIN, when set.
+    #[serde(default)]
+    pub pin: Option<StoredPin>,
+    /// PIN retries left (8 when fresh).
+    pub pin_retries: u8,
+    /// Minimum PIN length in code points.
+    pub min_pin_length: u8,
+    /// RP IDs allowed to read minPinLength.
+    #[serde(default)]
+    pub min_pin_length_rp_ids: Vec<String>,
+    /// The PIN must be changed before a token is issued.
+    #[serde(default)]
+    pub force_pin_change: bool,
+    /// alwaysUv.
+    #[serde(default)]
+    pub always_uv: bool,
+    /// Global signature counter.
+    pub sign_count: u32,
+    /// Discoverable credentials.
+    #[serde(default)]
+    pub credentials: Vec<StoredCredential>,
+    /// The serialized large-blob array.
+    pub large_blob_array: Bytes,
+    /// Next creation sequence number.
+    #[serde(default)]
+    pub next_created: u64,
+}
+
+/// Default PIN retries.
+pub const PIN_RETRIES: u8 = 8;
+/// Default minimum PIN length.
+pub const DEFAULT_MIN_PIN_LENGTH: u8 = 4;
+
+impl PersistentState {
+    /// A fresh state: new master key, new attestation CA and batch certificate.
+    pub fn generate(provider: &dyn CryptoProvider, aaguid: [u8; 16]) -> Result<Self, StateError> {
+        let mut master = Zeroizing::new(vec![0u8; 32]);
+        provider.fill_random(&mut master)?;
+        let attestation = super::cert::generate_attestation(provider, &aaguid)?;
+        Ok(Self {
+            version: 1,
+            aaguid: Bytes(aaguid.to_vec()),
+            master_key: Secret(master),
+            attestation,
+            pin: None,
+            pin_retries: PIN_RETRIES,
+            min_pin_length: DEFAULT_MIN_PIN_LENGTH,
+            min_pin_length_rp_ids: Vec::new(),
+            force_pin_change: false,
+            always_uv: false,
+            sign_count: 0,
+            credentials: Vec::new(),
+            large_blob_array: Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec()),
+            next_created: 1,
+        })
+    }
+
+    /// Factory reset: everything but the AAGUID and attestation is renewed.
+    pub fn reset(&mut self, provider: &dyn CryptoProvider) -> Result<(), StateError> {
+        let mut master = Zeroizing::new(vec![0u8; 32]);
+        provider.fill_random(&mut master)?;
+        self.master_key = Secret(master);
+        self.pin = None;
+        self.pin_retries = PIN_RETRIES;
+        self.min_pin_length = DEFAULT_MIN_PIN_LENGTH;
+        self.min_pin_length_rp_ids.clear();
+        self.force_pin_change = false;
+        self.always_uv = false;
+        self.credentials.clear();
+        self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.version != 1 {
+            return Err("unsupported version");
+        }
+        if self.aaguid.0.len() != 16 || self.master_key.0.len() != 32 || self.attestation.key.0.len() != 32 {
+            return Err("key or AAGUID has the wrong length");
+        }
+        if self.pin.as_ref().is_some_and(|p| p.hash.0.len() != 16) {
+            return Err("PIN hash has the wrong length");
+        }
+        if self.credentials.iter().any(|c| c.private_key.0.len() != 32 || c.id.0.is_empty()) {
+            return Err("credential key has the wrong length");
+        }
+        Ok(())
+    }
+}
+
+/// Where state lives: a file, or nowhere (in memory only).
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// State kept in memory only.
+    pub fn memory() -> Self {
+        Store { path: None }
+    }
+    /// State kept in `path`.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Store { path: Some(path.into()) }
+    }
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Load the state, `None` if there is no file yet.
+    pub fn load(&self) -> Result<Option<PersistentState>, StateError> {
+        let Some(path) = &self.path else { return Ok(None) };
+        let text = match fs::read(path) {
+            Ok(t) => Zeroizing::new(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { path: path.clone(), source }),
+        };
+        let state: PersistentState = serde_json::from_slice(&text)
+            .map_err(|e| StateError::Invalid { path: path.clone(), message: e.to_string() })?;
+        state.validate().map_err(|m| StateError::Invalid { path: path.clone(), message: m.to_owned() })?;
+        Ok(Some(state))
+    }
+
+    /// Save atomically (temp file, fsync, rename, fsync directory).
+    pub fn save(&self, state: &PersistentState) -> Result<(), StateError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let io = |source| StateError::Io { path: path.clone(), source };
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(state)
+                .map_err(|e| StateError::Invalid { path: path.clone(), message: e.to_string() })?,
+        );
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let result = (|| {
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, path)?;
+            #[cfg(unix)]
+            File::open(&dir)?.sync_all()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+}
+
+const ID_VERSION: u8 = 1;
+const ID_AAD_LABEL: &[u8] = b"hwkey credential id v1";
+
+/// The fields sealed into a non-resident credential ID.
+pub struct SealedFields<'a> {
+    /// Key algorithm.
+    pub alg: CredentialAlg,
+    /// credProtect level.
+    pub cred_protect: u8,
+    /// hmac-secret enabled.
+    pub hmac_secret: bool,
+    /// Private key (32 bytes).
+    pub private_key: &'a [u8],
+    /// credBlob (at most 255 bytes).
+    pub cred_blob: Option<&'a [u8]>,
+    /// A discoverable credential (its ID dies when it is deleted).
+    pub resident: bool,
+}
+
+/// Seal a credential into its ID: `0x01 || nonce(12) || AES-256-GCM(master,
+/// nonce, aad = label || rpIdHash, alg | credProtect | flags | key | blobLen | blob)`.
+pub fn seal_credential_id(
+    provider: &dyn CryptoProvider,
+    master_key: &[u8],
+    rp_id_hash: &[u8; 32],
+    f: &SealedFields<'_>,
+) -> Result<Vec<u8>, CryptoError> {
+    let blob = f.cred_blob.unwrap_or(&[]);
+    if blob.len() > 255 || f.private_key.len() != 32 {
+        return Err(CryptoError::InvalidInput("credential too large to seal"));
+    }
+    let mut pt = Zeroizing::new(Vec::with_capacity(40 + blob.len()));
+    let flags = u8::from(f.hmac_secret) | if f.cred_blob.is_some() { 2 } else { 0 } | if f.resident { 4 } else { 0 };
+    pt.extend_from_slice(&[f.alg.byte(), f.cred_protect, flags]);
+    pt.extend_from_slice(f.private_key);
+    pt.push(blob.len() as u8);
+    pt.extend_from_slice(blob);
+    let mut nonce = [0u8; 12];
+    provider.fill_random(&mut nonce)?;
+    let aad = [ID_AAD_LABEL, rp_id_hash.as_slice()].concat();
+    let sealed = provider.aes256_gcm_seal(master_key, &nonce, &aad, &pt)?;
+    let mut id = vec![ID_VERSION];
+    id.extend_from_slice(&nonce);
+    id.extend_from_slice(&sealed);
+    Ok(id)
+}
+
+/// Open a sealed credential ID for this RP; `None` if it is not one of ours
+/// or belongs to another RP.
+pub fn open_credential_id(
+    provider: &dyn CryptoProvider,
+    master_key: &[u8],
+    rp_id_hash: &[u8; 32],
+    rp_id: &str,
+    id: &[u8],
+) -> Option<StoredCredential> {
+    let (&ver, rest) = id.split_first()?;
+    if ver != ID_VERSION || rest.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, sealed) = rest.split_at(12);
+    let mut n = [0u8; 12];
+    n.copy_from_slice(nonce);
+    let aad = [ID_AAD_LABEL, rp_id_hash.as_slice()].concat();
+    let pt = provider.aes256_gcm_open(master_key, &n, &aad, sealed).ok()?;
+    let alg = CredentialAlg::from_byte(*pt.first()?)?;
+    let cred_protect = *pt.get(1)?;
+    let flags = *pt.get(2)?;
+    let key = pt.get(3..35)?;
+    let blob_len = *pt.get(35)? as usize;
+    let blob = pt.get(36..36 + blob_len)?;
+    Some(StoredCredential {
+        id: Bytes(id.to_vec()),
+        rp_id: rp_id.to_owned(),
+        rp_name: None,
+        user_id: Bytes::default(),
+        user_name: None,
+        user_display_name: None,
+        alg,
+        private_key: Secret(Zeroizing::new(key.to_vec())),
+        cred_protect,
+        hmac_secret: flags & 1 != 0,
+        cred_blob: (flags & 2 != 0).then(|| Bytes(blob.to_vec())),
+        large_blob_key: None,
+        created: 0,
+        resident: flags & 4 != 0,
+    })
+}
+
+/// CredRandom for hmac-secret, derived from the master key and the
+/// credential's private key (one value with UV, another without).
+pub fn cred_random(provider: &dyn CryptoProvider, master_key: &[u8], private_key: &[u8], uv: bool) -> SecretBytes {
+    Zeroizing::new(provider.hmac(HashAlg::Sha256, master_key, &[b"hwkey CredRandom", &[u8::from(uv)], private_key]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::default_provider;
+
+    #[test]
+    fn sealed_ids_are_bound_to_the_rp() {
+        let p = default_provider();
+        let master = [7u8; 32];
+        let key = [9u8; 32];
+        let f = SealedFields {
+            alg: CredentialAlg::EdDsa,
+            cred_protect: 2,
+            hmac_secret: true,
+            private_key: &key,
+            cred_blob: Some(b"blob"),
+            resident: false,
+        };
+        let id = seal_credential_id(p, &master, &[1; 32], &f).unwrap();
+        let c = open_credential_id(p, &master, &[1; 32], "a.example", &id).unwrap();
+        assert_eq!(c.alg, CredentialAlg::EdDsa);
+        assert_eq!(c.cred_protect, 2);
+        assert!(c.hmac_secret);
+        assert_eq!(c.private_key.bytes(), &key);
+        assert_eq!(c.cred_blob.unwrap().0, b"blob");
+        assert!(open_credential_id(p, &master, &[2; 32], "b.example", &id).is_none());
+        assert!(open_credential_id(p, &[8; 32], &[1; 32], "a.example", &id).is_none());
+        assert!(open_credential_id(p, &master, &[1; 32], "a.example", &id[..20]).is_none());
+    }
+
+    #[test]
+    fn save_and_load() {
+        let p = default_provider();
+        let dir = std::env::temp_dir().join(format!("hwkey-state-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let store = Store::file(dir.join("state.json"));
+        assert!(store.load().unwrap().is_none());
+        let s = PersistentState::generate(p, [3; 16]).unwrap();
+        store.save(&s).unwrap();
+        let back = store.load().unwrap().unwrap();
+        assert_eq!(back.master_key.bytes(), s.master_key.bytes());
+        assert_eq!(back.attestation.cert, s.attestation.cert);
+        fs::write(dir.join("state.json"), b"{not json").unwrap();
+        assert!(matches!(store.load(), Err(StateError::Invalid { .. })));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
