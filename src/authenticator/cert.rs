@@ -102,7 +102,10 @@ fn tbs(
 }
 
 /// Generate the attestation root and batch certificate for `aaguid`.
-pub fn generate_attestation(provider: &dyn CryptoProvider, aaguid: &[u8; 16]) -> Result<AttestationMaterial, CryptoError> {
+pub fn generate_attestation(
+    provider: &dyn CryptoProvider,
+    aaguid: &[u8; 16],
+) -> Result<AttestationMaterial, CryptoError> {
     let root_key = provider.p256_generate()?;
     let root_pub = provider.p256_public(&root_key)?;
     let root_cn = "hwkey Software Authenticator Attestation Root";
@@ -132,7 +135,11 @@ pub fn generate_attestation(provider: &dyn CryptoProvider, aaguid: &[u8; 16]) ->
         ],
     )?;
     let cert = sign_cert(provider, leaf_tbs, &root_key)?;
-    Ok(AttestationMaterial { root_cert: Bytes(root_cert), cert: Bytes(cert), key: Secret(Zeroizing::new(key.to_vec())) })
+    Ok(AttestationMaterial {
+        root_cert: Bytes(root_cert),
+        cert: Bytes(cert),
+        key: Secret(Zeroizing::new(key.to_vec())),
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ pub(crate) struct CredEnumeration {
 
 pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, CtapStatus> {
     let req = CredentialManagementRequest::from_value(v).map_err(|e| e.status())?;
-    let needs_auth = !matches!(req.sub_command, Sub::EnumerateRpsGetNextRp | Sub::EnumerateCredentialsGetNextCredential);
+    let needs_auth =
+        !matches!(req.sub_command, Sub::EnumerateRpsGetNextRp | Sub::EnumerateCredentialsGetNextCredential);
     if needs_auth {
         let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::PuatRequired)?;
         a.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permissions::CREDENTIAL_MANAGEMENT, None)?;

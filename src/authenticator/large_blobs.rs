@@ -2,8 +2,8 @@
 //! written in fragments; a write commits only when complete and its
 //! trailing hash matches.
 
-use super::{Authenticator, MAX_MSG_SIZE, MAX_SERIALIZED_LARGE_BLOB_ARRAY};
 use super::state::Bytes;
+use super::{Authenticator, MAX_MSG_SIZE, MAX_SERIALIZED_LARGE_BLOB_ARRAY};
 use crate::crypto::ct_eq;
 use crate::proto::cbor::Value;
 use crate::proto::ctap2::client_pin::permissions;
@@ -56,7 +56,8 @@ pub(crate) fn large_blobs(a: &mut Authenticator, v: &Value) -> Result<Option<Val
             } else if req.length.is_some() {
                 return Err(CtapStatus::InvalidParameter);
             }
-            let next_offset = a.volatile.large_blob_write.as_ref().map(|w| w.buffer.len()).ok_or(CtapStatus::InvalidSeq)?;
+            let next_offset =
+                a.volatile.large_blob_write.as_ref().map(|w| w.buffer.len()).ok_or(CtapStatus::InvalidSeq)?;
             if offset != next_offset {
                 a.volatile.large_blob_write = None;
                 return Err(CtapStatus::InvalidSeq);

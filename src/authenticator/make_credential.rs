@@ -2,7 +2,7 @@
 //! self attestation, excludeList, resident keys, credProtect, hmac-secret,
 //! credBlob, largeBlobKey, minPinLength.
 
-use super::state::{self, Bytes, CredentialAlg, Secret, SealedFields, StoredCredential};
+use super::state::{self, Bytes, CredentialAlg, SealedFields, Secret, StoredCredential};
 use super::{AttestationMode, Authenticator, MAX_CRED_BLOB_LENGTH, Reply, public_cose, secret, sign};
 use crate::proto::auth_data::{AttestedCredentialData, AuthenticatorData, Flags};
 use crate::proto::cbor::{MapBuilder, Value};
@@ -99,7 +99,8 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
     if ext.large_blob_key == Some(true) && !rk {
         return Err(CtapStatus::InvalidOption);
     }
-    if rk && !a.state.credentials.iter().any(|c| c.rp_id == req.rp.id && c.user_id.0 == req.user.id)
+    if rk
+        && !a.state.credentials.iter().any(|c| c.rp_id == req.rp.id && c.user_id.0 == req.user.id)
         && a.state.credentials.len() >= a.config.max_resident_credentials
     {
         return Err(CtapStatus::KeyStoreFull);
@@ -219,12 +220,7 @@ fn finish(
         }
         AttestationMode::None => ("none", Value::Map(Vec::new())),
     };
-    let resp = MakeCredentialResponse {
-        fmt: fmt.into(),
-        auth_data: auth_data_raw,
-        att_stmt,
-        ep_att: None,
-        large_blob_key,
-    };
+    let resp =
+        MakeCredentialResponse { fmt: fmt.into(), auth_data: auth_data_raw, att_stmt, ep_att: None, large_blob_key };
     Ok(Some(resp.to_value()))
 }

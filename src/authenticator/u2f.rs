@@ -20,9 +20,7 @@ fn user_present(a: &mut Authenticator, operation: &'static str) -> bool {
     match &a.config.user_presence {
         UserPresence::Approve => true,
         UserPresence::Deny => false,
-        UserPresence::Callback(f) => {
-            f(&UpRequest { operation, rp_id: None, user_name: None, cancel: a.cancel_flag() })
-        }
+        UserPresence::Callback(f) => f(&UpRequest { operation, rp_id: None, user_name: None, cancel: a.cancel_flag() }),
         UserPresence::Delay(d) => {
             let since = *a.volatile.u2f_up_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= *d {
@@ -82,7 +80,8 @@ fn register(a: &mut Authenticator, cmd: &Apdu) -> Vec<u8> {
             certificate: a.state.attestation.cert.0.clone(),
             signature: Vec::new(),
         };
-        r.signature = p.p256_sign(a.state.attestation.key.bytes(), &r.signed_data(&req.application, &req.challenge)).ok()?;
+        r.signature =
+            p.p256_sign(a.state.attestation.key.bytes(), &r.signed_data(&req.application, &req.challenge)).ok()?;
         Some(r.encode())
     })();
     match result {

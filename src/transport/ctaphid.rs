@@ -606,6 +606,10 @@ pub trait Handler {
     fn supports_msg(&self) -> bool {
         true
     }
+    /// Whether CTAP2 (CBOR) is implemented.
+    fn supports_cbor(&self) -> bool {
+        true
+    }
 }
 
 /// A handler shared with other owners (e.g. to take it back after a device
@@ -635,6 +639,9 @@ impl<H: Handler> Handler for std::sync::Arc<std::sync::Mutex<H>> {
     }
     fn supports_msg(&self) -> bool {
         self.lock().map(|h| h.supports_msg()).unwrap_or(false)
+    }
+    fn supports_cbor(&self) -> bool {
+        self.lock().map(|h| h.supports_cbor()).unwrap_or(false)
     }
 }
 
@@ -775,7 +782,10 @@ impl DeviceChannel {
 
     fn capabilities<H: Handler + ?Sized>(&mut self, handler: &H) -> u8 {
         *self.capabilities.get_or_insert_with(|| {
-            let mut c = capability::WINK | capability::CBOR;
+            let mut c = capability::WINK;
+            if handler.supports_cbor() {
+                c |= capability::CBOR;
+            }
             if !handler.supports_msg() {
                 c |= capability::NMSG;
             }
@@ -990,7 +1000,9 @@ impl DeviceChannel {
             }
             cmd::CBOR | cmd::MSG => {
                 let kind = if command == cmd::CBOR { MessageKind::Cbor } else { MessageKind::Msg };
-                if kind == MessageKind::Msg && !handler.supports_msg() {
+                if (kind == MessageKind::Msg && !handler.supports_msg())
+                    || (kind == MessageKind::Cbor && !handler.supports_cbor())
+                {
                     self.send_error(cid, HidErrorCode::InvalidCmd);
                     return;
                 }
