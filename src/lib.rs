@@ -8,6 +8,8 @@
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
 //! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
+//! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
 //! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
 //! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
 //!
@@ -18,11 +20,14 @@
 
 #[cfg(feature = "virtual")]
 pub mod authenticator;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod crypto;
 #[cfg(feature = "otp")]
 pub mod otp;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod transport;
 #[cfg(feature = "yubikey")]
 pub mod yubikey;

@@ -1,14 +1,29 @@
-//! The `hwkey` command-line tool.
+//! The `hwkey` command-line tool (CONTRACTS §3): FIDO security keys
+//! (`list`, `info`, `wink`, `webauthn`, `pin`, `creds`, `reset`), the
+//! software authenticator (`virtual serve`), OTP codes (`otp`) and the
+//! YubiKey OTP interface (`yubikey`, `virtual yubikey`).
 //!
-//! This worktree's main wires only the OTP and YubiKey groups; the full main
-//! (FIDO commands) lives with the client engineer and adds `mod otp; mod yubikey;`.
+//! Prompts and the touch spinner go to stderr; results to stdout. On failure
+//! the exit status is non-zero, stdout stays empty and stderr says what is
+//! wrong in its first line.
+#![forbid(unsafe_code)]
 
+mod common;
+mod creds;
+mod info;
 mod otp;
+mod pin;
+mod reset;
+mod virtual_device;
+mod webauthn;
 mod yubikey;
 
 use clap::{Parser, Subcommand};
+use common::DeviceArg;
+use std::path::PathBuf;
 
-/// Possession-factor hardware for authentication.
+/// Possession-factor hardware for authentication: FIDO2/U2F security keys,
+/// WebAuthn, a software authenticator, YubiKey OTP, HOTP/TOTP.
 #[derive(Debug, Parser)]
 #[command(name = "hwkey", version, about)]
 struct Cli {
@@ -18,19 +33,63 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the connected FIDO HID devices.
+    List,
+    /// Show the authenticator's getInfo.
+    Info {
+        #[command(flatten)]
+        device: DeviceArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the key blink.
+    Wink {
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Run WebAuthn ceremonies as a client.
+    #[command(subcommand)]
+    Webauthn(webauthn::WebauthnCommand),
+    /// Manage the PIN.
+    #[command(subcommand)]
+    Pin(pin::PinCommand),
+    /// Manage discoverable credentials.
+    #[command(subcommand)]
+    Creds(creds::CredsCommand),
+    /// Erase every credential and the PIN (asks for confirmation).
+    Reset {
+        #[command(flatten)]
+        device: DeviceArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Software devices.
+    #[command(subcommand)]
+    Virtual(VirtualCommand),
     /// HOTP/TOTP codes and enrollment.
     #[command(subcommand)]
     Otp(otp::OtpCommand),
     /// The YubiKey OTP interface: info, serial, challenge-response, programming.
     #[command(subcommand)]
     Yubikey(yubikey::YubikeyCommand),
-    /// Software devices.
-    #[command(subcommand)]
-    Virtual(VirtualCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum VirtualCommand {
+    /// A software CTAP2.1 authenticator speaking CTAPHID over UDP.
+    Serve {
+        /// Address to bind, e.g. 127.0.0.1:0 (port 0 picks a free port).
+        #[arg(long)]
+        udp: String,
+        /// State file (credentials, PIN); kept in memory without it.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Set this PIN at start-up if the authenticator has none.
+        #[arg(long)]
+        pin: Option<String>,
+    },
     /// A software YubiKey OTP interface over UDP.
     Yubikey {
         /// Address to bind, e.g. 127.0.0.1:0.
@@ -51,16 +110,38 @@ enum VirtualCommand {
     },
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Otp(c) => otp::run(c),
-        Command::Yubikey(c) => yubikey::run(c),
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::List => info::list(),
+        Command::Info { device, json } => info::info(&device, json),
+        Command::Wink { device } => info::wink(&device),
+        Command::Webauthn(c) => webauthn::run(c),
+        Command::Pin(c) => pin::run(c),
+        Command::Creds(c) => creds::run(c),
+        Command::Reset { device, yes } => reset::run(&device, yes),
+        Command::Virtual(VirtualCommand::Serve { udp, state, pin }) => virtual_device::serve(&udp, state, pin),
         Command::Virtual(VirtualCommand::Yubikey { udp, serial, slot1_hmac, slot2_hmac, version }) => {
             yubikey::run_virtual_yubikey(udp, serial, slot1_hmac, slot2_hmac, version)
         }
-    };
-    if let Err(e) = result {
+        Command::Otp(c) => otp::run(c),
+        Command::Yubikey(c) => yubikey::run(c),
+    }
+}
+
+fn main() {
+    // Never a panic trace: one line on stderr, exit status 2.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("error: internal error: {what}");
+        std::process::exit(2);
+    }));
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

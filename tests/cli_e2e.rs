@@ -1,0 +1,222 @@
+//! End to end through processes: `hwkey virtual serve --udp 127.0.0.1:0`,
+//! then `hwkey webauthn register` and `hwkey webauthn login` against it.
+
+use hwkey::crypto::{cose_verify, default_provider};
+use hwkey::proto::attestation::AttestationObject;
+use hwkey::proto::auth_data::AuthenticatorData;
+use hwkey::proto::webauthn::{AuthenticationResponseJson, RegistrationResponseJson};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The built binary, copied so that builds in other worktrees sharing the
+/// target directory cannot swap it under the test.
+fn hwkey() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dst = std::env::temp_dir().join(format!("hwkey-cli-e2e-{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_hwkey"), &dst).unwrap();
+        dst
+    })
+    .clone()
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Server {
+    let mut child = Command::new(hwkey())
+        .args(["virtual", "serve", "--udp", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on udp://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+    assert!(!addr.ends_with(":0"), "the bound port is printed");
+    Server(child, addr)
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], stdin: &str) -> Out {
+    let mut child = Command::new(hwkey())
+        .args(args)
+        .env_remove("HWKEY_PIN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        ok: o.status.success(),
+        stdout: String::from_utf8(o.stdout).unwrap(),
+        stderr: String::from_utf8(o.stderr).unwrap(),
+    }
+}
+
+fn creation(uv: &str) -> String {
+    json!({
+        "rp": {"id": "example.com", "name": "Example"},
+        "user": {"id": "dXNlci0x", "name": "alice", "displayName": "Alice"},
+        "challenge": "Y2hhbGxlbmdlLWNoYWxsZW5nZQ",
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+        "authenticatorSelection": {"residentKey": "required", "userVerification": uv},
+        "attestation": "direct",
+        "extensions": {"credProps": true, "prf": {}}
+    })
+    .to_string()
+}
+
+#[test]
+fn register_and_login_through_processes() {
+    let s = serve(&[]);
+    let dev = format!("udp:{}", s.1);
+    let info = run(&["info", "--json", "--device", &dev], "");
+    assert!(info.ok, "{}", info.stderr);
+    let v: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert!(v["versions"].as_array().unwrap().iter().any(|x| x == "FIDO_2_1"));
+
+    let r = run(
+        &["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", &dev],
+        &creation("discouraged"),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let reg: RegistrationResponseJson = serde_json::from_str(&r.stdout).unwrap();
+    let att = AttestationObject::parse(&reg.response.attestation_object).unwrap();
+    let key = att.auth_data.attested_credential.unwrap().public_key;
+    assert_eq!(att.auth_data.rp_id_hash, default_provider().sha256(&[b"example.com"]));
+
+    // Options from a file this time; discoverable login.
+    let file = std::env::temp_dir().join(format!("hwkey-login-{}.json", std::process::id()));
+    std::fs::write(&file, json!({"challenge": "bG9naW4tY2hhbGxlbmdl", "rpId": "example.com"}).to_string()).unwrap();
+    let l = run(
+        &[
+            "webauthn",
+            "login",
+            "--origin",
+            "https://example.com",
+            "--options",
+            file.to_str().unwrap(),
+            "--device",
+            &dev,
+        ],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    assert!(l.ok, "{}", l.stderr);
+    let a: AuthenticationResponseJson = serde_json::from_str(&l.stdout).unwrap();
+    assert_eq!(a.raw_id, reg.raw_id);
+    assert_eq!(a.response.user_handle.as_ref().map(|h| h.0.as_slice()), Some(&b"user-1"[..]));
+    let mut msg = a.response.authenticator_data.0.clone();
+    msg.extend_from_slice(&default_provider().sha256(&[&a.response.client_data_json]));
+    cose_verify::verify(default_provider(), &key, &msg, &a.response.signature).unwrap();
+}
+
+#[test]
+fn with_a_pin_and_hmac_secret() {
+    let s = serve(&["--pin", "123456"]);
+    let dev = format!("udp:{}", s.1);
+    let base = ["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", &dev];
+
+    // UV required, no PIN given, no terminal: a one-line error, nothing on stdout.
+    let r = run(&base, &creation("required"));
+    assert!(!r.ok);
+    assert!(r.stdout.is_empty());
+    assert!(r.stderr.starts_with("error: ") && r.stderr.lines().count() == 1, "{:?}", r.stderr);
+
+    let mut args = base.to_vec();
+    args.extend(["--pin", "123456"]);
+    let r = run(&args, &creation("required"));
+    assert!(r.ok, "{}", r.stderr);
+    let reg: RegistrationResponseJson = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(reg.client_extension_results.prf.as_ref().and_then(|p| p.enabled), Some(true));
+    let att = AttestationObject::parse(&reg.response.attestation_object).unwrap();
+    assert!(att.auth_data.flags.uv());
+    let key = att.auth_data.attested_credential.unwrap().public_key;
+
+    let login = json!({"challenge": "bG9naW4tY2hhbGxlbmdl", "rpId": "example.com", "userVerification": "required",
+        "allowCredentials": [{"type": "public-key", "id": reg.id}],
+        "extensions": {"prf": {"eval": {"first": "c2FsdA"}}}})
+    .to_string();
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let l = run(
+            &[
+                "webauthn",
+                "login",
+                "--origin",
+                "https://example.com",
+                "--options",
+                "-",
+                "--device",
+                &dev,
+                "--pin",
+                "123456",
+            ],
+            &login,
+        );
+        assert!(l.ok, "{}", l.stderr);
+        let a: AuthenticationResponseJson = serde_json::from_str(&l.stdout).unwrap();
+        let ad = AuthenticatorData::parse(&a.response.authenticator_data).unwrap();
+        assert!(ad.flags.uv());
+        let mut msg = a.response.authenticator_data.0.clone();
+        msg.extend_from_slice(&default_provider().sha256(&[&a.response.client_data_json]));
+        cose_verify::verify(default_provider(), &key, &msg, &a.response.signature).unwrap();
+        outputs.push(a.client_extension_results.prf.unwrap().results.unwrap().first);
+    }
+    assert_eq!(outputs[0], outputs[1], "the PRF is stable across logins");
+
+    // A wrong PIN: non-zero, nothing on stdout, the attempts left on stderr.
+    let l = run(
+        &[
+            "webauthn",
+            "login",
+            "--origin",
+            "https://example.com",
+            "--options",
+            "-",
+            "--device",
+            &dev,
+            "--pin",
+            "000000",
+        ],
+        &login,
+    );
+    assert!(!l.ok && l.stdout.is_empty());
+    assert!(l.stderr.starts_with("error: wrong PIN"), "{}", l.stderr);
+
+    let p = run(&["pin", "retries", "--device", &dev], "");
+    assert!(p.ok);
+    assert_eq!(p.stdout.trim(), "7");
+}
+
+#[test]
+fn bad_input_is_one_line_on_stderr() {
+    for args in [
+        vec!["webauthn", "login", "--origin", "https://example.com", "--options", "-", "--device", "bogus"],
+        vec!["webauthn", "login", "--origin", "not an origin", "--options", "-", "--device", "udp:127.0.0.1:9"],
+        vec!["info", "--device", "udp:127.0.0.1:1"],
+    ] {
+        let o = run(&args, "{\"challenge\": \"AAAA\"}");
+        assert!(!o.ok, "{args:?}");
+        assert!(o.stdout.is_empty());
+        assert!(o.stderr.starts_with("error: "), "{args:?}: {}", o.stderr);
+        assert!(!o.stderr.contains("panicked"));
+    }
+}

@@ -1,0 +1,462 @@
+//! The client and the software authenticator, meeting only through 64-byte
+//! CTAPHID reports: in memory and over UDP.
+
+use hwkey::authenticator::{Authenticator, UserPresence};
+use hwkey::client::webauthn::{FixedPin, WebAuthnClient, prf_salt};
+use hwkey::client::{CancelToken, ClientError, Device, Op, Progress};
+use hwkey::crypto::{cose_verify, default_provider};
+use hwkey::proto::attestation::AttestationObject;
+use hwkey::proto::auth_data::AuthenticatorData;
+use hwkey::proto::cose::CoseKey;
+use hwkey::proto::webauthn::*;
+use hwkey::transport::ctaphid::{DeviceConfig, Handler, MessageKind, Outcome};
+use hwkey::transport::memory::MemoryDevice;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ORIGIN: &str = "https://login.example.com";
+
+fn op() -> Op {
+    Op::timeout(Duration::from_secs(10))
+}
+
+fn authenticator() -> Authenticator {
+    Authenticator::in_memory().unwrap()
+}
+
+fn memory() -> MemoryDevice {
+    MemoryDevice::spawn(authenticator(), DeviceConfig::default())
+}
+
+fn open(dev: &MemoryDevice) -> Device {
+    Device::open(dev.connect(), &op()).unwrap()
+}
+
+fn creation(user: &[u8], extra: serde_json::Value) -> CreationOptionsJson {
+    let mut v = json!({
+        "rp": {"id": "example.com", "name": "Example"},
+        "user": {"id": b64url_encode(user), "name": format!("user-{}", user[0]), "displayName": "User"},
+        "challenge": "AAECAwQFBgcICQoLDA0ODw",
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}, {"type": "public-key", "alg": -8}],
+        "authenticatorSelection": {"residentKey": "required", "userVerification": "discouraged"},
+        "attestation": "direct"
+    });
+    merge(&mut v, extra);
+    serde_json::from_value(v).unwrap()
+}
+
+fn request(extra: serde_json::Value) -> RequestOptionsJson {
+    let mut v =
+        json!({"challenge": "ZmVkY2JhOTg3NjU0MzIxMA", "rpId": "example.com", "userVerification": "discouraged"});
+    merge(&mut v, extra);
+    serde_json::from_value(v).unwrap()
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+struct Registered {
+    id: Vec<u8>,
+    key: CoseKey,
+    response: RegistrationResponseJson,
+}
+
+fn register(dev: &mut Device, pin: Option<&str>, opts: &CreationOptionsJson) -> Result<Registered, ClientError> {
+    let ui = FixedPin::new(pin.map(str::to_owned));
+    let r = WebAuthnClient::new(&ui).register(dev, opts, ORIGIN, &op())?;
+    let att = AttestationObject::parse(&r.response.attestation_object).unwrap();
+    let acd = att.auth_data.attested_credential.clone().unwrap();
+    assert_eq!(acd.credential_id, r.raw_id.0);
+    // The client data is the spec's serialization, with our origin.
+    let cd = CollectedClientData::parse(&r.response.client_data_json).unwrap();
+    assert_eq!((cd.type_.as_str(), cd.origin.as_str()), ("webauthn.create", ORIGIN));
+    assert_eq!(cd.to_json_bytes(), r.response.client_data_json.0);
+    // Packed attestation: the signature covers authData || SHA-256(clientDataJSON).
+    if att.fmt == "packed" && att.att_stmt.get_text("x5c").is_none() {
+        let sig = att.att_stmt.get_text("sig").and_then(|s| s.as_bytes()).unwrap();
+        let mut msg = att.auth_data_raw.clone();
+        msg.extend_from_slice(&default_provider().sha256(&[&r.response.client_data_json]));
+        cose_verify::verify(default_provider(), &acd.public_key, &msg, sig).unwrap();
+    }
+    Ok(Registered { id: acd.credential_id, key: acd.public_key, response: r })
+}
+
+fn login(
+    dev: &mut Device,
+    pin: Option<&str>,
+    opts: &RequestOptionsJson,
+) -> Result<AuthenticationResponseJson, ClientError> {
+    let ui = FixedPin::new(pin.map(str::to_owned));
+    WebAuthnClient::new(&ui).authenticate(dev, opts, ORIGIN, &op())
+}
+
+fn verify_assertion(a: &AuthenticationResponseJson, key: &CoseKey) -> AuthenticatorData {
+    let mut msg = a.response.authenticator_data.0.clone();
+    msg.extend_from_slice(&default_provider().sha256(&[&a.response.client_data_json]));
+    cose_verify::verify(default_provider(), key, &msg, &a.response.signature).expect("assertion signature verifies");
+    let ad = AuthenticatorData::parse(&a.response.authenticator_data).unwrap();
+    assert_eq!(ad.rp_id_hash, default_provider().sha256(&[b"example.com"]));
+    assert!(ad.flags.up());
+    let cd = CollectedClientData::parse(&a.response.client_data_json).unwrap();
+    assert_eq!(cd.type_, "webauthn.get");
+    ad
+}
+
+#[test]
+fn register_and_login_in_memory() {
+    let d = memory();
+    let mut dev = open(&d);
+    assert!(dev.is_ctap21());
+    let reg = register(&mut dev, None, &creation(&[1], json!({"extensions": {"credProps": true}}))).unwrap();
+    assert_eq!(reg.response.client_extension_results.cred_props, Some(CredPropsOutput { rk: Some(true) }));
+    assert!(reg.response.response.public_key.is_some());
+    let a = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    assert_eq!(a.raw_id.0, reg.id);
+    let ad = verify_assertion(&a, &reg.key);
+    assert!(!ad.flags.uv());
+    // Counters go up.
+    let b = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    assert!(verify_assertion(&b, &reg.key).sign_count > ad.sign_count);
+}
+
+#[test]
+fn attestation_none_strips_the_statement() {
+    let d = memory();
+    let mut dev = open(&d);
+    let reg = register(&mut dev, None, &creation(&[1], json!({"attestation": "none"}))).unwrap();
+    let att = AttestationObject::parse(&reg.response.response.attestation_object).unwrap();
+    assert_eq!(att.fmt, "none");
+    assert_eq!(att.att_stmt, hwkey::proto::cbor::Value::Map(vec![]));
+}
+
+#[test]
+fn discoverable_login_with_several_accounts() {
+    let d = memory();
+    let mut dev = open(&d);
+    let a = register(&mut dev, None, &creation(&[1], json!({}))).unwrap();
+    let b = register(&mut dev, None, &creation(&[2], json!({}))).unwrap();
+    let r = login(&mut dev, None, &request(json!({}))).unwrap();
+    assert_eq!(r.response.user_handle.as_ref().map(|h| h.0.clone()), Some(vec![2]), "newest account first");
+    assert_eq!(r.raw_id.0, b.id);
+    verify_assertion(&r, &b.key);
+    let _ = a;
+}
+
+#[test]
+fn pin_set_then_user_verification() {
+    let d = memory();
+    let mut dev = open(&d);
+    // UV required on a key without PIN: a clear "set a PIN first".
+    let req_uv =
+        creation(&[1], json!({"authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}));
+    let e = register(&mut dev, None, &req_uv).err().unwrap();
+    assert!(matches!(e, ClientError::PinNotSet), "{e:?}");
+    assert!(e.to_string().contains("set a PIN first"));
+
+    dev.set_pin("123456", &op()).unwrap();
+    assert_eq!(dev.option("clientPin"), Some(true));
+    assert_eq!(dev.pin_retries(&op()).unwrap().0, 8);
+    let e = register(&mut dev, None, &req_uv).err().unwrap();
+    assert!(matches!(e, ClientError::PinRequired), "{e:?}");
+    let reg = register(&mut dev, Some("123456"), &req_uv).unwrap();
+    let ad = AttestationObject::parse(&reg.response.response.attestation_object).unwrap().auth_data;
+    assert!(ad.flags.uv());
+
+    let allow = json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}], "userVerification": "required"});
+    let e = login(&mut dev, Some("000000"), &request(allow.clone())).err().unwrap();
+    assert!(matches!(e, ClientError::PinInvalid { retries: Some(7) }), "{e:?}");
+    let a = login(&mut dev, Some("123456"), &request(allow)).unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+
+    dev.change_pin("123456", "654321", &op()).unwrap();
+    let e = dev.pin_token("123456", 2, Some("example.com"), &op()).err().unwrap();
+    assert!(matches!(e, ClientError::PinInvalid { .. }));
+    dev.pin_token("654321", 2, Some("example.com"), &op()).unwrap();
+}
+
+#[test]
+fn pin_lockout_after_three_wrong_pins() {
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    for left in [7, 6] {
+        let e = dev.pin_token("999999", 2, None, &op()).err().unwrap();
+        assert!(matches!(e, ClientError::PinInvalid { retries: Some(n) } if n == left), "{e:?}");
+    }
+    let e = dev.pin_token("999999", 2, None, &op()).err().unwrap();
+    assert!(matches!(e, ClientError::PinAuthBlocked), "{e:?}");
+    let e = dev.pin_token("123456", 2, None, &op()).err().unwrap();
+    assert!(matches!(e, ClientError::PinAuthBlocked), "{e:?}");
+}
+
+#[test]
+fn prf_and_hmac_secret() {
+    let d = memory();
+    let mut dev = open(&d);
+    let reg = register(&mut dev, None, &creation(&[1], json!({"extensions": {"prf": {}}}))).unwrap();
+    assert_eq!(reg.response.client_extension_results.prf.as_ref().and_then(|p| p.enabled), Some(true));
+    let id = b64url_encode(&reg.id);
+    let allow = json!([{"type": "public-key", "id": id}]);
+    let eval = |dev: &mut Device, first: &[u8], second: Option<&[u8]>| {
+        let mut values = json!({"first": b64url_encode(first)});
+        if let Some(s) = second {
+            values["second"] = json!(b64url_encode(s));
+        }
+        let r = login(dev, None, &request(json!({"allowCredentials": allow, "extensions": {"prf": {"eval": values}}})))
+            .unwrap();
+        verify_assertion(&r, &reg.key);
+        r.client_extension_results.prf.unwrap().results.unwrap()
+    };
+    let a = eval(&mut dev, b"salt one", None);
+    let b = eval(&mut dev, b"salt one", Some(b"salt two"));
+    assert_eq!(a.first, b.first, "same salt, same output");
+    assert_ne!(b.first.0, b.second.as_ref().unwrap().0);
+    assert_eq!(a.first.len(), 32);
+
+    // evalByCredential wins over eval for the matching credential.
+    let r = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": allow, "extensions": {"prf": {
+            "eval": {"first": b64url_encode(b"other")},
+            "evalByCredential": {id.clone(): {"first": b64url_encode(b"salt one")}}}}})),
+    )
+    .unwrap();
+    assert_eq!(r.client_extension_results.prf.unwrap().results.unwrap().first, a.first);
+
+    // PRF is hmac-secret with the salt SHA-256("WebAuthn PRF" || 0x00 || input).
+    let salt = prf_salt(default_provider(), b"salt one");
+    let r = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": allow, "extensions": {"hmacGetSecret": {"salt1": b64url_encode(&salt)}}})),
+    )
+    .unwrap();
+    assert_eq!(r.client_extension_results.hmac_get_secret.unwrap().output1, a.first);
+}
+
+#[test]
+fn exclude_and_allow_lists_longer_than_the_key_takes() {
+    let d = memory();
+    let mut dev = open(&d);
+    let max = dev.info().unwrap().max_credential_count_in_list.unwrap() as usize;
+    let reg = register(&mut dev, None, &creation(&[1], json!({}))).unwrap();
+    let mut list: Vec<serde_json::Value> =
+        (0..max * 2 + 3).map(|i| json!({"type": "public-key", "id": b64url_encode(&[i as u8; 40])})).collect();
+    // Too long for the key: filtered out by maxCredentialIdLength.
+    list.push(json!({"type": "public-key", "id": b64url_encode(&[9u8; 600])}));
+    list.push(json!({"type": "public-key", "id": b64url_encode(&reg.id)}));
+    let e = register(&mut dev, None, &creation(&[2], json!({"excludeCredentials": list}))).err().unwrap();
+    assert!(matches!(e, ClientError::CredentialExcluded), "{e:?}");
+    let a = login(&mut dev, None, &request(json!({"allowCredentials": list}))).unwrap();
+    assert_eq!(a.raw_id.0, reg.id);
+    verify_assertion(&a, &reg.key);
+    // Nothing matching at all.
+    list.pop();
+    let e = login(&mut dev, None, &request(json!({"allowCredentials": list}))).err().unwrap();
+    assert!(matches!(e, ClientError::NoCredentials), "{e:?}");
+}
+
+#[test]
+fn cred_protect_required_hides_the_credential_without_uv() {
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let opts = creation(
+        &[1],
+        json!({"extensions": {"credentialProtectionPolicy": "userVerificationRequired", "enforceCredentialProtectionPolicy": true}}),
+    );
+    let reg = register(&mut dev, Some("123456"), &opts).unwrap();
+    let ad = AttestationObject::parse(&reg.response.response.attestation_object).unwrap().auth_data;
+    assert_eq!(ad.extension("credProtect").and_then(|v| v.as_u64()), Some(3));
+    let e = login(&mut dev, None, &request(json!({}))).err().unwrap();
+    assert!(matches!(e, ClientError::NoCredentials), "{e:?}");
+    let a = login(&mut dev, Some("123456"), &request(json!({"userVerification": "required"}))).unwrap();
+    verify_assertion(&a, &reg.key);
+}
+
+#[test]
+fn rp_id_must_be_a_registrable_suffix_of_the_origin() {
+    let d = memory();
+    let mut dev = open(&d);
+    let ui = FixedPin::new(None);
+    let c = WebAuthnClient::new(&ui);
+    for (rp, origin) in
+        [("com", "https://example.com"), ("example.org", "https://example.com"), ("example.com", "http://example.com")]
+    {
+        let mut o = creation(&[1], json!({}));
+        o.rp.id = Some(rp.into());
+        let e = c.register(&mut dev, &o, origin, &op()).err().unwrap();
+        assert_eq!(e.code(), "security_error", "{rp} at {origin}");
+    }
+}
+
+#[test]
+fn cancel_while_waiting_for_touch() {
+    let mut auth = authenticator();
+    auth.set_user_presence(UserPresence::Delay(Duration::from_secs(20)));
+    let d = MemoryDevice::spawn(auth, DeviceConfig::default());
+    let mut dev = open(&d);
+    let token = CancelToken::new();
+    let t2 = token.clone();
+    let o = Op::timeout(Duration::from_secs(10)).with_cancel(token).on_progress(move |p| {
+        if p == Progress::WaitingForTouch {
+            t2.cancel();
+        }
+    });
+    let ui = FixedPin::new(None);
+    let t0 = Instant::now();
+    let e = WebAuthnClient::new(&ui).register(&mut dev, &creation(&[1], json!({})), ORIGIN, &o).err().unwrap();
+    assert!(matches!(e, ClientError::Cancelled), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    // And a timeout ends in Timeout, not a hang.
+    let o = Op::timeout(Duration::from_millis(400));
+    let e = WebAuthnClient::new(&ui).register(&mut dev, &creation(&[1], json!({})), ORIGIN, &o).err().unwrap();
+    assert!(matches!(e, ClientError::Timeout), "{e:?}");
+}
+
+/// A U2F-only key: the software authenticator with CBOR switched off.
+struct U2fOnly(Authenticator);
+
+impl Handler for U2fOnly {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        self.0.start(kind, request, now)
+    }
+    fn supports_cbor(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn u2f_only_key_falls_back_to_ctap1() {
+    let d = MemoryDevice::spawn(U2fOnly(authenticator()), DeviceConfig::default());
+    let mut dev = open(&d);
+    assert!(!dev.is_ctap2());
+    let opts = creation(
+        &[1],
+        json!({"authenticatorSelection": {"residentKey": "discouraged", "userVerification": "discouraged"}}),
+    );
+    let reg = register(&mut dev, None, &opts).unwrap();
+    let a = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    verify_assertion(&a, &reg.key);
+    let e = login(&mut dev, None, &request(json!({}))).err().unwrap();
+    assert_eq!(e.code(), "unsupported");
+}
+
+#[test]
+fn appid_extension_finds_u2f_credentials() {
+    let appid = "https://example.com/appid.json";
+    let d = MemoryDevice::spawn(U2fOnly(authenticator()), DeviceConfig::default());
+    let mut dev = open(&d);
+    let app = default_provider().sha256(&[appid.as_bytes()]);
+    let reg = dev.u2f_register(&[0; 32], &app, &op()).unwrap();
+    let key = CoseKey::p256_from_sec1(&reg.public_key, hwkey::proto::cose::CoseAlgorithm::ES256).unwrap();
+    let r = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.key_handle)}],
+            "extensions": {"appid": appid}})),
+    )
+    .unwrap();
+    assert_eq!(r.client_extension_results.appid, Some(true));
+    let mut msg = r.response.authenticator_data.0.clone();
+    msg.extend_from_slice(&default_provider().sha256(&[&r.response.client_data_json]));
+    cose_verify::verify(default_provider(), &key, &msg, &r.response.signature).unwrap();
+    assert_eq!(AuthenticatorData::parse(&r.response.authenticator_data).unwrap().rp_id_hash, app);
+}
+
+#[test]
+fn over_udp() {
+    use hwkey::transport::udp::UdpServer;
+    let server = UdpServer::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let stop = CancelToken::new();
+    let s2 = stop.clone();
+    let th = std::thread::spawn(move || server.serve(&mut authenticator(), &s2).unwrap());
+    let spec: hwkey::client::discovery::DeviceSpec = format!("udp:{addr}").parse().unwrap();
+    let mut dev = spec.open(&op()).unwrap();
+    dev.set_pin("4321abcd", &op()).unwrap();
+    let opts = creation(
+        &[5],
+        json!({"extensions": {"prf": {}}, "authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}),
+    );
+    let reg = register(&mut dev, Some("4321abcd"), &opts).unwrap();
+    let a = login(
+        &mut dev,
+        Some("4321abcd"),
+        &request(json!({"userVerification": "required", "extensions": {"prf": {"eval": {"first": "AAAA"}}}})),
+    )
+    .unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+    assert!(a.client_extension_results.prf.unwrap().results.is_some());
+    stop.cancel();
+    th.join().unwrap();
+}
+
+/// Records the command byte of every CTAP2 request.
+struct Counting(Authenticator, Arc<Mutex<Vec<u8>>>);
+
+impl Handler for Counting {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        if kind == MessageKind::Cbor {
+            self.1.lock().unwrap().push(request[0]);
+        }
+        self.0.start(kind, request, now)
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+    fn cancel(&mut self) {
+        Handler::cancel(&mut self.0)
+    }
+}
+
+#[test]
+fn reports_for_a_pin_protected_login() {
+    let commands: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let d = MemoryDevice::spawn(Counting(authenticator(), commands.clone()), DeviceConfig::default());
+    let reg = {
+        let mut dev = open(&d);
+        dev.set_pin("123456", &op()).unwrap();
+        register(&mut dev, Some("123456"), &creation(&[1], json!({}))).unwrap()
+    };
+    let counter = d.counter();
+    counter.reset();
+    commands.lock().unwrap().clear();
+    // A fresh process's view: open the key, then one PIN-protected login.
+    let mut dev = open(&d);
+    let a = login(
+        &mut dev,
+        Some("123456"),
+        &request(json!({"userVerification": "required",
+            "allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    verify_assertion(&a, &reg.key);
+    let (to_dev, to_host) = counter.get();
+    eprintln!("PIN-protected login: {to_dev} reports to the key, {to_host} from it, {} in all", to_dev + to_host);
+    // getInfo once, one key agreement, one token, one getAssertion: nothing redundant.
+    assert_eq!(*commands.lock().unwrap(), vec![0x04, 0x06, 0x06, 0x02]);
+    assert!(to_dev + to_host <= 26, "{} reports", to_dev + to_host);
+}
