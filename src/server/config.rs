@@ -158,7 +158,7 @@ pub struct RpConfig {
     pub rp_id: String,
     /// Human-palatable RP name.
     pub rp_name: String,
-    /// Exact allowed origins, with scheme and port (e.g. "https://login.example.com").
+    /// Exact allowed origins, with scheme and port (e.g. `https://login.example.com`).
     pub origins: Vec<String>,
     /// Also accept any https origin whose host is the RP ID or a subdomain of it.
     pub allow_subdomains: bool,
