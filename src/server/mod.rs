@@ -15,8 +15,12 @@ pub mod attestation;
 pub mod authentication;
 pub mod client_data;
 pub mod config;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod origin;
 pub mod registration;
+#[cfg(feature = "store")]
+pub mod store;
 mod trust_eval;
 
 pub use authentication::{AuthenticationError, AuthenticationRequest, AuthenticationResult, AuthenticationState};
