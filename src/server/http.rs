@@ -28,8 +28,7 @@
 //! extractors with their own error formats.
 
 use crate::proto::webauthn::{
-    AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode,
-    b64url_encode,
+    AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
 };
 use crate::server::store::{
     AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
@@ -421,7 +420,12 @@ impl<S: Store> App<S> {
         Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
     }
 
-    async fn put_pending(&self, headers: &HeaderMap, pending: &Pending, expires_ms: u64) -> Result<HeaderValue, ApiError> {
+    async fn put_pending(
+        &self,
+        headers: &HeaderMap,
+        pending: &Pending,
+        expires_ms: u64,
+    ) -> Result<HeaderValue, ApiError> {
         let token = self.new_token()?;
         let state = serde_json::to_string(pending)
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
@@ -947,7 +951,11 @@ async fn rename_credential<S: Store>(
             let nickname = req.nickname.trim();
             validate_name("nickname", nickname)?;
             if !app.store.rename_credential(&user.handle, &id, nickname).await? {
-                return Err(ApiError::from_code("unknown_credential", "you have no security key with that ID"));
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_credential",
+                    "you have no security key with that ID",
+                ));
             }
             app.audit(
                 NewAuditEvent::new(AuditKind::CredentialRenamed)
@@ -976,7 +984,11 @@ async fn delete_credential<S: Store>(
             match app.store.delete_credential(&user.handle, &id).await? {
                 DeleteOutcome::Deleted => {}
                 DeleteOutcome::NotFound => {
-                    return Err(ApiError::from_code("unknown_credential", "you have no security key with that ID"));
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_credential",
+                        "you have no security key with that ID",
+                    ));
                 }
                 DeleteOutcome::LastCredential => {
                     return Err(ApiError::from_code(
@@ -985,8 +997,10 @@ async fn delete_credential<S: Store>(
                     ));
                 }
             }
-            app.audit(NewAuditEvent::new(AuditKind::CredentialRemoved).user(&user.username, &user.handle).credential(&id))
-                .await;
+            app.audit(
+                NewAuditEvent::new(AuditKind::CredentialRemoved).user(&user.username, &user.handle).credential(&id),
+            )
+            .await;
             Ok(ok(&json!({ "ok": true, "credentialId": b64url_encode(&id) })))
         }
         .await,
