@@ -489,6 +489,12 @@ enum Pending {
     },
     Authentication {
         state: AuthenticationState,
+        /// Each allowed credential's signature counter when the challenge was
+        /// issued. An authenticator signs this challenge after that moment, so
+        /// its counter must exceed these values; a higher counter recorded
+        /// meanwhile by a concurrent sign-in does not make this one a regression.
+        #[serde(default)]
+        counters: Vec<(Base64Url, u32)>,
     },
 }
 
@@ -707,6 +713,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
     let body = read_body(headers, body).await?;
     let req: LoginOptionsBody = parse_json(&body)?;
     let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let mut counters = Vec::new();
     let request = match req.username {
         Some(name) => {
             validate_name("username", &name)?;
@@ -719,6 +726,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
             if creds.is_empty() {
                 return Err(ApiError::from_code("no_credentials", "that account has no security key"));
             }
+            counters = creds.iter().map(|c| (c.record.credential_id.clone(), c.record.sign_count)).collect();
             AuthenticationRequest {
                 user_id: Some(user.handle.0),
                 allow_credentials: descriptors(&creds),
@@ -733,7 +741,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
         .start_authentication(request, app.now())
         .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
     let expires = state.expires_unix_ms;
-    let cookie = app.put_pending(headers, &Pending::Authentication { state }, expires).await?;
+    let cookie = app.put_pending(headers, &Pending::Authentication { state, counters }, expires).await?;
     let mut r = ok(&options);
     r.headers_mut().append(SET_COOKIE, cookie);
     Ok(r)
@@ -759,8 +767,8 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
     let failed = |code: &'static str, message: &str| {
         NewAuditEvent::new(AuditKind::SignInFailed).credential(cred_id).code(code).detail(message)
     };
-    let state = match taken.into_pending() {
-        Ok(Pending::Authentication { state }) => state,
+    let (state, counters) = match taken.into_pending() {
+        Ok(Pending::Authentication { state, counters }) => (state, counters),
         Ok(Pending::Registration { .. }) => {
             return Err(ApiError::from_code(
                 "no_pending_ceremony",
@@ -772,11 +780,15 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    let Some((stored, user)) = app.store.credential(cred_id).await? else {
+    let Some((mut stored, user)) = app.store.credential(cred_id).await? else {
         let e = ApiError::from_code("unknown_credential", "this security key is not registered here");
         app.audit(failed(e.code, &e.message)).await;
         return Err(e);
     };
+    // Check the counter against its value when the challenge was issued (see `Pending`).
+    if let Some((_, at_issue)) = counters.iter().find(|(id, _)| id.0 == cred_id) {
+        stored.record.sign_count = stored.record.sign_count.min(*at_issue);
+    }
     let now = app.now();
     let result = match app.rp.finish_authentication(state, &response, &stored.record, now) {
         Ok(r) => r,
