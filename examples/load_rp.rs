@@ -220,7 +220,12 @@ impl Credential {
             extensions: None,
         };
         let raw = ad.to_bytes();
-        let att = AttestationObject { fmt: "none".into(), att_stmt: MapBuilder::new().build(), auth_data: ad, auth_data_raw: raw };
+        let att = AttestationObject {
+            fmt: "none".into(),
+            att_stmt: MapBuilder::new().build(),
+            auth_data: ad,
+            auth_data_raw: raw,
+        };
         let id = b64url_encode(&self.id);
         Ok(json!({
             "id": id, "rawId": id, "type": "public-key",
@@ -267,7 +272,13 @@ struct Tally {
     first_error: Option<String>,
 }
 
-async fn virtual_user(args: Arc<Args>, n: usize, run: String, measuring: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Tally, BoxError> {
+async fn virtual_user(
+    args: Arc<Args>,
+    n: usize,
+    run: String,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Result<Tally, BoxError> {
     let mut conn = Conn::open(&args.host, args.port).await?;
     let mut cred = Credential::new(&args.rp_id)?;
     let username = format!("load-{run}-{n}");
@@ -365,10 +376,21 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let rate = n as f64 / elapsed;
     println!("concurrency {}  duration {:.1} s  sign-ins {}  errors {}", args.concurrency, elapsed, n, errors);
     println!("sign-ins/s {:.0}", rate);
-    println!("latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}", pct(&all, 0.5), pct(&all, 0.9), pct(&all, 0.99), pct(&all, 1.0));
+    println!(
+        "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        pct(&all, 0.5),
+        pct(&all, 0.9),
+        pct(&all, 0.99),
+        pct(&all, 1.0)
+    );
     if let (Some(a), Some(b)) = (server_cpu0, server_cpu1) {
         if n > 0 {
-            println!("server CPU {:.2} s = {:.0} µs per sign-in ({:.2} cores)", b - a, (b - a) / n as f64 * 1e6, (b - a) / elapsed);
+            println!(
+                "server CPU {:.2} s = {:.0} µs per sign-in ({:.2} cores)",
+                b - a,
+                (b - a) / n as f64 * 1e6,
+                (b - a) / elapsed
+            );
         }
     }
     if let (Some(a), Some(b)) = (self_cpu0, self_cpu1) {

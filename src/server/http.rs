@@ -416,7 +416,8 @@ impl<S: Store> App<S> {
     async fn start_session(&self, headers: &HeaderMap, user: &[u8]) -> Result<HeaderValue, ApiError> {
         let token = self.new_token()?;
         let now = self.now();
-        self.store.create_session(&self.digest(&token), user, now, now + self.opts.session_ttl).await?;
+        let expires = now.checked_add(self.opts.session_ttl).unwrap_or(now);
+        self.store.create_session(&self.digest(&token), user, now, expires).await?;
         Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
     }
 
@@ -429,7 +430,8 @@ impl<S: Store> App<S> {
         let token = self.new_token()?;
         let state = serde_json::to_string(pending)
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
-        let expires = SystemTime::UNIX_EPOCH + Duration::from_millis(expires_ms);
+        let expires =
+            SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
         self.store.put_ceremony(&self.digest(&token), &state, expires).await?;
         Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout))
     }
@@ -489,12 +491,18 @@ enum Pending {
     },
     Authentication {
         state: AuthenticationState,
-        /// Each allowed credential's signature counter when the challenge was
-        /// issued. An authenticator signs this challenge after that moment, so
-        /// its counter must exceed these values; a higher counter recorded
-        /// meanwhile by a concurrent sign-in does not make this one a regression.
+        /// Username-first sign-in: the user and their credentials as they
+        /// were when the challenge was issued. Verification uses this snapshot
+        /// instead of reading the credential again, and checks the counter
+        /// against its value at issue: the authenticator signs this challenge
+        /// after that moment, so its counter must exceed it, while a higher
+        /// counter recorded meanwhile by a concurrent sign-in does not make
+        /// this one a regression. (A credential deleted meanwhile is caught
+        /// when the new counter is stored.)
         #[serde(default)]
-        counters: Vec<(Base64Url, u32)>,
+        user: Option<UserRecord>,
+        #[serde(default)]
+        allowed: Vec<StoredCredential>,
     },
 }
 
@@ -713,26 +721,26 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
     let body = read_body(headers, body).await?;
     let req: LoginOptionsBody = parse_json(&body)?;
     let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
-    let mut counters = Vec::new();
+    let mut snapshot = (None, Vec::new());
     let request = match req.username {
         Some(name) => {
             validate_name("username", &name)?;
-            let user = app
+            let (user, creds) = app
                 .store
-                .user_by_username(&name)
+                .user_with_credentials(&name)
                 .await?
                 .ok_or_else(|| ApiError::from_code("unknown_user", "no account has that username"))?;
-            let creds = app.store.credentials_of_user(&user.handle).await?;
             if creds.is_empty() {
                 return Err(ApiError::from_code("no_credentials", "that account has no security key"));
             }
-            counters = creds.iter().map(|c| (c.record.credential_id.clone(), c.record.sign_count)).collect();
-            AuthenticationRequest {
-                user_id: Some(user.handle.0),
+            let request = AuthenticationRequest {
+                user_id: Some(user.handle.0.clone()),
                 allow_credentials: descriptors(&creds),
                 user_verification,
                 ..Default::default()
-            }
+            };
+            snapshot = (Some(user), creds);
+            request
         }
         None => AuthenticationRequest { user_verification, ..Default::default() },
     };
@@ -741,7 +749,8 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
         .start_authentication(request, app.now())
         .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
     let expires = state.expires_unix_ms;
-    let cookie = app.put_pending(headers, &Pending::Authentication { state, counters }, expires).await?;
+    let (user, allowed) = snapshot;
+    let cookie = app.put_pending(headers, &Pending::Authentication { state, user, allowed }, expires).await?;
     let mut r = ok(&options);
     r.headers_mut().append(SET_COOKIE, cookie);
     Ok(r)
@@ -767,8 +776,8 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
     let failed = |code: &'static str, message: &str| {
         NewAuditEvent::new(AuditKind::SignInFailed).credential(cred_id).code(code).detail(message)
     };
-    let (state, counters) = match taken.into_pending() {
-        Ok(Pending::Authentication { state, counters }) => (state, counters),
+    let (state, snapshot_user, allowed) = match taken.into_pending() {
+        Ok(Pending::Authentication { state, user, allowed }) => (state, user, allowed),
         Ok(Pending::Registration { .. }) => {
             return Err(ApiError::from_code(
                 "no_pending_ceremony",
@@ -780,15 +789,19 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    let Some((mut stored, user)) = app.store.credential(cred_id).await? else {
+    let snapshot = match (snapshot_user, allowed.into_iter().find(|c| c.record.credential_id.0 == cred_id)) {
+        (Some(u), Some(c)) => Some((c, u)),
+        _ => None,
+    };
+    let found = match snapshot {
+        Some(found) => Some(found),
+        None => app.store.credential(cred_id).await?,
+    };
+    let Some((stored, user)) = found else {
         let e = ApiError::from_code("unknown_credential", "this security key is not registered here");
         app.audit(failed(e.code, &e.message)).await;
         return Err(e);
     };
-    // Check the counter against its value when the challenge was issued (see `Pending`).
-    if let Some((_, at_issue)) = counters.iter().find(|(id, _)| id.0 == cred_id) {
-        stored.record.sign_count = stored.record.sign_count.min(*at_issue);
-    }
     let now = app.now();
     let result = match app.rp.finish_authentication(state, &response, &stored.record, now) {
         Ok(r) => r,

@@ -338,6 +338,19 @@ pub trait Store: Send + Sync + 'static {
         handle: &[u8],
     ) -> impl Future<Output = Result<Vec<StoredCredential>, StoreError>> + Send;
 
+    /// A user and their credentials by username, in one round trip where the
+    /// backend can (the sign-in hot path). `None` when there is no such user.
+    fn user_with_credentials(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError>> + Send {
+        async move {
+            let Some(user) = self.user_by_username(username).await? else { return Ok(None) };
+            let creds = self.credentials_of_user(&user.handle).await?;
+            Ok(Some((user, creds)))
+        }
+    }
+
     /// A credential and its user.
     fn credential(
         &self,
@@ -488,6 +501,24 @@ impl CredentialUserRow {
         Ok((self.cred.into_stored()?, user))
     }
 }
+
+/// Group joined (credential, user) rows of one user.
+pub(crate) fn group_user_credentials(
+    rows: Vec<CredentialUserRow>,
+) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+    let mut user = None;
+    let mut creds = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (c, u) = row.into_pair()?;
+        user.get_or_insert(u);
+        creds.push(c);
+    }
+    Ok(user.map(|u| (u, creds)))
+}
+
+/// The SELECT of credentials joined with their users.
+pub(crate) const CREDENTIAL_USER_SELECT: &str = "u.username AS u_username, u.display_name AS u_display_name, \
+     u.created_ms AS u_created_ms FROM credentials c JOIN users u ON u.handle = c.user_handle";
 
 /// An audit row.
 #[derive(Debug, sqlx::FromRow)]
@@ -651,6 +682,12 @@ impl Store for DbStore {
     }
     async fn credential(&self, credential_id: &[u8]) -> Result<Option<(StoredCredential, UserRecord)>, StoreError> {
         delegate!(self, s => s.credential(credential_id))
+    }
+    async fn user_with_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+        delegate!(self, s => s.user_with_credentials(username))
     }
     async fn record_sign_in(
         &self,

@@ -9,9 +9,9 @@
 //! Migrations run under sqlx's advisory lock, so instances may start together.
 
 use super::{
-    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CredentialRow, CredentialUserRow,
-    DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError, StoredCredential, UserRecord,
-    UserRow, ms, transports_json,
+    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
+    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
+    StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
 };
 use crate::server::CredentialRecord;
 use sqlx::Row;
@@ -148,6 +148,23 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(CredentialUserRow::into_pair).transpose()
+    }
+
+    async fn user_with_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+        let rows: Vec<CredentialUserRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, {CREDENTIAL_USER_SELECT} WHERE u.username = $1 ORDER BY c.created_ms, c.id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        match group_user_credentials(rows)? {
+            Some(found) => Ok(Some(found)),
+            // No credentials (or no user): one more look to tell which.
+            None => Ok(self.user_by_username(username).await?.map(|u| (u, Vec::new()))),
+        }
     }
 
     async fn record_sign_in(

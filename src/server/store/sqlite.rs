@@ -6,18 +6,21 @@
 //! and a busy timeout. All writes go through one connection, so writers
 //! queue in the pool instead of spinning on SQLite's busy handler; reads use
 //! a pool of their own. `sqlite::memory:` keeps everything in one connection
-//! that lives as long as the store.
+//! that lives as long as the store. Audit events are written in batches by a
+//! background task (see [`SqliteStore::flush_audit`]); an event appended just
+//! before a crash may be lost, never one appended before a flush or a close.
 
 use super::{
-    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CredentialRow, CredentialUserRow,
-    DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError, StoredCredential, UserRecord,
-    UserRow, ms, transports_json,
+    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
+    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
+    StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
 };
 use crate::server::CredentialRecord;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
 
 /// Embedded schema migrations.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/sqlite");
@@ -27,6 +30,65 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migr
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    audit_tx: mpsc::UnboundedSender<AuditMsg>,
+}
+
+/// Audit events go to a writer task that inserts whatever has queued up in
+/// one multi-row statement (group commit): under load, one statement carries
+/// many events instead of one each. Reading the log first waits for the queue
+/// to drain, so a reader sees every event appended before it asked.
+#[derive(Debug)]
+enum AuditMsg {
+    Event(NewAuditEvent, i64),
+    Flush(oneshot::Sender<()>),
+}
+
+const AUDIT_BATCH: usize = 256;
+
+fn spawn_audit_writer(pool: SqlitePool) -> mpsc::UnboundedSender<AuditMsg> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<AuditMsg>();
+    tokio::spawn(async move {
+        let mut batch: Vec<(NewAuditEvent, i64)> = Vec::new();
+        let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    AuditMsg::Event(e, at) => batch.push((e, at)),
+                    AuditMsg::Flush(ack) => acks.push(ack),
+                }
+                if batch.len() < AUDIT_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                if let Err(e) = insert_audit(&pool, &batch).await {
+                    tracing::error!("audit log write of {} events failed: {e}", batch.len());
+                }
+                batch.clear();
+            }
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+        }
+    });
+    tx
+}
+
+async fn insert_audit(pool: &SqlitePool, events: &[(NewAuditEvent, i64)]) -> Result<(), sqlx::Error> {
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) ");
+    qb.push_values(events, |mut b, (e, at)| {
+        b.push_bind(*at)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.username.as_deref())
+            .push_bind(e.user_handle.as_deref())
+            .push_bind(e.credential_id.as_deref())
+            .push_bind(e.code.as_deref())
+            .push_bind(e.detail.as_str());
+    });
+    qb.build().execute(pool).await?;
+    Ok(())
 }
 
 fn is_memory(url: &str) -> bool {
@@ -49,7 +111,8 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .connect_with(base)
                 .await?;
-            SqliteStore { write: pool.clone(), read: pool }
+            let audit_tx = spawn_audit_writer(pool.clone());
+            SqliteStore { write: pool.clone(), read: pool, audit_tx }
         } else {
             let opts = base.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
             let write = SqlitePoolOptions::new()
@@ -68,16 +131,26 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .connect_with(opts)
                 .await?;
-            return Ok(SqliteStore { write, read });
+            let audit_tx = spawn_audit_writer(write.clone());
+            return Ok(SqliteStore { write, read, audit_tx });
         };
         MIGRATOR.run(&store.write).await?;
         Ok(store)
     }
 
-    /// Close both pools.
+    /// Write queued audit events, then close both pools.
     pub async fn close(&self) {
+        self.flush_audit().await;
         self.read.close().await;
         self.write.close().await;
+    }
+
+    /// Wait until every audit event appended so far is written.
+    pub async fn flush_audit(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.audit_tx.send(AuditMsg::Flush(ack)).is_ok() {
+            let _ = done.await;
+        }
     }
 
     /// The writer pool (one connection), for operators' own queries.
@@ -176,6 +249,23 @@ impl Store for SqliteStore {
         .fetch_optional(&self.read)
         .await?;
         row.map(CredentialUserRow::into_pair).transpose()
+    }
+
+    async fn user_with_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+        let rows: Vec<CredentialUserRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, {CREDENTIAL_USER_SELECT} WHERE u.username = $1 ORDER BY c.created_ms, c.id"
+        ))
+        .bind(username)
+        .fetch_all(&self.read)
+        .await?;
+        match group_user_credentials(rows)? {
+            Some(found) => Ok(Some(found)),
+            // No credentials (or no user): one more look to tell which.
+            None => Ok(self.user_by_username(username).await?.map(|u| (u, Vec::new()))),
+        }
     }
 
     async fn record_sign_in(
@@ -313,23 +403,16 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, e: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(ms(now))
-        .bind(e.kind.as_str())
-        .bind(e.username)
-        .bind(e.user_handle)
-        .bind(e.credential_id)
-        .bind(e.code)
-        .bind(e.detail)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        match self.audit_tx.send(AuditMsg::Event(e, ms(now))) {
+            Ok(()) => Ok(()),
+            // The writer task is gone (its runtime shut down): write directly.
+            Err(mpsc::error::SendError(AuditMsg::Event(e, at))) => Ok(insert_audit(&self.write, &[(e, at)]).await?),
+            Err(_) => Ok(()),
+        }
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        self.flush_audit().await;
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at_ms, event, username, user_handle, credential_id, code, detail FROM audit_log \
              WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR event = $2) AND ($3 IS NULL OR at_ms >= $3) \
