@@ -29,7 +29,10 @@ pub struct PinArg {
 
 /// Turn a client error into the one-line message the user sees.
 pub fn message(e: ClientError) -> String {
-    e.to_string()
+    match e {
+        ClientError::PinRequired => "this security key needs its PIN: pass --pin or set HWKEY_PIN".into(),
+        e => e.to_string(),
+    }
 }
 
 /// A spinner on stderr while the key waits for a touch.
@@ -109,7 +112,8 @@ impl CliPin {
     /// From `--pin`.
     pub fn new(arg: &PinArg, touch: &Touch) -> Self {
         CliPin {
-            interactive: arg.pin.is_none(),
+            // Prompts go to stderr: without a terminal there, nobody can answer.
+            interactive: arg.pin.is_none() && std::io::stderr().is_terminal(),
             fixed: Mutex::new(arg.pin.clone().map(Zeroizing::new)),
             touch: touch.clone(),
         }
