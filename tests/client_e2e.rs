@@ -460,3 +460,28 @@ fn reports_for_a_pin_protected_login() {
     assert_eq!(*commands.lock().unwrap(), vec![0x04, 0x06, 0x06, 0x02]);
     assert!(to_dev + to_host <= 26, "{} reports", to_dev + to_host);
 }
+
+#[test]
+fn touch_to_select_among_several_keys() {
+    use hwkey::client::discovery::select_by_touch;
+    // Key A refuses, key B is touched after a moment, key C is never touched.
+    let mut a = authenticator();
+    a.set_user_presence(UserPresence::Deny);
+    let mut b = authenticator();
+    b.set_user_presence(UserPresence::Delay(Duration::from_millis(300)));
+    let b_commands: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let mut c = authenticator();
+    c.set_user_presence(UserPresence::Delay(Duration::from_secs(60)));
+    let da = MemoryDevice::spawn(a, DeviceConfig::default());
+    let db = MemoryDevice::spawn(Counting(b, b_commands.clone()), DeviceConfig::default());
+    let dc = MemoryDevice::spawn(c, DeviceConfig::default());
+    let devices = vec![open(&da), open(&db), open(&dc)];
+    let t0 = Instant::now();
+    let mut chosen = select_by_touch(devices, &op()).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "the untouched key was cancelled");
+    assert!(b_commands.lock().unwrap().contains(&0x0b), "authenticatorSelection was used");
+    // The chosen one is B: a registration lands there.
+    let n = b_commands.lock().unwrap().len();
+    register(&mut chosen, None, &creation(&[1], json!({}))).unwrap();
+    assert!(b_commands.lock().unwrap().len() > n);
+}
