@@ -61,7 +61,8 @@ pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Option<Valu
         }
         ClientPinSubcommand::Other(_) => return Err(CtapStatus::InvalidSubcommand),
     };
-    Ok(Some(resp.to_value()))
+    // Commands without output answer the status byte alone.
+    Ok((resp != Default::default()).then(|| resp.to_value()))
 }
 
 fn protocol(req: &ClientPinRequest) -> Result<PinUvAuthProtocol, CtapStatus> {
@@ -91,7 +92,7 @@ fn new_pin(a: &Authenticator, shared: &SharedSecret, new_pin_enc: &[u8]) -> Resu
     if code_points < a.state.min_pin_length.max(4) as u32 {
         return Err(CtapStatus::PinPolicyViolation);
     }
-    let hash = a.provider.sha256(&[&padded[..len]]);
+    let hash = zeroize::Zeroizing::new(a.provider.sha256(&[&padded[..len]]));
     Ok(StoredPin { hash: Secret::new(super::secret(&hash[..16])), code_points })
 }
 
@@ -177,7 +178,7 @@ fn get_token(
     perms: u8,
     rp_id: Option<String>,
 ) -> Result<ClientPinResponse, CtapStatus> {
-    let (_, shared) = shared_secret(a, req)?;
+    let (protocol, shared) = shared_secret(a, req)?;
     let pin_hash_enc = req.pin_hash_enc.as_deref().ok_or(CtapStatus::MissingParameter)?;
     if !a.pin_is_set() {
         return Err(CtapStatus::PinNotSet);
@@ -188,6 +189,6 @@ fn get_token(
     }
     let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
     let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
-    a.volatile.token = Some(PinToken { token, permissions: perms, rp_id, issued: Instant::now() });
+    a.volatile.token = Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now() });
     Ok(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() })
 }

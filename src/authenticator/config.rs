@@ -45,6 +45,7 @@ pub(crate) fn config(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, 
             let too_short = a.state.pin.as_ref().is_some_and(|pin| pin.code_points < new_min as u32);
             if force || too_short {
                 a.state.force_pin_change = true;
+                a.volatile.token = None;
             }
         }
         ConfigSubcommand::EnableEnterpriseAttestation

@@ -2,7 +2,6 @@
 //! credentials, delete, update user information.
 
 use super::Authenticator;
-use super::state::Bytes;
 use crate::proto::cbor::Value;
 use crate::proto::ctap2::client_pin::permissions;
 use crate::proto::ctap2::credential_management::{
@@ -71,7 +70,7 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
             let hash = params.rp_id_hash.as_deref().ok_or(CtapStatus::MissingParameter)?;
             let mut creds: Vec<_> =
                 a.state.credentials.iter().filter(|c| a.rp_id_hash(&c.rp_id).as_slice() == hash).collect();
-            creds.sort_by(|x, y| y.created.cmp(&x.created));
+            creds.sort_by_key(|c| std::cmp::Reverse(c.created));
             let ids: Vec<Vec<u8>> = creds.iter().map(|c| c.id.0.clone()).collect();
             let first = ids.first().ok_or(CtapStatus::NoCredentials)?.clone();
             let mut r = cred_response(a, &first)?;
@@ -115,7 +114,8 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         }
         Sub::Other(_) => return Err(CtapStatus::InvalidSubcommand),
     };
-    Ok(Some(resp.to_value()))
+    // Commands without output answer the status byte alone.
+    Ok((resp != Default::default()).then(|| resp.to_value()))
 }
 
 fn rp_response(a: &Authenticator, rp: &(String, Option<String>)) -> CredentialManagementResponse {
@@ -128,7 +128,6 @@ fn rp_response(a: &Authenticator, rp: &(String, Option<String>)) -> CredentialMa
 
 fn cred_response(a: &Authenticator, id: &[u8]) -> Result<CredentialManagementResponse, CtapStatus> {
     let c = a.state.credentials.iter().find(|c| c.id.0 == id).ok_or(CtapStatus::NoCredentials)?;
-    let _: &Bytes = &c.id;
     Ok(CredentialManagementResponse {
         user: Some(PublicKeyCredentialUserEntity {
             id: c.user_id.0.clone(),

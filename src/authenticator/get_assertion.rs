@@ -117,7 +117,7 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
             .filter(|c| c.rp_id == req.rp_id && (c.cred_protect < 2 || uv))
             .cloned()
             .collect();
-        v.sort_by(|x, y| y.created.cmp(&x.created));
+        v.sort_by_key(|c| std::cmp::Reverse(c.created));
         v
     };
     if creds.is_empty() {

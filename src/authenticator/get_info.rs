@@ -31,7 +31,12 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
     }
     let remaining = a.config.max_resident_credentials.saturating_sub(a.state.credentials.len());
     GetInfoResponse {
-        versions: vec!["U2F_V2".into(), "FIDO_2_0".into(), "FIDO_2_1".into()],
+        // With alwaysUv, U2F (which cannot verify the user) is switched off.
+        versions: if a.state.always_uv {
+            vec!["FIDO_2_0".into(), "FIDO_2_1".into()]
+        } else {
+            vec!["U2F_V2".into(), "FIDO_2_0".into(), "FIDO_2_1".into()]
+        },
         extensions: Some(
             [id::CRED_PROTECT, id::HMAC_SECRET, id::CRED_BLOB, id::LARGE_BLOB_KEY, id::MIN_PIN_LENGTH]
                 .iter()

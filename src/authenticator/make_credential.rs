@@ -153,7 +153,7 @@ fn finish(
     if ext.cred_blob.is_some() {
         outputs.cred_blob = Some(cred_blob.is_some());
     }
-    if ext.min_pin_length == Some(true) && a.state.min_pin_length_rp_ids.iter().any(|r| *r == req.rp.id) {
+    if ext.min_pin_length == Some(true) && a.state.min_pin_length_rp_ids.contains(&req.rp.id) {
         outputs.min_pin_length = Some(a.state.min_pin_length.into());
     }
     let large_blob_key = if ext.large_blob_key == Some(true) {

@@ -2,10 +2,10 @@
 //!
 //! [`Authenticator`] maps request bytes to response bytes:
 //! [`Authenticator::handle_cbor`] takes a CTAPHID CBOR message (command byte
-//! + CBOR) and returns status byte + CBOR; [`Authenticator::handle_u2f`]
-//! takes a U2F APDU (CTAPHID MSG) and returns response data + status word.
-//! One module per command family mirrors [`crate::proto::ctap2`];
-//! [`state`] holds what survives power cycles.
+//! followed by CBOR) and returns status byte and CBOR;
+//! [`Authenticator::handle_u2f`] takes a U2F APDU (CTAPHID MSG) and returns
+//! response data and status word. One module per command family mirrors
+//! [`crate::proto::ctap2`]; [`state`] holds what survives power cycles.
 //!
 //! # User presence and KEEPALIVE
 //!
@@ -39,7 +39,8 @@
 //! getPinUvAuthTokenUsingPinWithPermissions, all dropped at power cycle); it
 //! expires after 10 minutes. A token without an RP ID is bound to the RP of
 //! its first makeCredential / getAssertion. Tokens stay usable for further
-//! operations until they expire or are replaced.
+//! operations until they expire or are replaced, and only with the PIN/UV
+//! auth protocol they were issued under.
 
 mod cert;
 mod client_pin;
@@ -94,6 +95,12 @@ pub enum AuthenticatorError {
     /// Key generation failed.
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
+    /// The PIN breaks the policy (length in code points below minPINLength, over 63 bytes).
+    #[error("PIN must have at least {min} characters and at most 63 bytes")]
+    PinPolicy {
+        /// The current minimum length.
+        min: u8,
+    },
 }
 
 impl AuthenticatorError {
@@ -102,6 +109,7 @@ impl AuthenticatorError {
         match self {
             Self::State(e) => e.code(),
             Self::Crypto(_) => "crypto_error",
+            Self::PinPolicy { .. } => "pin_policy_violation",
         }
     }
 }
@@ -266,6 +274,7 @@ struct Pending {
 /// The current pinUvAuthToken and its state.
 pub(crate) struct PinToken {
     pub token: SecretBytes,
+    pub protocol: PinUvAuthProtocol,
     pub permissions: u8,
     pub rp_id: Option<String>,
     pub issued: Instant,
@@ -374,6 +383,28 @@ impl Authenticator {
         a
     }
 
+    /// Set or replace the PIN directly (the `--pin` option of
+    /// `hwkey virtual serve`), resetting the retry counter and dropping tokens.
+    pub fn set_pin(&mut self, pin: &str) -> Result<(), AuthenticatorError> {
+        let min = self.state.min_pin_length.max(4);
+        if pin.chars().count() < min as usize || pin.len() > 63 {
+            return Err(AuthenticatorError::PinPolicy { min });
+        }
+        let hash = Zeroizing::new(self.provider.sha256(&[pin.as_bytes()]));
+        let mut next = self.state.clone();
+        next.pin = Some(state::StoredPin {
+            hash: state::Secret::new(secret(&hash[..16])),
+            code_points: pin.chars().count() as u32,
+        });
+        next.pin_retries = state::PIN_RETRIES;
+        next.force_pin_change = false;
+        self.store.save(&next)?;
+        self.state = next;
+        self.volatile.token = None;
+        self.volatile.consecutive_pin_failures = 0;
+        Ok(())
+    }
+
     /// Number of discoverable credentials stored.
     pub fn resident_credential_count(&self) -> usize {
         self.state.credentials.len()
@@ -472,9 +503,7 @@ impl Authenticator {
     /// CTAPHID CANCEL: end a pending command with `CTAP2_ERR_KEEPALIVE_CANCEL`.
     /// Returns that response, or `None` if nothing was pending.
     pub fn cancel(&mut self) -> Option<Vec<u8>> {
-        if self.pending.is_none() {
-            return None;
-        }
+        self.pending.as_ref()?;
         self.cancel.cancel();
         match self.poll() {
             Poll::Ready(r) => Some(r),
@@ -577,7 +606,7 @@ impl Authenticator {
             self.volatile.token = None;
             return Err(CtapStatus::PinAuthInvalid);
         }
-        if !protocol.verify(self.provider, &token.token, message, param) {
+        if token.protocol != protocol || !protocol.verify(self.provider, &token.token, message, param) {
             return Err(CtapStatus::PinAuthInvalid);
         }
         if token.permissions & permission == 0 {

@@ -106,7 +106,9 @@ mod secret_serde {
         s.serialize_str(&h)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<Vec<u8>>, D::Error> {
-        hex_serde::deserialize(d).map(Zeroizing::new)
+        use serde::Deserialize;
+        let s = Zeroizing::new(String::deserialize(d)?);
+        hex_serde::decode(&s).map(Zeroizing::new).ok_or_else(|| serde::de::Error::custom("invalid hex"))
     }
 }
 
@@ -382,7 +384,9 @@ impl Store {
             _ => PathBuf::from("."),
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.tmp.{}.{seq}", std::process::id()));
         let mut opts = OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -544,6 +548,10 @@ mod tests {
         let back = store.load().unwrap().unwrap();
         assert_eq!(back.master_key.bytes(), s.master_key.bytes());
         assert_eq!(back.attestation.cert, s.attestation.cert);
+        // A crash between writing the temporary file and renaming it leaves
+        // a stray temporary file: the state is the old one, intact.
+        fs::write(dir.join(".state.json.tmp.1.0"), b"{half written").unwrap();
+        assert_eq!(store.load().unwrap().unwrap().master_key.bytes(), s.master_key.bytes());
         fs::write(dir.join("state.json"), b"{not json").unwrap();
         assert!(matches!(store.load(), Err(StateError::Invalid { .. })));
         let _ = fs::remove_dir_all(&dir);

@@ -1,5 +1,9 @@
 //! U2F (CTAP1) over APDUs: VERSION, REGISTER, AUTHENTICATE.
 //!
+//! With alwaysUv on, REGISTER and AUTHENTICATE answer
+//! SW_COMMAND_NOT_ALLOWED (U2F cannot verify the user) and getInfo stops
+//! listing U2F_V2.
+//!
 //! U2F has no KEEPALIVE: without user presence the answer is
 //! SW_CONDITIONS_NOT_SATISFIED and the platform retries. `Delay(d)` grants
 //! presence to the first retry at least `d` after the first attempt.
@@ -37,6 +41,9 @@ pub(crate) fn handle(a: &mut Authenticator, apdu: &[u8]) -> Vec<u8> {
     let Ok(cmd) = Apdu::parse(apdu) else { return status(sw::WRONG_LENGTH) };
     if cmd.cla != 0 {
         return status(sw::CLA_NOT_SUPPORTED);
+    }
+    if a.state.always_uv && matches!(cmd.ins, ins::REGISTER | ins::AUTHENTICATE) {
+        return status(sw::COMMAND_NOT_ALLOWED);
     }
     match cmd.ins {
         ins::VERSION => {

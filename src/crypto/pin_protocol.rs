@@ -104,7 +104,10 @@ impl PinUvAuthProtocol {
     /// kdf(Z): the shared secret from the ECDH x coordinate.
     pub fn kdf(self, provider: &dyn CryptoProvider, z: &[u8]) -> Result<SharedSecret, PinProtocolError> {
         let bytes = match self {
-            Self::One => Zeroizing::new(provider.sha256(&[z]).to_vec()),
+            Self::One => {
+                let h = Zeroizing::new(provider.sha256(&[z]));
+                Zeroizing::new(h.to_vec())
+            }
             Self::Two => {
                 let mut out = Zeroizing::new(vec![0u8; 64]);
                 let (hmac_key, aes_key) = out.split_at_mut(32);
@@ -352,7 +355,6 @@ pub fn pad_pin(pin: &str) -> Result<SecretBytes, PinProtocolError> {
 mod tests {
     use super::*;
     use crate::crypto::default_provider;
-    use crate::proto::cbor::Value;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -453,7 +455,6 @@ mod tests {
             let eval = h(&f["prf_eval_first"]);
             assert_eq!(p.sha256(&[b"WebAuthn PRF", &[0], &eval]).to_vec(), h(&f["salt1"]));
         }
-        let _ = Value::Null;
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub mod sw {
     pub const NO_ERROR: u16 = 0x9000;
     /// 0x6985: user presence required (or key handle valid, for check-only).
     pub const CONDITIONS_NOT_SATISFIED: u16 = 0x6985;
+    /// 0x6986: command not allowed (U2F switched off by alwaysUv).
+    pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
     /// 0x6A80: bad key handle.
     pub const WRONG_DATA: u16 = 0x6A80;
     /// 0x6700: wrong request length.
