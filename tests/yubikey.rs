@@ -243,7 +243,7 @@ fn garbage_devices_give_clear_errors() {
     assert_eq!(e, YubikeyError::Timeout);
     // Random bytes: whatever error, never a panic, never success.
     let mut x: u32 = 0x1234_5678;
-    for _ in 0..50 {
+    for _ in 0..25 {
         let answers: Vec<Report> = (0..40)
             .map(|_| {
                 let mut r = [0u8; FEATURE_RPT_SIZE];
@@ -256,7 +256,7 @@ fn garbage_devices_give_clear_errors() {
                 r
             })
             .collect();
-        let mut c = scripted(answers).with_timeout(Duration::from_millis(50));
+        let mut c = scripted(answers).with_timeout(Duration::from_millis(30));
         assert!(challenge_response(&mut c, Slot::One, b"x", &mut |_| {}).is_err());
     }
 }
@@ -412,4 +412,17 @@ proptest! {
             prop_assert_eq!(&r[..], &hmac(&KEY1, b"abc")[..]);
         }
     }
+}
+
+#[test]
+fn programming_sequence_advances_on_every_write() {
+    let mut conn = OtpConnection::new(VirtualYubikey::new(1));
+    assert_eq!(conn.status().unwrap().prog_seq, 0);
+    for i in 1..=3u8 {
+        let st = conn.program_hmac(Slot::One, &HmacSlotConfig::new(&[i; 20], false).unwrap(), None).unwrap();
+        assert_eq!(st.prog_seq, i);
+    }
+    // A challenge does not advance it.
+    challenge_response(&mut conn, Slot::One, b"x", &mut |_| {}).unwrap();
+    assert_eq!(conn.status().unwrap().prog_seq, 3);
 }

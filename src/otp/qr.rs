@@ -78,9 +78,9 @@ impl Qr {
         )
     }
 
-    /// A grayscale PNG image, `module_px` pixels per module (1..=64).
+    /// A grayscale PNG image, `module_px` pixels per module (clamped to 1..=32).
     pub fn to_png(&self, module_px: usize) -> Result<Vec<u8>, OtpError> {
-        let m = module_px.clamp(1, 64);
+        let m = module_px.clamp(1, 32);
         let full = (self.width + 2 * QUIET) * m;
         let side = u32::try_from(full).map_err(|_| OtpError::Qr("image too large".into()))?;
         let mut pixels = vec![0xffu8; full * full];

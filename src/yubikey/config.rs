@@ -1,8 +1,8 @@
 //! Programming a slot for HMAC-SHA1 challenge-response.
 //!
-//! A configuration is the 52-byte `config_st` of ykcore: fixed[16], uid[6],
-//! key[16], accCode[6], fixedSize, extFlags, tktFlags, cfgFlags, rfu[2] and
-//! the complemented CRC-16 of the first 50 bytes (little-endian). A 20-byte
+//! A configuration is the 52-byte `config_st` of ykcore: `fixed[16]`,
+//! `uid[6]`, `key[16]`, `accCode[6]`, `fixedSize`, `extFlags`, `tktFlags`,
+//! `cfgFlags`, `rfu[2]` and the complemented CRC-16 of the first 50 bytes (little-endian). A 20-byte
 //! HMAC key is split: bytes 0-15 in `key`, bytes 16-19 in `uid`. The write
 //! command (SLOT_CONFIG for slot 1, SLOT_CONFIG2 for slot 2) carries the
 //! configuration followed by the slot's *current* access code; `accCode`

@@ -263,7 +263,16 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
 
     /// Write one frame: each piece after the device cleared the write flag.
     fn write_frame(&mut self, frame: &Frame) -> Result<(), YubikeyError> {
-        for report in frame.write_reports() {
+        let mut reports = frame.write_reports();
+        let result = self.write_reports(&reports);
+        for r in reports.iter_mut() {
+            zeroize::Zeroize::zeroize(r); // pieces may carry a key or access code
+        }
+        result
+    }
+
+    fn write_reports(&mut self, reports: &[Report]) -> Result<(), YubikeyError> {
+        for report in reports {
             let deadline = Instant::now() + Duration::from_secs(2).min(self.timeout);
             loop {
                 let r = self.transport.get_feature()?;
@@ -275,7 +284,7 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
                 }
                 std::thread::sleep(self.poll_interval);
             }
-            self.transport.set_feature(&report)?;
+            self.transport.set_feature(report)?;
         }
         Ok(())
     }
@@ -305,6 +314,9 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
                 if got == seq && response.len() < 32 * PIECE_SIZE {
                     response.extend_from_slice(&r[..PIECE_SIZE]);
                     seq = seq.wrapping_add(1) & SEQUENCE_MASK;
+                    if Instant::now() < deadline {
+                        continue; // more pieces are ready: no need to wait
+                    }
                 } else if got == 0 && !response.is_empty() {
                     self.transport.set_feature(&RESET_REPORT)?;
                     return Ok(Reply::Data(response));

@@ -145,9 +145,11 @@ impl VirtualYubikey {
         Status { version: self.version, prog_seq: self.prog_seq, touch_level: t }
     }
 
+    /// Every accepted configuration write advances the programming sequence
+    /// (CONTRACTS: "incremented by every successful write"), even one that
+    /// empties both slots.
     fn bump_seq(&mut self) {
-        let any = self.slots.iter().any(|s| !matches!(s, SlotState::Empty));
-        self.prog_seq = if any { self.prog_seq.wrapping_add(1).max(1) } else { 0 };
+        self.prog_seq = self.prog_seq.wrapping_add(1);
     }
 
     /// Take one feature report written by the host.
