@@ -485,3 +485,48 @@ fn touch_to_select_among_several_keys() {
     register(&mut chosen, None, &creation(&[1], json!({}))).unwrap();
     assert!(b_commands.lock().unwrap().len() > n);
 }
+
+#[test]
+fn large_blob_write_then_read() {
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(
+        &mut dev,
+        Some("123456"),
+        &creation(&[1], json!({"extensions": {"largeBlob": {"support": "required"}}})),
+    )
+    .unwrap();
+    assert_eq!(reg.response.client_extension_results.large_blob.as_ref().and_then(|l| l.supported), Some(true));
+    let other = register(
+        &mut dev,
+        Some("123456"),
+        &creation(&[2], json!({"extensions": {"largeBlob": {"support": "preferred"}}})),
+    )
+    .unwrap();
+    let allow = |id: &[u8]| json!([{"type": "public-key", "id": b64url_encode(id)}]);
+    let blob: Vec<u8> = (0..3000u32).map(|i| (i % 7) as u8).collect();
+    for (id, data) in [(&reg.id, blob.clone()), (&other.id, b"second".to_vec())] {
+        let w = login(
+            &mut dev,
+            Some("123456"),
+            &request(
+                json!({"allowCredentials": allow(id), "extensions": {"largeBlob": {"write": b64url_encode(&data)}}}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(w.client_extension_results.large_blob.unwrap().written, Some(true));
+    }
+    for (id, data) in [(&reg.id, blob), (&other.id, b"second".to_vec())] {
+        let r = login(
+            &mut dev,
+            None,
+            &request(json!({"allowCredentials": allow(id), "extensions": {"largeBlob": {"read": true}}})),
+        )
+        .unwrap();
+        assert_eq!(r.client_extension_results.large_blob.unwrap().blob.map(|b| b.0), Some(data));
+    }
+    // Misuse is refused before the key is touched.
+    let e = login(&mut dev, None, &request(json!({"extensions": {"largeBlob": {"write": "AAAA"}}}))).err().unwrap();
+    assert_eq!(e.code(), "invalid_request");
+}

@@ -6,6 +6,7 @@
 //! - [`ctap2`]: a typed call for every CTAP2 command.
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
+//! - [`large_blob`]: the largeBlob array (read, write, per-credential entries).
 //! - [`discovery`]: finding devices, `--device` specs, touch-to-select.
 //! - [`webauthn`]: the WebAuthn client: JSON options and an origin in, JSON
 //!   responses out.
@@ -16,6 +17,7 @@
 pub mod ctap1;
 pub mod ctap2;
 pub mod discovery;
+pub mod large_blob;
 pub mod pin;
 pub mod webauthn;
 
