@@ -530,3 +530,117 @@ fn large_blob_write_then_read() {
     let e = login(&mut dev, None, &request(json!({"extensions": {"largeBlob": {"write": "AAAA"}}}))).err().unwrap();
     assert_eq!(e.code(), "invalid_request");
 }
+
+/// The software authenticator with its getInfo rewritten (to play an older
+/// or differently configured key).
+struct Rewrite<F: Fn(&mut hwkey::proto::ctap2::get_info::GetInfoResponse) + Send>(Authenticator, F);
+
+impl<F: Fn(&mut hwkey::proto::ctap2::get_info::GetInfoResponse) + Send> Handler for Rewrite<F> {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        let out = self.0.start(kind, request, now);
+        match (&out, request.first()) {
+            (Outcome::Done(r), Some(0x04)) if kind == MessageKind::Cbor && r.first() == Some(&0) => {
+                let mut info = hwkey::proto::ctap2::get_info::GetInfoResponse::from_cbor(&r[1..]).unwrap();
+                (self.1)(&mut info);
+                let mut b = vec![0];
+                b.extend_from_slice(&info.to_cbor());
+                Outcome::Done(b)
+            }
+            _ => out,
+        }
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+    fn cancel(&mut self) {
+        Handler::cancel(&mut self.0)
+    }
+}
+
+#[test]
+fn pin_protocol_one() {
+    let d = MemoryDevice::spawn(
+        Rewrite(authenticator(), |i: &mut hwkey::proto::ctap2::get_info::GetInfoResponse| {
+            i.pin_uv_auth_protocols = Some(vec![1])
+        }),
+        DeviceConfig::default(),
+    );
+    let mut dev = open(&d);
+    assert_eq!(dev.pin_protocol().number(), 1);
+    dev.set_pin("123456", &op()).unwrap();
+    let opts = creation(
+        &[1],
+        json!({"extensions": {"prf": {}}, "authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}),
+    );
+    let reg = register(&mut dev, Some("123456"), &opts).unwrap();
+    let a = login(
+        &mut dev,
+        Some("123456"),
+        &request(json!({"userVerification": "required", "extensions": {"prf": {"eval": {"first": "AAAA"}}}})),
+    )
+    .unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+    assert_eq!(a.client_extension_results.prf.unwrap().results.unwrap().first.len(), 32);
+}
+
+#[test]
+fn ctap20_key_is_selected_through_a_dummy_make_credential() {
+    use hwkey::client::discovery::wait_for_touch;
+    let d = MemoryDevice::spawn(
+        Rewrite(authenticator(), |i: &mut hwkey::proto::ctap2::get_info::GetInfoResponse| {
+            i.versions.retain(|v| v != "FIDO_2_1")
+        }),
+        DeviceConfig::default(),
+    );
+    let mut dev = open(&d);
+    assert!(dev.is_ctap2() && !dev.is_ctap21());
+    wait_for_touch(&mut dev, &op()).unwrap();
+    // The dummy request left no credential behind.
+    let e = login(&mut dev, None, &request(json!({}))).err().unwrap();
+    assert!(matches!(e, ClientError::NoCredentials), "{e:?}");
+}
+
+/// A key with built-in UV that is locked out: getPinUvAuthTokenUsingUv answers UV_BLOCKED.
+struct UvLocked(Authenticator, Arc<Mutex<u32>>);
+
+impl Handler for UvLocked {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        if kind == MessageKind::Cbor && request.first() == Some(&0x06) {
+            let v = hwkey::proto::cbor::decode(&request[1..]).unwrap();
+            if v.get_int(2).and_then(|s| s.as_u64()) == Some(6) {
+                *self.1.lock().unwrap() += 1;
+                return Outcome::Done(vec![0x3c]);
+            }
+        }
+        let out = self.0.start(kind, request, now);
+        match (&out, request.first()) {
+            (Outcome::Done(r), Some(0x04)) if kind == MessageKind::Cbor && r.first() == Some(&0) => {
+                let mut info = hwkey::proto::ctap2::get_info::GetInfoResponse::from_cbor(&r[1..]).unwrap();
+                info.options.get_or_insert_default().insert("uv".into(), true);
+                let mut b = vec![0];
+                b.extend_from_slice(&info.to_cbor());
+                Outcome::Done(b)
+            }
+            _ => out,
+        }
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+}
+
+#[test]
+fn uv_lockout_falls_back_to_the_pin() {
+    let uv_attempts: Arc<Mutex<u32>> = Arc::default();
+    let d = MemoryDevice::spawn(UvLocked(authenticator(), uv_attempts.clone()), DeviceConfig::default());
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let opts =
+        creation(&[1], json!({"authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}));
+    let reg = register(&mut dev, Some("123456"), &opts).unwrap();
+    assert_eq!(*uv_attempts.lock().unwrap(), 1, "built-in UV was tried first");
+    let a = login(&mut dev, Some("123456"), &request(json!({"userVerification": "required"}))).unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+}
