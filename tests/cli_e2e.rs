@@ -221,3 +221,14 @@ fn bad_input_is_one_line_on_stderr() {
         assert!(!o.stderr.contains("panicked"));
     }
 }
+
+#[test]
+fn list_says_so_plainly_without_keys() {
+    let o = run(&["list"], "");
+    assert!(o.ok, "{}", o.stderr);
+    if o.stdout.is_empty() {
+        assert_eq!(o.stderr.trim(), "No FIDO security key found.");
+    } else {
+        assert!(o.stdout.lines().all(|l| l.starts_with("hid:")), "{}", o.stdout);
+    }
+}

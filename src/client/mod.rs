@@ -72,6 +72,9 @@ pub enum ClientError {
     /// The PIN is blocked: the key must be reset.
     #[error("the PIN is blocked: the security key must be reset")]
     PinBlocked,
+    /// The key demands a new PIN before it hands out tokens (forcePINChange).
+    #[error("this security key requires a new PIN first (hwkey pin change)")]
+    PinChangeRequired,
     /// The new PIN breaks the key's PIN policy.
     #[error("the PIN does not meet the security key's policy (length)")]
     PinPolicy,
@@ -111,6 +114,7 @@ impl ClientError {
             ClientError::PinInvalid { .. } => "pin_invalid",
             ClientError::PinAuthBlocked => "pin_auth_blocked",
             ClientError::PinBlocked => "pin_blocked",
+            ClientError::PinChangeRequired => "pin_change_required",
             ClientError::PinPolicy => "pin_policy_violation",
             ClientError::NoCredentials => "no_credentials",
             ClientError::CredentialExcluded => "credential_excluded",
