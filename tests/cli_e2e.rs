@@ -232,3 +232,31 @@ fn list_says_so_plainly_without_keys() {
         assert!(o.stdout.lines().all(|l| l.starts_with("hid:")), "{}", o.stdout);
     }
 }
+
+#[test]
+fn ctrl_c_cancels_the_touch_wait() {
+    let s = serve(&["--touch-delay", "60000"]);
+    let dev = format!("udp:{}", s.1);
+    let mut child = Command::new(hwkey())
+        .args(["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", &dev])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(creation("discouraged").as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let t0 = std::time::Instant::now();
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3));
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("Touch your security key"), "{err}");
+    assert!(err.lines().last().unwrap_or("").starts_with("error: cancelled"), "{err}");
+    // The key is free again at once: the next request is answered (after its own touch delay is cut short by cancel).
+    let info = run(&["info", "--device", &dev], "");
+    assert!(info.ok, "{}", info.stderr);
+}
