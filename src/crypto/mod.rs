@@ -15,10 +15,12 @@ mod provider;
 
 #[cfg(feature = "aws-lc")]
 pub mod aws_lc;
+#[cfg(feature = "rust-crypto")]
+pub mod rust_crypto;
 
 pub use provider::{CryptoError, CryptoProvider, EcCurve, HashAlg, RsaPadding, SecretBytes, ct_eq};
 
-#[cfg(not(feature = "aws-lc"))]
+#[cfg(not(any(feature = "aws-lc", feature = "rust-crypto")))]
 compile_error!("hwkey needs a crypto provider: enable feature `aws-lc` (default) or `rust-crypto`");
 
 /// The provider chosen by cargo features: aws-lc-rs when feature `aws-lc` is
@@ -28,13 +30,20 @@ pub fn default_provider() -> &'static dyn CryptoProvider {
     {
         &aws_lc::AwsLcProvider
     }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    {
+        &rust_crypto::RustCryptoProvider
+    }
 }
 
 /// Every provider compiled into this build, for tests that must run on each.
+#[allow(clippy::vec_init_then_push)]
 pub fn all_providers() -> Vec<&'static dyn CryptoProvider> {
     #[allow(unused_mut)]
     let mut v: Vec<&'static dyn CryptoProvider> = Vec::new();
     #[cfg(feature = "aws-lc")]
     v.push(&aws_lc::AwsLcProvider);
+    #[cfg(feature = "rust-crypto")]
+    v.push(&rust_crypto::RustCryptoProvider);
     v
 }

@@ -42,7 +42,10 @@ impl AttestationObject {
             .and_then(Value::as_text)
             .ok_or(AttestationObjectError::Malformed("fmt missing or not text"))?;
         let att_stmt = v.get_text("attStmt").ok_or(AttestationObjectError::Malformed("attStmt missing"))?;
-        if att_stmt.as_map().is_none() {
+        // Every format's attStmt is a map, except "compound" (WebAuthn L3),
+        // whose attStmt is an array of {fmt, attStmt} statements.
+        let shape_ok = if fmt == "compound" { att_stmt.as_array().is_some() } else { att_stmt.as_map().is_some() };
+        if !shape_ok {
             return Err(AttestationObjectError::Malformed("attStmt is not a map"));
         }
         let raw = v

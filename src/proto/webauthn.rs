@@ -59,8 +59,16 @@ pub fn b64url_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Lenient base64url decoding: padding optional, `+`/`/` accepted.
+/// Lenient base64url decoding: padding optional, `+`/`/` accepted, non-zero
+/// trailing bits tolerated (some libraries emit them).
 pub fn b64url_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
     let trimmed = s.trim_end_matches('=');
     if trimmed.contains(['+', '/']) {
         let t: String = trimmed
@@ -71,9 +79,9 @@ pub fn b64url_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
                 c => c,
             })
             .collect();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t)
+        LENIENT.decode(t)
     } else {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed)
+        LENIENT.decode(trimmed)
     }
 }
 

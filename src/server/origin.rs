@@ -1,0 +1,75 @@
+//! Origin matching (WebAuthn L3 §7.1 step 9, §7.2 step 13, §5.11 related origins).
+
+/// A parsed serialized origin: scheme, host, port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// "https" or "http" (or another scheme, e.g. an Android app origin).
+    pub scheme: &'a str,
+    /// Host, lowercase expected.
+    pub host: &'a str,
+    /// Explicit port, if any.
+    pub port: Option<u16>,
+}
+
+impl<'a> Origin<'a> {
+    /// Parse `scheme://host[:port]` (no path, query or fragment).
+    pub fn parse(s: &'a str) -> Option<Self> {
+        let (scheme, rest) = s.split_once("://")?;
+        if scheme.is_empty() || rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let (host, port) = if rest.starts_with('[') {
+            let end = rest.find(']')?;
+            let host = &rest[..=end];
+            let after = &rest[end + 1..];
+            let port = if after.is_empty() { None } else { Some(after.strip_prefix(':')?.parse().ok()?) };
+            (host, port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p.parse().ok()?)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin { scheme, host, port })
+    }
+}
+
+/// Whether `host` is `rp_id` or a subdomain of it.
+pub fn host_within_rp_id(host: &str, rp_id: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case(rp_id)
+        || (host.len() > rp_id.len()
+            && host[host.len() - rp_id.len()..].eq_ignore_ascii_case(rp_id)
+            && host.as_bytes()[host.len() - rp_id.len() - 1] == b'.')
+}
+
+/// Check a client-data origin against the configuration.
+pub fn origin_allowed(origin: &str, config: &super::RpConfig) -> bool {
+    if config.origins.iter().chain(&config.related_origins).any(|o| o == origin) {
+        return true;
+    }
+    if config.allow_subdomains {
+        if let Some(o) = Origin::parse(origin) {
+            let secure = o.scheme == "https" || (o.scheme == "http" && o.host == "localhost");
+            return secure && host_within_rp_id(o.host, &config.rp_id);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn parse_origins() {
+        assert_eq!(Origin::parse("https://a.example.com").map(|o| o.host), Some("a.example.com"));
+        assert_eq!(Origin::parse("http://localhost:8080").and_then(|o| o.port), Some(8080));
+        assert!(Origin::parse("https://a.com/path").is_none());
+        assert!(Origin::parse("a.com").is_none());
+        assert!(host_within_rp_id("login.example.com", "example.com"));
+        assert!(!host_within_rp_id("badexample.com", "example.com"));
+    }
+}
