@@ -260,3 +260,54 @@ fn ctrl_c_cancels_the_touch_wait() {
     let info = run(&["info", "--device", &dev], "");
     assert!(info.ok, "{}", info.stderr);
 }
+
+#[test]
+fn hwkeys_relying_party_verifies_the_cli_output() {
+    use hwkey::server::{
+        AuthenticationRequest, RegistrationRequest, RelyingParty, ResidentKeyRequirement, RpConfig, UserVerification,
+    };
+    use std::time::SystemTime;
+    let origin = "https://example.com";
+    let rp = RelyingParty::new(RpConfig::new("example.com", "Example", origin)).unwrap();
+    let s = serve(&["--pin", "246810"]);
+    let dev = format!("udp:{}", s.1);
+    let (opts, state) = rp
+        .start_registration(
+            RegistrationRequest {
+                user_id: b"user-42".to_vec(),
+                user_name: "bob".into(),
+                resident_key: Some(ResidentKeyRequirement::Required),
+                user_verification: Some(UserVerification::Required),
+                ..Default::default()
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+    let r = run(
+        &["webauthn", "register", "--origin", origin, "--options", "-", "--device", &dev, "--pin", "246810"],
+        &serde_json::to_string(&opts).unwrap(),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let record = rp.finish_registration_json(state, r.stdout.as_bytes(), SystemTime::now()).unwrap().credential;
+
+    let (opts, state) = rp
+        .start_authentication(
+            AuthenticationRequest { user_verification: Some(UserVerification::Required), ..Default::default() },
+            SystemTime::now(),
+        )
+        .unwrap();
+    let l = run(
+        &["webauthn", "login", "--origin", origin, "--options", "-", "--device", &dev, "--pin", "246810"],
+        &serde_json::to_string(&opts).unwrap(),
+    );
+    assert!(l.ok, "{}", l.stderr);
+    let res = rp
+        .finish_authentication_json(
+            state,
+            l.stdout.as_bytes(),
+            |id, _| (id == record.credential_id.0.as_slice()).then_some(&record),
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(res.user_id, b"user-42");
+}

@@ -644,3 +644,61 @@ fn uv_lockout_falls_back_to_the_pin() {
     let a = login(&mut dev, Some("123456"), &request(json!({"userVerification": "required"}))).unwrap();
     assert!(verify_assertion(&a, &reg.key).flags.uv());
 }
+
+#[test]
+fn hwkeys_relying_party_accepts_what_the_client_produces() {
+    use hwkey::server::{
+        AttestationConveyance, AuthenticationRequest, RegistrationRequest, RelyingParty, ResidentKeyRequirement,
+        RpConfig, UserVerification,
+    };
+    use std::time::SystemTime;
+    let rp = RelyingParty::new(RpConfig::new("example.com", "Example", ORIGIN)).unwrap();
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let ui = FixedPin::new(Some("123456".into()));
+    for attestation in [AttestationConveyance::None, AttestationConveyance::Direct] {
+        let (opts, state) = rp
+            .start_registration(
+                RegistrationRequest {
+                    user_id: vec![attestation as u8 + 1; 16],
+                    user_name: "alice".into(),
+                    resident_key: Some(ResidentKeyRequirement::Required),
+                    user_verification: Some(UserVerification::Required),
+                    attestation: Some(attestation),
+                    ..Default::default()
+                },
+                SystemTime::now(),
+            )
+            .unwrap();
+        let ui = FixedPin::new(Some("123456".into()));
+        let reg = WebAuthnClient::new(&ui).register(&mut dev, &opts, ORIGIN, &op()).unwrap();
+        let json = serde_json::to_vec(&reg).unwrap();
+        let result = rp.finish_registration_json(state, &json, SystemTime::now()).unwrap();
+        assert!(result.user_verified);
+        let record = result.credential;
+        assert_eq!(record.discoverable, Some(true));
+
+        // Discoverable sign-in, UV required.
+        let (opts, state) = rp
+            .start_authentication(
+                AuthenticationRequest { user_verification: Some(UserVerification::Required), ..Default::default() },
+                SystemTime::now(),
+            )
+            .unwrap();
+        let a = WebAuthnClient::new(&FixedPin::new(Some("123456".into())))
+            .authenticate(&mut dev, &opts, ORIGIN, &op())
+            .unwrap();
+        let json = serde_json::to_vec(&a).unwrap();
+        let r = rp
+            .finish_authentication_json(
+                state,
+                &json,
+                |id, _| (id == record.credential_id.0.as_slice()).then_some(&record),
+                SystemTime::now(),
+            )
+            .unwrap();
+        assert_eq!(r.credential_id, record.credential_id.0);
+    }
+    let _ = ui;
+}
