@@ -1,5 +1,6 @@
 //! End to end through processes: `hwkey virtual serve --udp 127.0.0.1:0`,
 //! then `hwkey webauthn register` and `hwkey webauthn login` against it.
+#![cfg(all(feature = "cli", feature = "server"))]
 
 use hwkey::crypto::{cose_verify, default_provider};
 use hwkey::proto::attestation::AttestationObject;

@@ -1,5 +1,6 @@
 //! The client and the software authenticator, meeting only through 64-byte
 //! CTAPHID reports: in memory and over UDP.
+#![cfg(all(feature = "client", feature = "virtual", feature = "server"))]
 
 use hwkey::authenticator::{Authenticator, UserPresence};
 use hwkey::client::webauthn::{FixedPin, WebAuthnClient, prf_salt};
