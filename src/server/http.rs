@@ -821,7 +821,14 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    match app.store.record_sign_in(cred_id, result.new_sign_count, result.backed_up, now).await? {
+    // Store the counter and create the session concurrently (two connections
+    // on PostgreSQL). The session's token is revealed only if the sign-in is
+    // accepted; a rejected one leaves an unusable row that expires.
+    let (update, session) = tokio::join!(
+        app.store.record_sign_in(cred_id, result.new_sign_count, result.backed_up, now),
+        app.start_session(headers, &user.handle),
+    );
+    match update? {
         SignCountUpdate::Advanced => {}
         // A concurrent sign-in with a higher counter was recorded first: this
         // assertion was valid against the counter it was checked with.
@@ -862,7 +869,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         )
         .await;
     }
-    let cookie = app.start_session(headers, &user.handle).await?;
+    let cookie = session?;
     app.audit(
         NewAuditEvent::new(AuditKind::SignIn)
             .user(&user.username, &user.handle)
