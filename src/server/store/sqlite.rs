@@ -311,6 +311,52 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn record_sign_in_with_session(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        session_id: &[u8],
+        user_handle: &[u8],
+        now: SystemTime,
+        session_expires: SystemTime,
+    ) -> Result<SignCountUpdate, StoreError> {
+        // Three statements in one call to the writer connection: the session,
+        // the compare-and-set (a row with `advanced` = 1 when it moved the
+        // counter), and the time of use (a row with the counter as stored).
+        let rows = sqlx::query(
+            "INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES ($5, $6, $4, $7); \
+             UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+             WHERE id = $1 AND sign_count < $2 AND $2 > 0 RETURNING 1 AS advanced, sign_count; \
+             UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), $4), \
+             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+             WHERE id = $1 RETURNING 0 AS advanced, sign_count",
+        )
+        .bind(credential_id)
+        .bind(i64::from(new_sign_count))
+        .bind(backed_up)
+        .bind(ms(now))
+        .bind(session_id)
+        .bind(user_handle)
+        .bind(ms(session_expires))
+        .fetch_all(&self.write)
+        .await?;
+        let mut current = None;
+        for row in &rows {
+            let advanced: i64 = row.try_get(0)?;
+            if advanced == 1 {
+                return Ok(SignCountUpdate::Advanced);
+            }
+            let c: i64 = row.try_get(1)?;
+            current = Some(u32::try_from(c).map_err(|_| StoreError::Corrupt(format!("sign_count {c}")))?);
+        }
+        Ok(match current {
+            None => SignCountUpdate::NotFound,
+            Some(0) if new_sign_count == 0 => SignCountUpdate::Advanced,
+            Some(current) => SignCountUpdate::NotAdvanced { current },
+        })
+    }
+
     async fn rename_credential(
         &self,
         user_handle: &[u8],
