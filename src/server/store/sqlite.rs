@@ -5,7 +5,9 @@
 //! survives a process crash, and only a power loss can take the last few)
 //! and a busy timeout. All writes go through one connection, so writers
 //! queue in the pool instead of spinning on SQLite's busy handler; reads use
-//! a pool of their own. `sqlite::memory:` keeps everything in one connection
+//! a pool of their own. Connections are not pinged before each use (sqlx's
+//! default), which would add a round trip to the connection's worker thread
+//! for every query. `sqlite::memory:` keeps everything in one connection
 //! that lives as long as the store. Audit events are written in batches by a
 //! background task (see [`SqliteStore::flush_audit`]); an event appended just
 //! before a crash may be lost, never one appended before a flush or a close.
@@ -105,6 +107,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let store = if is_memory(url) {
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -116,6 +119,7 @@ impl SqliteStore {
         } else {
             let opts = base.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
             let write = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -125,6 +129,7 @@ impl SqliteStore {
             MIGRATOR.run(&write).await?;
             let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) as u32;
             let read = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(readers)
                 .min_connections(1)
                 .idle_timeout(None)
