@@ -37,11 +37,18 @@ struct Args {
     /// `sqlite://FILE`, `sqlite::memory:`, or `postgres://...`.
     #[arg(long, env = "HWKEY_DATABASE", default_value = "sqlite://hwkey-demo.sqlite3")]
     database: String,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, env = "HWKEY_THREADS")]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

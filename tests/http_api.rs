@@ -513,3 +513,37 @@ async fn data_survives_a_restart_with_a_sqlite_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sign_ins_keep_the_highest_counter() {
+    let dir = std::env::temp_dir().join(format!("hwkey-http-cas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cas.sqlite3");
+    let _ = std::fs::remove_file(&file);
+    let mut e = env_with(&format!("sqlite://{}", file.display())).await;
+    let mut key = SoftKey::new();
+    e.client.register("nina", &mut key, json!({})).await.ok();
+    // The authenticator signs 60 challenges in order; the verifications race.
+    let mut prepared = Vec::new();
+    for _ in 0..60 {
+        let mut c = e.fresh_client();
+        let o = c.post("/api/login/options", &json!({"username": "nina"})).await.json;
+        let resp = key.assert(&o, ORIGIN);
+        prepared.push((c, resp));
+    }
+    prepared.reverse();
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .map(|(mut c, resp)| tokio::spawn(async move { c.post("/api/login/verify", &resp).await }))
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let (stored, _) = e.store.credential(&key.credential_id).await.unwrap().unwrap();
+    assert_eq!(stored.record.sign_count, 60);
+    assert!(events(&e.store, AuditKind::CounterRegression).await.is_empty());
+    assert_eq!(events(&e.store, AuditKind::SignIn).await.len(), 60);
+    e.store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -821,7 +821,24 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    match app.store.record_sign_in(cred_id, result.new_sign_count, result.backed_up, now).await? {
+    // Store the counter and create the session in one step. The session's
+    // token is revealed only if the sign-in is accepted; a refused one leaves
+    // an unusable row that expires.
+    let token = app.new_token()?;
+    let session_expires = now.checked_add(app.opts.session_ttl).unwrap_or(now);
+    let update = app
+        .store
+        .record_sign_in_with_session(
+            cred_id,
+            result.new_sign_count,
+            result.backed_up,
+            &app.digest(&token),
+            &user.handle,
+            now,
+            session_expires,
+        )
+        .await;
+    match update? {
         SignCountUpdate::Advanced => {}
         // A concurrent sign-in with a higher counter was recorded first: this
         // assertion was valid against the counter it was checked with.
@@ -862,7 +879,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         )
         .await;
     }
-    let cookie = app.start_session(headers, &user.handle).await?;
+    let cookie = app.cookie(headers, SESSION_COOKIE, Some(&token), app.opts.session_ttl);
     app.audit(
         NewAuditEvent::new(AuditKind::SignIn)
             .user(&user.username, &user.handle)

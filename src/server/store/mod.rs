@@ -367,6 +367,32 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send;
 
+    /// [`Store::record_sign_in`] and [`Store::create_session`] together, in
+    /// one round trip where the backend can (the sign-in hot path). The
+    /// session is created whatever the counter update finds: its token is
+    /// handed out only if the caller accepts the sign-in, so the row of a
+    /// refused one is unusable and simply expires.
+    #[allow(clippy::too_many_arguments)]
+    fn record_sign_in_with_session(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        session_id: &[u8],
+        user_handle: &[u8],
+        now: SystemTime,
+        session_expires: SystemTime,
+    ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send {
+        async move {
+            let (update, session) = tokio::join!(
+                self.record_sign_in(credential_id, new_sign_count, backed_up, now),
+                self.create_session(session_id, user_handle, now, session_expires),
+            );
+            session?;
+            update
+        }
+    }
+
     /// Rename one of the user's credentials; false when the user has no such credential.
     fn rename_credential(
         &self,

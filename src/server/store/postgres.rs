@@ -38,7 +38,10 @@ impl PgStore {
     pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::UnsupportedUrl(format!("{}: {e}", super::redact_url(url))))?;
+        // No ping before each acquire: it would double the round trips of
+        // every query; a dead connection shows up as an error on use instead.
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)

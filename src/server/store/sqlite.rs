@@ -5,7 +5,9 @@
 //! survives a process crash, and only a power loss can take the last few)
 //! and a busy timeout. All writes go through one connection, so writers
 //! queue in the pool instead of spinning on SQLite's busy handler; reads use
-//! a pool of their own. `sqlite::memory:` keeps everything in one connection
+//! a pool of their own. Connections are not pinged before each use (sqlx's
+//! default), which would add a round trip to the connection's worker thread
+//! for every query. `sqlite::memory:` keeps everything in one connection
 //! that lives as long as the store. Audit events are written in batches by a
 //! background task (see [`SqliteStore::flush_audit`]); an event appended just
 //! before a crash may be lost, never one appended before a flush or a close.
@@ -105,6 +107,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let store = if is_memory(url) {
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -116,6 +119,7 @@ impl SqliteStore {
         } else {
             let opts = base.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
             let write = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -125,6 +129,7 @@ impl SqliteStore {
             MIGRATOR.run(&write).await?;
             let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) as u32;
             let read = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(readers)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -309,6 +314,52 @@ impl Store for SqliteStore {
         } else {
             Ok(SignCountUpdate::NotAdvanced { current })
         }
+    }
+
+    async fn record_sign_in_with_session(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        session_id: &[u8],
+        user_handle: &[u8],
+        now: SystemTime,
+        session_expires: SystemTime,
+    ) -> Result<SignCountUpdate, StoreError> {
+        // Three statements in one call to the writer connection: the session,
+        // the compare-and-set (a row with `advanced` = 1 when it moved the
+        // counter), and the time of use (a row with the counter as stored).
+        let rows = sqlx::query(
+            "INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES ($5, $6, $4, $7); \
+             UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+             WHERE id = $1 AND sign_count < $2 AND $2 > 0 RETURNING 1 AS advanced, sign_count; \
+             UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), $4), \
+             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+             WHERE id = $1 RETURNING 0 AS advanced, sign_count",
+        )
+        .bind(credential_id)
+        .bind(i64::from(new_sign_count))
+        .bind(backed_up)
+        .bind(ms(now))
+        .bind(session_id)
+        .bind(user_handle)
+        .bind(ms(session_expires))
+        .fetch_all(&self.write)
+        .await?;
+        let mut current = None;
+        for row in &rows {
+            let advanced: i64 = row.try_get(0)?;
+            if advanced == 1 {
+                return Ok(SignCountUpdate::Advanced);
+            }
+            let c: i64 = row.try_get(1)?;
+            current = Some(u32::try_from(c).map_err(|_| StoreError::Corrupt(format!("sign_count {c}")))?);
+        }
+        Ok(match current {
+            None => SignCountUpdate::NotFound,
+            Some(0) if new_sign_count == 0 => SignCountUpdate::Advanced,
+            Some(current) => SignCountUpdate::NotAdvanced { current },
+        })
     }
 
     async fn rename_credential(
