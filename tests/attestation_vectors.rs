@@ -13,7 +13,6 @@
 
 #![cfg(feature = "server")]
 
-use base64::Engine;
 use hwkey::crypto::{CryptoProvider, all_providers};
 use hwkey::proto::attestation::AttestationObject;
 use hwkey::server::attestation::{
@@ -22,27 +21,10 @@ use hwkey::server::attestation::{
 use hwkey::server::cert::ParsedCert;
 use hwkey::server::trust::{TrustVerdict, evaluate};
 use serde_json::Value as Json;
+use support::vectors::{hex, load};
+
+mod support;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-fn vectors_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("HWKEY_VECTORS").map(PathBuf::from),
-        Some(manifest.join("../shared/vectors")),
-        Some(manifest.join("../../shared/vectors")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("real-device-registrations.json").exists())
-        .expect("test vectors not found: set HWKEY_VECTORS to the shared/vectors directory")
-}
-
-fn load(name: &str) -> Json {
-    let text = std::fs::read_to_string(vectors_dir().join(name)).expect("read vector file");
-    serde_json::from_str(&text).expect("vector file is JSON")
-}
 
 /// Ceremony-level negative cases: the reason they fail is not the attestation statement.
 const OUT_OF_SCOPE: &[(&str, &str)] = &[
@@ -159,40 +141,16 @@ impl Tally {
 }
 
 fn b64_lenient(s: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .or_else(|_| URL_SAFE.decode(s))
-        .or_else(|_| STANDARD.decode(s))
-        .or_else(|_| STANDARD_NO_PAD.decode(s))
-        .ok()
+    hwkey::proto::webauthn::b64url_decode(s).ok()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s).expect("vector hex")
+    hex(s)
 }
 
-/// Days from 1970-01-01 to a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `validation_time` as Unix seconds: "2025,1,8,0,0,0 (...)" or "2025-01-30T23:59:59.000Z".
+/// `validation_time` as Unix seconds.
 fn parse_time(s: &str) -> Option<i64> {
-    let nums: Vec<i64> = s
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .take(6)
-        .map(|p| p.parse().ok())
-        .collect::<Option<Vec<_>>>()?;
-    let [y, mo, d, h, mi, se] = <[i64; 6]>::try_from(nums).ok()?;
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
+    Some(support::vectors::parse_time(s))
 }
 
 fn now_unix() -> i64 {

@@ -4,12 +4,19 @@
 use serde_json::Value as J;
 use std::path::PathBuf;
 
-/// Directory of the shared vectors: `HWKEY_VECTORS` or `../shared/vectors`.
+/// Directory of the shared vectors: `HWKEY_VECTORS`, else `../shared/vectors`
+/// (or `../../shared/vectors` from a worktree one level deeper).
 pub fn vectors_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("HWKEY_VECTORS") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("vectors")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("HWKEY_VECTORS").map(PathBuf::from),
+        Some(manifest.join("../shared/vectors")),
+        Some(manifest.join("../../shared/vectors")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("real-device-registrations.json").exists())
+    .expect("test vectors not found: set HWKEY_VECTORS to the shared/vectors directory")
 }
 
 /// Load one vector file.
