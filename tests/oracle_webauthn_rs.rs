@@ -17,7 +17,8 @@ use hwkey::client::{Device, Op};
 use hwkey::proto::attestation::AttestationObject;
 use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::{
-    AuthenticationResponseJson, CreationOptionsJson, CredentialDescriptor, RegistrationResponseJson, RequestOptionsJson,
+    AuthenticationResponseJson, CollectedClientData, CreationOptionsJson, CredentialDescriptor,
+    RegistrationResponseJson, RequestOptionsJson,
 };
 use hwkey::server::attestation::AttestationType;
 use hwkey::server::{
@@ -347,7 +348,7 @@ fn webauthn_rs_accepts_pin_verified_discoverable_credential() {
     }
 
     // Username-first, UV required: the PIN again, UV flag set.
-    let cred = creds_by_user.get_mut(&user_id.to_vec()).unwrap();
+    let cred = creds_by_user.get_mut(user_id.as_slice()).unwrap();
     let (_, uv) = rs_assert(&rs, &mut key, cred, UserVerificationPolicy::Required, Some(PIN));
     assert!(uv);
 }
@@ -435,6 +436,11 @@ fn hwkey_rp_accepts_softtoken_packed_x5c() {
     let rp = hwkey_rp(Some(ca_der), UserVerification::Preferred);
     let mut token = WebauthnAuthenticator::new(token);
     let (r, state) = rs_register(&rp, &mut token, &[21; 16]);
+    // webauthn-authenticator-rs writes the origin as a URL ("…:8080/"), not as
+    // the serialized origin WebAuthn L3 §5.8.1 asks for; hwkey's RP treats
+    // that empty path as the same origin (src/server/origin.rs).
+    let cd = CollectedClientData::parse(r.response.client_data_json.as_slice()).unwrap();
+    assert_eq!(cd.origin, format!("{ORIGIN}/"));
     let res = rp
         .finish_registration_json(state, &rs_json(&r), SystemTime::now())
         .expect("hwkey's RP accepts the softtoken's attested registration");
