@@ -302,6 +302,7 @@ fn webauthn_rs_accepts_pin_verified_discoverable_credential() {
             credential_protection_policy: CredentialProtectionPolicy::UserVerificationRequired,
             enforce_credential_protection_policy: Some(true),
         }),
+        hmac_create_secret: Some(true),
         ..Default::default()
     };
     let b = rs
@@ -319,7 +320,10 @@ fn webauthn_rs_accepts_pin_verified_discoverable_credential() {
         .expect("webauthn-rs accepts the UV registration");
     assert!(cred.user_verified, "UV flag from the PIN token");
     assert_eq!(cred.registration_policy, UserVerificationPolicy::Required);
-    // credProtect from the signed authenticator data, credProps from the client.
+    // credProtect and hmac-secret from the signed authenticator data,
+    // credProps from the client.
+    assert_eq!(r.client_extension_results.hmac_create_secret, Some(true));
+    assert!(matches!(cred.extensions.hmac_create_secret, ExtnState::Set(true)), "{:?}", cred.extensions);
     assert!(
         matches!(cred.extensions.cred_protect, ExtnState::Set(CredentialProtectionPolicy::UserVerificationRequired)),
         "{:?}",
