@@ -1,5 +1,6 @@
 //! End to end through processes: `hwkey virtual serve --udp 127.0.0.1:0`,
 //! then `hwkey webauthn register` and `hwkey webauthn login` against it.
+#![cfg(all(feature = "cli", feature = "server"))]
 
 use hwkey::crypto::{cose_verify, default_provider};
 use hwkey::proto::attestation::AttestationObject;
@@ -61,7 +62,8 @@ fn run(args: &[&str], stdin: &str) -> Out {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // The child may exit before reading its input (bad arguments): ignore a broken pipe.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let o = child.wait_with_output().unwrap();
     Out {
         ok: o.status.success(),
@@ -219,4 +221,94 @@ fn bad_input_is_one_line_on_stderr() {
         assert!(o.stderr.starts_with("error: "), "{args:?}: {}", o.stderr);
         assert!(!o.stderr.contains("panicked"));
     }
+}
+
+#[test]
+fn list_says_so_plainly_without_keys() {
+    let o = run(&["list"], "");
+    assert!(o.ok, "{}", o.stderr);
+    if o.stdout.is_empty() {
+        assert_eq!(o.stderr.trim(), "No FIDO security key found.");
+    } else {
+        assert!(o.stdout.lines().all(|l| l.starts_with("hid:")), "{}", o.stdout);
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_the_touch_wait() {
+    let s = serve(&["--touch-delay", "60000"]);
+    let dev = format!("udp:{}", s.1);
+    let mut child = Command::new(hwkey())
+        .args(["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", &dev])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(creation("discouraged").as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let t0 = std::time::Instant::now();
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3));
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("Touch your security key"), "{err}");
+    assert!(err.lines().last().unwrap_or("").starts_with("error: cancelled"), "{err}");
+    // The key is free again at once: the next request is answered (after its own touch delay is cut short by cancel).
+    let info = run(&["info", "--device", &dev], "");
+    assert!(info.ok, "{}", info.stderr);
+}
+
+#[test]
+fn hwkeys_relying_party_verifies_the_cli_output() {
+    use hwkey::server::{
+        AuthenticationRequest, RegistrationRequest, RelyingParty, ResidentKeyRequirement, RpConfig, UserVerification,
+    };
+    use std::time::SystemTime;
+    let origin = "https://example.com";
+    let rp = RelyingParty::new(RpConfig::new("example.com", "Example", origin)).unwrap();
+    let s = serve(&["--pin", "246810"]);
+    let dev = format!("udp:{}", s.1);
+    let (opts, state) = rp
+        .start_registration(
+            RegistrationRequest {
+                user_id: b"user-42".to_vec(),
+                user_name: "bob".into(),
+                resident_key: Some(ResidentKeyRequirement::Required),
+                user_verification: Some(UserVerification::Required),
+                ..Default::default()
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+    let r = run(
+        &["webauthn", "register", "--origin", origin, "--options", "-", "--device", &dev, "--pin", "246810"],
+        &serde_json::to_string(&opts).unwrap(),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let record = rp.finish_registration_json(state, r.stdout.as_bytes(), SystemTime::now()).unwrap().credential;
+
+    let (opts, state) = rp
+        .start_authentication(
+            AuthenticationRequest { user_verification: Some(UserVerification::Required), ..Default::default() },
+            SystemTime::now(),
+        )
+        .unwrap();
+    let l = run(
+        &["webauthn", "login", "--origin", origin, "--options", "-", "--device", &dev, "--pin", "246810"],
+        &serde_json::to_string(&opts).unwrap(),
+    );
+    assert!(l.ok, "{}", l.stderr);
+    let res = rp
+        .finish_authentication_json(
+            state,
+            l.stdout.as_bytes(),
+            |id, _| (id == record.credential_id.0.as_slice()).then_some(&record),
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(res.user_id, b"user-42");
 }

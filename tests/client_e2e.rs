@@ -1,5 +1,6 @@
 //! The client and the software authenticator, meeting only through 64-byte
 //! CTAPHID reports: in memory and over UDP.
+#![cfg(all(feature = "client", feature = "virtual", feature = "server"))]
 
 use hwkey::authenticator::{Authenticator, UserPresence};
 use hwkey::client::webauthn::{FixedPin, WebAuthnClient, prf_salt};
@@ -459,4 +460,246 @@ fn reports_for_a_pin_protected_login() {
     // getInfo once, one key agreement, one token, one getAssertion: nothing redundant.
     assert_eq!(*commands.lock().unwrap(), vec![0x04, 0x06, 0x06, 0x02]);
     assert!(to_dev + to_host <= 26, "{} reports", to_dev + to_host);
+}
+
+#[test]
+fn touch_to_select_among_several_keys() {
+    use hwkey::client::discovery::select_by_touch;
+    // Key A refuses, key B is touched after a moment, key C is never touched.
+    let mut a = authenticator();
+    a.set_user_presence(UserPresence::Deny);
+    let mut b = authenticator();
+    b.set_user_presence(UserPresence::Delay(Duration::from_millis(300)));
+    let b_commands: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let mut c = authenticator();
+    c.set_user_presence(UserPresence::Delay(Duration::from_secs(60)));
+    let da = MemoryDevice::spawn(a, DeviceConfig::default());
+    let db = MemoryDevice::spawn(Counting(b, b_commands.clone()), DeviceConfig::default());
+    let dc = MemoryDevice::spawn(c, DeviceConfig::default());
+    let devices = vec![open(&da), open(&db), open(&dc)];
+    let t0 = Instant::now();
+    let mut chosen = select_by_touch(devices, &op()).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "the untouched key was cancelled");
+    assert!(b_commands.lock().unwrap().contains(&0x0b), "authenticatorSelection was used");
+    // The chosen one is B: a registration lands there.
+    let n = b_commands.lock().unwrap().len();
+    register(&mut chosen, None, &creation(&[1], json!({}))).unwrap();
+    assert!(b_commands.lock().unwrap().len() > n);
+}
+
+#[test]
+fn large_blob_write_then_read() {
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(
+        &mut dev,
+        Some("123456"),
+        &creation(&[1], json!({"extensions": {"largeBlob": {"support": "required"}}})),
+    )
+    .unwrap();
+    assert_eq!(reg.response.client_extension_results.large_blob.as_ref().and_then(|l| l.supported), Some(true));
+    let other = register(
+        &mut dev,
+        Some("123456"),
+        &creation(&[2], json!({"extensions": {"largeBlob": {"support": "preferred"}}})),
+    )
+    .unwrap();
+    let allow = |id: &[u8]| json!([{"type": "public-key", "id": b64url_encode(id)}]);
+    let blob: Vec<u8> = (0..3000u32).map(|i| (i % 7) as u8).collect();
+    for (id, data) in [(&reg.id, blob.clone()), (&other.id, b"second".to_vec())] {
+        let w = login(
+            &mut dev,
+            Some("123456"),
+            &request(
+                json!({"allowCredentials": allow(id), "extensions": {"largeBlob": {"write": b64url_encode(&data)}}}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(w.client_extension_results.large_blob.unwrap().written, Some(true));
+    }
+    for (id, data) in [(&reg.id, blob), (&other.id, b"second".to_vec())] {
+        let r = login(
+            &mut dev,
+            None,
+            &request(json!({"allowCredentials": allow(id), "extensions": {"largeBlob": {"read": true}}})),
+        )
+        .unwrap();
+        assert_eq!(r.client_extension_results.large_blob.unwrap().blob.map(|b| b.0), Some(data));
+    }
+    // Misuse is refused before the key is touched.
+    let e = login(&mut dev, None, &request(json!({"extensions": {"largeBlob": {"write": "AAAA"}}}))).err().unwrap();
+    assert_eq!(e.code(), "invalid_request");
+}
+
+/// The software authenticator with its getInfo rewritten (to play an older
+/// or differently configured key).
+struct Rewrite<F: Fn(&mut hwkey::proto::ctap2::get_info::GetInfoResponse) + Send>(Authenticator, F);
+
+impl<F: Fn(&mut hwkey::proto::ctap2::get_info::GetInfoResponse) + Send> Handler for Rewrite<F> {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        let out = self.0.start(kind, request, now);
+        match (&out, request.first()) {
+            (Outcome::Done(r), Some(0x04)) if kind == MessageKind::Cbor && r.first() == Some(&0) => {
+                let mut info = hwkey::proto::ctap2::get_info::GetInfoResponse::from_cbor(&r[1..]).unwrap();
+                (self.1)(&mut info);
+                let mut b = vec![0];
+                b.extend_from_slice(&info.to_cbor());
+                Outcome::Done(b)
+            }
+            _ => out,
+        }
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+    fn cancel(&mut self) {
+        Handler::cancel(&mut self.0)
+    }
+}
+
+#[test]
+fn pin_protocol_one() {
+    let d = MemoryDevice::spawn(
+        Rewrite(authenticator(), |i: &mut hwkey::proto::ctap2::get_info::GetInfoResponse| {
+            i.pin_uv_auth_protocols = Some(vec![1])
+        }),
+        DeviceConfig::default(),
+    );
+    let mut dev = open(&d);
+    assert_eq!(dev.pin_protocol().number(), 1);
+    dev.set_pin("123456", &op()).unwrap();
+    let opts = creation(
+        &[1],
+        json!({"extensions": {"prf": {}}, "authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}),
+    );
+    let reg = register(&mut dev, Some("123456"), &opts).unwrap();
+    let a = login(
+        &mut dev,
+        Some("123456"),
+        &request(json!({"userVerification": "required", "extensions": {"prf": {"eval": {"first": "AAAA"}}}})),
+    )
+    .unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+    assert_eq!(a.client_extension_results.prf.unwrap().results.unwrap().first.len(), 32);
+}
+
+#[test]
+fn ctap20_key_is_selected_through_a_dummy_make_credential() {
+    use hwkey::client::discovery::wait_for_touch;
+    let d = MemoryDevice::spawn(
+        Rewrite(authenticator(), |i: &mut hwkey::proto::ctap2::get_info::GetInfoResponse| {
+            i.versions.retain(|v| v != "FIDO_2_1")
+        }),
+        DeviceConfig::default(),
+    );
+    let mut dev = open(&d);
+    assert!(dev.is_ctap2() && !dev.is_ctap21());
+    wait_for_touch(&mut dev, &op()).unwrap();
+    // The dummy request left no credential behind.
+    let e = login(&mut dev, None, &request(json!({}))).err().unwrap();
+    assert!(matches!(e, ClientError::NoCredentials), "{e:?}");
+}
+
+/// A key with built-in UV that is locked out: getPinUvAuthTokenUsingUv answers UV_BLOCKED.
+struct UvLocked(Authenticator, Arc<Mutex<u32>>);
+
+impl Handler for UvLocked {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        if kind == MessageKind::Cbor && request.first() == Some(&0x06) {
+            let v = hwkey::proto::cbor::decode(&request[1..]).unwrap();
+            if v.get_int(2).and_then(|s| s.as_u64()) == Some(6) {
+                *self.1.lock().unwrap() += 1;
+                return Outcome::Done(vec![0x3c]);
+            }
+        }
+        let out = self.0.start(kind, request, now);
+        match (&out, request.first()) {
+            (Outcome::Done(r), Some(0x04)) if kind == MessageKind::Cbor && r.first() == Some(&0) => {
+                let mut info = hwkey::proto::ctap2::get_info::GetInfoResponse::from_cbor(&r[1..]).unwrap();
+                info.options.get_or_insert_default().insert("uv".into(), true);
+                let mut b = vec![0];
+                b.extend_from_slice(&info.to_cbor());
+                Outcome::Done(b)
+            }
+            _ => out,
+        }
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+}
+
+#[test]
+fn uv_lockout_falls_back_to_the_pin() {
+    let uv_attempts: Arc<Mutex<u32>> = Arc::default();
+    let d = MemoryDevice::spawn(UvLocked(authenticator(), uv_attempts.clone()), DeviceConfig::default());
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let opts =
+        creation(&[1], json!({"authenticatorSelection": {"residentKey": "required", "userVerification": "required"}}));
+    let reg = register(&mut dev, Some("123456"), &opts).unwrap();
+    assert_eq!(*uv_attempts.lock().unwrap(), 1, "built-in UV was tried first");
+    let a = login(&mut dev, Some("123456"), &request(json!({"userVerification": "required"}))).unwrap();
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+}
+
+#[test]
+fn hwkeys_relying_party_accepts_what_the_client_produces() {
+    use hwkey::server::{
+        AttestationConveyance, AuthenticationRequest, RegistrationRequest, RelyingParty, ResidentKeyRequirement,
+        RpConfig, UserVerification,
+    };
+    use std::time::SystemTime;
+    let rp = RelyingParty::new(RpConfig::new("example.com", "Example", ORIGIN)).unwrap();
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let ui = FixedPin::new(Some("123456".into()));
+    for attestation in [AttestationConveyance::None, AttestationConveyance::Direct] {
+        let (opts, state) = rp
+            .start_registration(
+                RegistrationRequest {
+                    user_id: vec![attestation as u8 + 1; 16],
+                    user_name: "alice".into(),
+                    resident_key: Some(ResidentKeyRequirement::Required),
+                    user_verification: Some(UserVerification::Required),
+                    attestation: Some(attestation),
+                    ..Default::default()
+                },
+                SystemTime::now(),
+            )
+            .unwrap();
+        let ui = FixedPin::new(Some("123456".into()));
+        let reg = WebAuthnClient::new(&ui).register(&mut dev, &opts, ORIGIN, &op()).unwrap();
+        let json = serde_json::to_vec(&reg).unwrap();
+        let result = rp.finish_registration_json(state, &json, SystemTime::now()).unwrap();
+        assert!(result.user_verified);
+        let record = result.credential;
+        assert_eq!(record.discoverable, Some(true));
+
+        // Discoverable sign-in, UV required.
+        let (opts, state) = rp
+            .start_authentication(
+                AuthenticationRequest { user_verification: Some(UserVerification::Required), ..Default::default() },
+                SystemTime::now(),
+            )
+            .unwrap();
+        let a = WebAuthnClient::new(&FixedPin::new(Some("123456".into())))
+            .authenticate(&mut dev, &opts, ORIGIN, &op())
+            .unwrap();
+        let json = serde_json::to_vec(&a).unwrap();
+        let r = rp
+            .finish_authentication_json(
+                state,
+                &json,
+                |id, _| (id == record.credential_id.0.as_slice()).then_some(&record),
+                SystemTime::now(),
+            )
+            .unwrap();
+        assert_eq!(r.credential_id, record.credential_id.0);
+    }
+    let _ = ui;
 }

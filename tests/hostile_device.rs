@@ -1,5 +1,6 @@
 //! A hostile device: whatever it sends, the host side ends in a typed error
 //! within the deadline, never a hang or a panic.
+#![cfg(feature = "client")]
 
 use hwkey::transport::ctaphid::*;
 use hwkey::transport::{Op, Report, ReportTransport, TransportError};

@@ -10,6 +10,7 @@
 //!
 //! hwkey side: `WebAuthnClient` talks to `Authenticator` only through 64-byte
 //! CTAPHID reports on the in-memory transport, exactly as in `client_e2e.rs`.
+#![cfg(all(feature = "client", feature = "virtual", feature = "server"))]
 
 use hwkey::authenticator::{AttestationMode, Authenticator, AuthenticatorConfig};
 use hwkey::client::webauthn::{FixedPin, WebAuthnClient};

@@ -6,6 +6,7 @@
 //! - [`ctap2`]: a typed call for every CTAP2 command.
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
+//! - [`large_blob`]: the largeBlob array (read, write, per-credential entries).
 //! - [`discovery`]: finding devices, `--device` specs, touch-to-select.
 //! - [`webauthn`]: the WebAuthn client: JSON options and an origin in, JSON
 //!   responses out.
@@ -16,6 +17,7 @@
 pub mod ctap1;
 pub mod ctap2;
 pub mod discovery;
+pub mod large_blob;
 pub mod pin;
 pub mod webauthn;
 
@@ -70,6 +72,9 @@ pub enum ClientError {
     /// The PIN is blocked: the key must be reset.
     #[error("the PIN is blocked: the security key must be reset")]
     PinBlocked,
+    /// The key demands a new PIN before it hands out tokens (forcePINChange).
+    #[error("this security key requires a new PIN first (hwkey pin change)")]
+    PinChangeRequired,
     /// The new PIN breaks the key's PIN policy.
     #[error("the PIN does not meet the security key's policy (length)")]
     PinPolicy,
@@ -109,6 +114,7 @@ impl ClientError {
             ClientError::PinInvalid { .. } => "pin_invalid",
             ClientError::PinAuthBlocked => "pin_auth_blocked",
             ClientError::PinBlocked => "pin_blocked",
+            ClientError::PinChangeRequired => "pin_change_required",
             ClientError::PinPolicy => "pin_policy_violation",
             ClientError::NoCredentials => "no_credentials",
             ClientError::CredentialExcluded => "credential_excluded",

@@ -159,6 +159,9 @@ impl Device {
         if self.option("clientPin") == Some(false) {
             return Err(ClientError::PinNotSet);
         }
+        if self.info.as_ref().and_then(|i| i.force_pin_change) == Some(true) {
+            return Err(ClientError::PinChangeRequired);
+        }
         let protocol = self.pin_protocol();
         let (key, shared) = self.key_agreement(op)?;
         let pin_hash_enc = shared.encrypt(self.provider, &pin_hash(self.provider, pin))?;

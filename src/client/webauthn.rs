@@ -17,7 +17,8 @@
 //! - Extensions: credProps, credProtect (with enforcement), prf on top of
 //!   hmac-secret (salts hashed as SHA-256("WebAuthn PRF" || 0x00 || salt)),
 //!   the legacy hmacCreateSecret/hmacGetSecret, credBlob, minPinLength,
-//!   largeBlob support at registration, appid / appidExclude.
+//!   largeBlob (support at registration; read and write at authentication,
+//!   through [`super::large_blob`]), appid / appidExclude.
 //! - U2F-only keys are driven through CTAP1, appid included.
 
 use super::pin::{PinUvAuthToken, permissions};
@@ -677,9 +678,28 @@ impl<'a> WebAuthnClient<'a> {
                 return Err(ClientError::Security(format!("appid {a:?} is not an https URL")));
             }
         }
+        let (lb_read, lb_write) = match &ext.large_blob {
+            None => (false, None),
+            Some(lb) => {
+                if lb.support.is_some() {
+                    return Err(ClientError::InvalidRequest("largeBlob.support is for registration".into()));
+                }
+                if lb.read == Some(true) && lb.write.is_some() {
+                    return Err(ClientError::InvalidRequest("largeBlob: read and write together".into()));
+                }
+                if lb.write.is_some() && options.allow_credentials.len() != 1 {
+                    return Err(ClientError::InvalidRequest(
+                        "largeBlob.write needs exactly one allowed credential".into(),
+                    ));
+                }
+                (lb.read == Some(true), lb.write.clone())
+            }
+        };
         if !dev.is_ctap2() {
             return self.u2f_authenticate(dev, options, &rp_id, cdj, &cdh, uv_req, &ext, op);
         }
+        let large_blobs = dev.option("largeBlobs") == Some(true)
+            && dev.info().is_some_and(|i| i.supports_extension(ext_id::LARGE_BLOB_KEY));
         let allow = Self::usable(dev, &options.allow_credentials);
         if !options.allow_credentials.is_empty() && allow.is_empty() {
             return Err(ClientError::NoCredentials);
@@ -710,7 +730,16 @@ impl<'a> WebAuthnClient<'a> {
             Some(allow.clone())
         };
 
-        let mut auth = self.acquire_uv(dev, uv_req, permissions::GET_ASSERTION, &target_rp, op)?;
+        // Writing a large blob to a PIN-protected key needs a token with largeBlobWrite.
+        let write_blob = lb_write.is_some() && large_blobs;
+        let (uv_req, perms) = if write_blob {
+            let protected = dev.option("clientPin") == Some(true) || dev.option("uv") == Some(true);
+            let req = if protected { UvRequirement::Required } else { uv_req };
+            (req, permissions::GET_ASSERTION | permissions::LARGE_BLOB_WRITE)
+        } else {
+            (uv_req, permissions::GET_ASSERTION)
+        };
+        let mut auth = self.acquire_uv(dev, uv_req, perms, &target_rp, op)?;
 
         // hmac-secret for prf / hmacGetSecret.
         let single_id = allow_list.as_ref().filter(|l| l.len() == 1).map(|l| l[0].id.clone());
@@ -758,6 +787,9 @@ impl<'a> WebAuthnClient<'a> {
         }
         if ext.get_cred_blob == Some(true) && has_cred_blob {
             ga_ext.cred_blob = Some(true);
+        }
+        if (lb_read || write_blob) && large_blobs {
+            ga_ext.large_blob_key = Some(true);
         }
 
         let build = |auth: &UvAuth| {
@@ -825,6 +857,24 @@ impl<'a> WebAuthnClient<'a> {
         }
         if ext.get_cred_blob == Some(true) {
             results.get_cred_blob = Some(Base64Url(outputs.cred_blob.clone().unwrap_or_default()));
+        }
+        if ext.large_blob.is_some() {
+            let mut out = LargeBlobOutputs::default();
+            let key = resp.large_blob_key.clone().filter(|k| k.len() == 32);
+            if let Some(key) = key.filter(|_| large_blobs) {
+                if lb_read {
+                    out.blob = dev.read_large_blob(&key, op)?.map(Base64Url);
+                } else if let Some(data) = &lb_write {
+                    let token = match &auth {
+                        UvAuth::Token(t) => Some(t),
+                        _ => None,
+                    };
+                    out.written = Some(dev.write_large_blob(&key, data, token, op).is_ok());
+                }
+            } else if lb_write.is_some() {
+                out.written = Some(false);
+            }
+            results.large_blob = Some(out);
         }
         let user_handle = resp.user.as_ref().filter(|u| !u.id.is_empty()).map(|u| Base64Url(u.id.clone()));
         if allow_list.is_none() && user_handle.is_none() {

@@ -5,107 +5,76 @@ use crate::proto::cose::CoseAlgorithm;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// `UserVerificationRequirement`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum UserVerification {
-    /// UV must happen; assertions without the UV flag are refused.
-    Required,
-    /// UV if the authenticator can; not enforced.
-    #[default]
-    Preferred,
-    /// Avoid UV; not enforced.
-    Discouraged,
+/// A WebAuthn enumeration carried as a lowercase string: the enum, its serde
+/// form, and `as_str`/`parse` from one list of (variant, string) pairs.
+macro_rules! webauthn_string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? } default $default:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// The WebAuthn string.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+            /// Parse the WebAuthn string.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::$default
+            }
+        }
+    };
 }
 
-impl UserVerification {
-    /// The WebAuthn string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Required => "required",
-            Self::Preferred => "preferred",
-            Self::Discouraged => "discouraged",
-        }
-    }
-    /// Parse the WebAuthn string.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "required" => Some(Self::Required),
-            "preferred" => Some(Self::Preferred),
-            "discouraged" => Some(Self::Discouraged),
-            _ => None,
-        }
-    }
+webauthn_string_enum! {
+    /// `UserVerificationRequirement`.
+    UserVerification {
+        /// UV must happen; assertions without the UV flag are refused.
+        Required = "required",
+        /// UV if the authenticator can; not enforced.
+        Preferred = "preferred",
+        /// Avoid UV; not enforced.
+        Discouraged = "discouraged",
+    } default Preferred
 }
 
-/// `ResidentKeyRequirement`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ResidentKeyRequirement {
-    /// A server-side credential is preferred.
-    #[default]
-    Discouraged,
-    /// A discoverable credential if possible.
-    Preferred,
-    /// A discoverable credential (passkey) is required.
-    Required,
+webauthn_string_enum! {
+    /// `ResidentKeyRequirement`.
+    ResidentKeyRequirement {
+        /// A server-side credential is preferred.
+        Discouraged = "discouraged",
+        /// A discoverable credential if possible.
+        Preferred = "preferred",
+        /// A discoverable credential (passkey) is required.
+        Required = "required",
+    } default Discouraged
 }
 
-impl ResidentKeyRequirement {
-    /// The WebAuthn string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Required => "required",
-            Self::Preferred => "preferred",
-            Self::Discouraged => "discouraged",
-        }
-    }
-    /// Parse the WebAuthn string.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "required" => Some(Self::Required),
-            "preferred" => Some(Self::Preferred),
-            "discouraged" => Some(Self::Discouraged),
-            _ => None,
-        }
-    }
-}
-
-/// `AttestationConveyancePreference`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AttestationConveyance {
-    /// No attestation wanted.
-    #[default]
-    None,
-    /// The client may anonymize.
-    Indirect,
-    /// The authenticator's attestation, as generated.
-    Direct,
-    /// Enterprise attestation (uniquely identifying).
-    Enterprise,
-}
-
-impl AttestationConveyance {
-    /// The WebAuthn string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Indirect => "indirect",
-            Self::Direct => "direct",
-            Self::Enterprise => "enterprise",
-        }
-    }
-    /// Parse the WebAuthn string.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Self::None),
-            "indirect" => Some(Self::Indirect),
-            "direct" => Some(Self::Direct),
-            "enterprise" => Some(Self::Enterprise),
-            _ => None,
-        }
-    }
+webauthn_string_enum! {
+    /// `AttestationConveyancePreference`.
+    AttestationConveyance {
+        /// No attestation wanted.
+        None = "none",
+        /// The client may anonymize.
+        Indirect = "indirect",
+        /// The authenticator's attestation, as generated.
+        Direct = "direct",
+        /// Enterprise attestation (uniquely identifying).
+        Enterprise = "enterprise",
+    } default None
 }
 
 /// What the relying party does when a signature counter does not increase.
@@ -158,7 +127,7 @@ pub struct RpConfig {
     pub rp_id: String,
     /// Human-palatable RP name.
     pub rp_name: String,
-    /// Exact allowed origins, with scheme and port (e.g. "https://login.example.com").
+    /// Exact allowed origins, with scheme and port (e.g. `https://login.example.com`).
     pub origins: Vec<String>,
     /// Also accept any https origin whose host is the RP ID or a subdomain of it.
     pub allow_subdomains: bool,

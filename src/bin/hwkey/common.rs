@@ -7,7 +7,7 @@ use hwkey::client::{ClientError, Device, Op, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -29,7 +29,30 @@ pub struct PinArg {
 
 /// Turn a client error into the one-line message the user sees.
 pub fn message(e: ClientError) -> String {
-    e.to_string()
+    match e {
+        ClientError::PinRequired => "this security key needs its PIN: pass --pin or set HWKEY_PIN".into(),
+        e => e.to_string(),
+    }
+}
+
+static CANCEL: OnceLock<hwkey::client::CancelToken> = OnceLock::new();
+
+/// The process-wide cancel handle: Ctrl-C cancels the running operation (the
+/// key gets a CTAPHID CANCEL and stops waiting for a touch); if the tool is
+/// still running two seconds later (blocked on a prompt), it exits.
+pub fn install_ctrl_c() {
+    let token = CANCEL.get_or_init(hwkey::client::CancelToken::new).clone();
+    let _ = std::thread::Builder::new().name("ctrl-c".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            token.cancel();
+            std::thread::sleep(Duration::from_secs(2));
+            eprintln!("error: cancelled");
+            std::process::exit(130);
+        }
+    });
 }
 
 /// A spinner on stderr while the key waits for a touch.
@@ -63,7 +86,8 @@ impl Touch {
     /// An operation that reports to this spinner.
     pub fn op(&self, timeout: Duration) -> Op {
         let me = self.clone();
-        Op::timeout(timeout).on_progress(move |p| me.on(p))
+        let cancel = CANCEL.get_or_init(hwkey::client::CancelToken::new).clone();
+        Op::timeout(timeout).with_cancel(cancel).on_progress(move |p| me.on(p))
     }
 
     /// Clear the spinner.
@@ -109,7 +133,8 @@ impl CliPin {
     /// From `--pin`.
     pub fn new(arg: &PinArg, touch: &Touch) -> Self {
         CliPin {
-            interactive: arg.pin.is_none(),
+            // Prompts go to stderr: without a terminal there, nobody can answer.
+            interactive: arg.pin.is_none() && std::io::stderr().is_terminal(),
             fixed: Mutex::new(arg.pin.clone().map(Zeroizing::new)),
             touch: touch.clone(),
         }

@@ -89,6 +89,9 @@ enum VirtualCommand {
         /// Set this PIN at start-up if the authenticator has none.
         #[arg(long)]
         pin: Option<String>,
+        /// Grant user presence only after this many milliseconds (default: at once).
+        #[arg(long, value_name = "MS")]
+        touch_delay: Option<u64>,
     },
     /// A software YubiKey OTP interface over UDP.
     Yubikey {
@@ -119,7 +122,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Pin(c) => pin::run(c),
         Command::Creds(c) => creds::run(c),
         Command::Reset { device, yes } => reset::run(&device, yes),
-        Command::Virtual(VirtualCommand::Serve { udp, state, pin }) => virtual_device::serve(&udp, state, pin),
+        Command::Virtual(VirtualCommand::Serve { udp, state, pin, touch_delay }) => {
+            virtual_device::serve(&udp, state, pin, touch_delay)
+        }
         Command::Virtual(VirtualCommand::Yubikey { udp, serial, slot1_hmac, slot2_hmac, version }) => {
             yubikey::run_virtual_yubikey(udp, serial, slot1_hmac, slot2_hmac, version)
         }
@@ -141,6 +146,9 @@ fn main() {
         std::process::exit(2);
     }));
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Virtual(_) | Command::Otp(_) | Command::Yubikey(_)) {
+        common::install_ctrl_c();
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -12,11 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Run `virtual serve`.
-pub fn serve(udp: &str, state: Option<PathBuf>, pin: Option<String>) -> Result<(), String> {
+pub fn serve(udp: &str, state: Option<PathBuf>, pin: Option<String>, touch_delay: Option<u64>) -> Result<(), String> {
     let config = AuthenticatorConfig { state_path: state, user_presence: UserPresence::Approve, ..Default::default() };
     let mut auth = Authenticator::new(config).map_err(|e| format!("software authenticator: {e}"))?;
     if let Some(pin) = pin {
         auth = set_pin(auth, &pin)?;
+    }
+    if let Some(ms) = touch_delay {
+        auth.set_user_presence(UserPresence::Delay(Duration::from_millis(ms)));
     }
     let server = UdpServer::bind(udp).map_err(|e| e.to_string())?.with_config(DeviceConfig::default());
     let addr = server.local_addr().map_err(|e| e.to_string())?;

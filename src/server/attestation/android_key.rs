@@ -1,6 +1,6 @@
 //! The "android-key" attestation statement format (WebAuthn L3 §8.4): a
 //! signature over authData || clientDataHash by the credential key itself,
-//! whose certificate (x5c[0]) carries the Android Keystore KeyDescription
+//! whose certificate (`x5c[0]`) carries the Android Keystore KeyDescription
 //! extension (1.3.6.1.4.1.11129.2.1.17).
 //!
 //! KeyDescription (Android Keystore attestation schema):
@@ -9,8 +9,8 @@
 //! attestationChallenge OCTET STRING, uniqueId OCTET STRING,
 //! softwareEnforced AuthorizationList, teeEnforced AuthorizationList }`;
 //! AuthorizationList is a SEQUENCE of explicitly tagged optional fields, of
-//! which this check reads purpose [1] (SET OF INTEGER), allApplications [600]
-//! (NULL) and origin [702] (INTEGER).
+//! which this check reads `purpose [1]` (SET OF INTEGER), `allApplications [600]`
+//! (NULL) and `origin [702]` (INTEGER).
 
 use super::{AttestationError, AttestationType, FormatResult, Input, sig_err};
 use crate::server::cert::{Tlv, oid};
@@ -23,11 +23,11 @@ pub const KM_PURPOSE_SIGN: u64 = 2;
 /// The parts of an AuthorizationList this check reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorizationList {
-    /// purpose [1].
+    /// `purpose [1]`.
     pub purpose: Vec<u64>,
-    /// allApplications [600] present.
+    /// `allApplications [600]` present.
     pub all_applications: bool,
-    /// origin [702].
+    /// `origin [702]`.
     pub origin: Option<u64>,
 }
 

@@ -1,6 +1,6 @@
 //! The "tpm" attestation statement format (WebAuthn L3 §8.3): a TPM 2.0
 //! TPMS_ATTEST structure (certInfo) of type TPM_ST_ATTEST_CERTIFY, signed by an
-//! attestation identity key (AIK) whose certificate is x5c[0], certifying the
+//! attestation identity key (AIK) whose certificate is `x5c[0]`, certifying the
 //! TPMT_PUBLIC (pubArea) that holds the credential key.
 //!
 //! Structures follow TPM 2.0 Library Part 2; all integers are big-endian.

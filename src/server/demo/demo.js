@@ -1,0 +1,389 @@
+// hwkey demo page: register and sign in with security keys and passkeys.
+// Everything here talks only to this server (no external resources).
+"use strict";
+
+// ------------------------------------------------------------ plain sentences
+
+const MESSAGES = {
+  malformed_request: "The server could not read that request. Usernames are 1 to 64 characters.",
+  challenge_mismatch: "Your security key answered a different request. Please try again.",
+  challenge_expired: "That took too long and the request expired. Please try again.",
+  no_pending_ceremony: "This request was already used or has expired. Please start again.",
+  origin_mismatch: "This page's address is not one the server accepts. Open the demo at its configured address.",
+  rp_id_mismatch: "The security key signed for a different site.",
+  bad_signature: "The security key's signature could not be verified. Try again, or use another key.",
+  counter_regression: "This security key's use counter went backwards, so it may have been copied. Sign-in was refused for your safety.",
+  unknown_credential: "This security key is not registered here. Register it first, or use the key you registered with.",
+  credential_excluded: "This security key is already registered to this account.",
+  user_verification_required: "Your security key has to verify it is you (PIN or fingerprint). Set up a PIN on the key and try again.",
+  user_presence_required: "The security key did not confirm a touch. Try again and touch it when it blinks.",
+  username_taken: "That username is taken. Sign in as that user to add a key, or choose another name.",
+  unknown_user: "There is no account with that username. Check the spelling, or create an account.",
+  no_credentials: "That account has no security keys left.",
+  last_credential: "This is your only security key. Add another one before removing it.",
+  not_signed_in: "You are not signed in (the session may have ended). Please sign in again.",
+  credential_not_allowed: "That security key does not belong to this account.",
+  credential_user_mismatch: "That security key belongs to a different account.",
+  user_handle_mismatch: "That security key belongs to a different account.",
+  user_handle_missing: "The security key did not say which account it belongs to. Sign in with your username instead.",
+  payload_too_large: "The request was too large.",
+  cross_site_request: "The request came from another site and was refused.",
+  algorithm_not_allowed: "Your security key uses a kind of key this site does not accept.",
+  attestation_untrusted: "This site only accepts certain models of security key, and this one is not among them.",
+  invalid_backup_flags: "The security key reported inconsistent backup information.",
+  backup_eligibility_changed: "The key's backup status changed since it was registered, so it cannot be trusted.",
+  storage_error: "The server is having trouble right now. Please try again in a moment.",
+  storage_corrupt: "The server is having trouble right now. Please try again in a moment.",
+  internal_error: "The server is having trouble right now. Please try again in a moment.",
+  network_error: "The server could not be reached. Check your connection and try again.",
+  unsupported: "This browser cannot use security keys here.",
+  // Browser errors (DOMException names).
+  NotAllowedError: "The request was cancelled or timed out. Try again and touch your security key when it blinks.",
+  InvalidStateError: "This security key is already registered to this account.",
+  NotSupportedError: "Your security key cannot do what this site asked for (for example, store a passkey).",
+  SecurityError: "The browser refused: this page's address does not match the site's settings.",
+  AbortError: "Cancelled.",
+  ConstraintError: "Your security key cannot verify you (no PIN or fingerprint set up).",
+  UnknownError: "The security key reported an error. Unplug it, plug it back in, and try again.",
+};
+
+function sentence(code, fallback) {
+  if (MESSAGES[code]) return MESSAGES[code];
+  if (fallback) return "Something went wrong: " + fallback;
+  return "Something went wrong (" + code + "). Please try again.";
+}
+
+// ------------------------------------------------------------ status line
+
+const statusBox = () => document.getElementById("status");
+
+function setStatus(state, text, code) {
+  const box = statusBox();
+  box.dataset.state = state;
+  if (code) box.dataset.code = code; else delete box.dataset.code;
+  document.getElementById("status-text").textContent = text;
+}
+
+function working(step, of, text) { setStatus("working", "Step " + step + " of " + of + ": " + text); }
+function success(text) { setStatus("success", text); }
+function failure(err) {
+  // Server errors carry a code; browser errors are DOMExceptions, known by name
+  // (their numeric `code` is a legacy field).
+  const code = err instanceof ApiError ? err.code : (err && err.name) || "error";
+  setStatus("error", sentence(code, err && err.message), code);
+}
+
+class ApiError extends Error {
+  constructor(code, message) { super(message || code); this.code = code; }
+}
+
+// ------------------------------------------------------------ base64url and WebAuthn JSON
+
+function b64uToBuf(s) {
+  const b64 = s.replace(/-/g, "+").replace(/_/g, "/");
+  const pad = b64.length % 4 === 0 ? "" : "=".repeat(4 - (b64.length % 4));
+  const bin = atob(b64 + pad);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out.buffer;
+}
+
+function bufToB64u(buf) {
+  const bytes = new Uint8Array(buf);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function descriptors(list) {
+  return (list || []).map((d) => Object.assign({}, d, { id: b64uToBuf(d.id) }));
+}
+
+function parseCreation(json) {
+  if (typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function") {
+    return PublicKeyCredential.parseCreationOptionsFromJSON(json);
+  }
+  const o = Object.assign({}, json);
+  o.challenge = b64uToBuf(json.challenge);
+  o.user = Object.assign({}, json.user, { id: b64uToBuf(json.user.id) });
+  o.excludeCredentials = descriptors(json.excludeCredentials);
+  return o;
+}
+
+function parseRequest(json) {
+  if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
+    return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+  }
+  const o = Object.assign({}, json);
+  o.challenge = b64uToBuf(json.challenge);
+  o.allowCredentials = descriptors(json.allowCredentials);
+  return o;
+}
+
+function credentialToJSON(cred) {
+  if (typeof cred.toJSON === "function") {
+    try { return cred.toJSON(); } catch (_) { /* fall back below */ }
+  }
+  const r = cred.response;
+  const out = {
+    id: cred.id,
+    rawId: bufToB64u(cred.rawId),
+    type: cred.type,
+    authenticatorAttachment: cred.authenticatorAttachment || undefined,
+    clientExtensionResults: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    response: { clientDataJSON: bufToB64u(r.clientDataJSON) },
+  };
+  if (r.attestationObject) {
+    out.response.attestationObject = bufToB64u(r.attestationObject);
+    if (r.getTransports) out.response.transports = r.getTransports();
+    if (r.getAuthenticatorData) out.response.authenticatorData = bufToB64u(r.getAuthenticatorData());
+    if (r.getPublicKeyAlgorithm) out.response.publicKeyAlgorithm = r.getPublicKeyAlgorithm();
+    if (r.getPublicKey) {
+      const pk = r.getPublicKey();
+      if (pk) out.response.publicKey = bufToB64u(pk);
+    }
+  } else {
+    out.response.authenticatorData = bufToB64u(r.authenticatorData);
+    out.response.signature = bufToB64u(r.signature);
+    if (r.userHandle && r.userHandle.byteLength) out.response.userHandle = bufToB64u(r.userHandle);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ server calls
+
+async function api(method, path, body) {
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError("network_error", String(e));
+  }
+  let data = null;
+  try { data = await resp.json(); } catch (_) { data = null; }
+  if (!resp.ok) {
+    throw new ApiError((data && data.error) || "http_" + resp.status, data && data.message);
+  }
+  return data;
+}
+
+// ------------------------------------------------------------ ceremonies
+
+let busy = false;
+
+async function guarded(fn) {
+  if (busy) return;
+  busy = true;
+  document.body.classList.add("busy");
+  try { await fn(); } catch (e) { failure(e); } finally {
+    busy = false;
+    document.body.classList.remove("busy");
+  }
+}
+
+async function registerKey(username, passkey) {
+  const steps = 3;
+  working(1, steps, "Asking the server to start registration…");
+  const body = { username };
+  if (passkey) body.residentKey = "required";
+  const options = await api("POST", "/api/register/options", body);
+  working(2, steps, "Touch your security key now (it may blink). If it asks for a PIN, enter it.");
+  const cred = await navigator.credentials.create({ publicKey: parseCreation(options) });
+  if (!cred) throw new ApiError("NotAllowedError");
+  working(3, steps, "Checking your security key's answer…");
+  const result = await api("POST", "/api/register/verify", credentialToJSON(cred));
+  return result;
+}
+
+async function signIn(username) {
+  const steps = 3;
+  working(1, steps, username ? "Looking up " + username + "…" : "Asking the server to start sign-in…");
+  const body = username ? { username } : {};
+  const options = await api("POST", "/api/login/options", body);
+  working(2, steps, username
+    ? "Touch your security key now (it may blink)."
+    : "Choose your passkey, then touch your security key.");
+  const cred = await navigator.credentials.get({ publicKey: parseRequest(options) });
+  if (!cred) throw new ApiError("NotAllowedError");
+  working(3, steps, "Checking your security key's answer…");
+  return api("POST", "/api/login/verify", credentialToJSON(cred));
+}
+
+// ------------------------------------------------------------ account view
+
+function fmtTime(ms) {
+  if (ms === null || ms === undefined) return "never";
+  return new Date(ms).toLocaleString();
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function renderKeys(creds) {
+  const list = document.getElementById("keys");
+  list.replaceChildren();
+  for (const c of creds) {
+    const name = el("span", { class: "nickname" }, c.nickname);
+    const badges = el("span", { class: "badges" });
+    if (c.discoverable) badges.append(el("span", { class: "badge" }, "passkey"));
+    if (c.backedUp) badges.append(el("span", { class: "badge" }, "synced"));
+    const meta = el("div", { class: "meta" },
+      "Added " + fmtTime(c.createdAt) + " · last used " + fmtTime(c.lastUsedAt) + " · used " + c.signCount + " times");
+    const rename = el("button", { type: "button", class: "secondary rename-btn" }, "Rename");
+    const remove = el("button", { type: "button", class: "danger remove-btn" }, "Remove");
+    const li = el("li", { "data-id": c.id }, el("div", { class: "row" }, name, badges), meta,
+      el("div", { class: "actions" }, rename, remove));
+    rename.addEventListener("click", () => startRename(li, c));
+    remove.addEventListener("click", () => {
+      if (remove.dataset.confirm !== "1") {
+        remove.dataset.confirm = "1";
+        remove.textContent = "Click again to remove";
+        setStatus("idle", "Click “Click again to remove” to remove “" + c.nickname + "”.");
+        return;
+      }
+      guarded(async () => {
+        working(1, 1, "Removing “" + c.nickname + "”…");
+        await api("DELETE", "/api/credentials/" + c.id);
+        success("Removed “" + c.nickname + "”.");
+        await refresh();
+      });
+    });
+    list.append(li);
+  }
+}
+
+function startRename(li, c) {
+  const input = el("input", { class: "rename-input", value: c.nickname, maxLength: 64 });
+  const save = el("button", { type: "submit", class: "save-btn" }, "Save");
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  const form = el("form", { class: "rename-form" }, input, save, cancel);
+  const actions = li.querySelector(".actions");
+  actions.replaceChildren(form);
+  input.focus();
+  setStatus("idle", "Type a new name for this key, then Save.");
+  cancel.addEventListener("click", () => refresh());
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const nickname = input.value.trim();
+      working(1, 1, "Renaming…");
+      await api("PATCH", "/api/credentials/" + c.id, { nickname });
+      success("Renamed to “" + nickname + "”.");
+      await refresh();
+    });
+  });
+}
+
+function renderActivity(events) {
+  const list = document.getElementById("activity");
+  list.replaceChildren();
+  const names = {
+    registration: "Security key registered",
+    registration_failed: "Registration failed",
+    sign_in: "Signed in",
+    sign_in_failed: "Sign-in failed",
+    counter_regression: "Possible cloned key detected",
+    credential_renamed: "Key renamed",
+    credential_removed: "Key removed",
+    sign_out: "Signed out",
+  };
+  for (const e of events) {
+    let text = fmtTime(e.at) + " — " + (names[e.event] || e.event);
+    if (e.code) text += ": " + sentence(e.code);
+    list.append(el("li", { class: e.code ? "bad" : "" }, text));
+  }
+}
+
+async function refresh() {
+  let me = null;
+  try {
+    me = await api("GET", "/api/me");
+  } catch (e) {
+    if (e.code !== "not_signed_in") throw e;
+  }
+  document.getElementById("signed-out").hidden = !!me;
+  document.getElementById("signed-in").hidden = !me;
+  if (me) {
+    document.getElementById("whoami").textContent = me.username;
+    renderKeys(me.credentials);
+    try {
+      renderActivity((await api("GET", "/api/me/activity")).events);
+    } catch (_) { /* activity is optional */ }
+  }
+  return me;
+}
+
+// ------------------------------------------------------------ wiring
+
+function init() {
+  if (!window.PublicKeyCredential || !navigator.credentials || !window.isSecureContext) {
+    document.getElementById("unsupported").hidden = false;
+    setStatus("error", sentence("unsupported"), "unsupported");
+  }
+
+  document.getElementById("register-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const username = document.getElementById("reg-username").value.trim();
+      if (!username) throw new ApiError("malformed_request", "Enter a username first.");
+      const passkey = document.getElementById("reg-passkey").checked;
+      const r = await registerKey(username, passkey);
+      success("Registered! Your security key now signs you in as " + r.username + ".");
+      await refresh();
+    });
+  });
+
+  document.getElementById("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const username = document.getElementById("login-username").value.trim();
+      if (!username) throw new ApiError("malformed_request", "Enter your username, or use “Sign in with a passkey”.");
+      const r = await signIn(username);
+      success("Welcome back, " + r.username + "! You are signed in.");
+      await refresh();
+    });
+  });
+
+  document.getElementById("passkey-btn").addEventListener("click", () => guarded(async () => {
+    const r = await signIn(null);
+    success("Welcome back, " + r.username + "! You are signed in with a passkey.");
+    await refresh();
+  }));
+
+  document.getElementById("add-key-btn").addEventListener("click", () => guarded(async () => {
+    const username = document.getElementById("whoami").textContent;
+    const passkey = document.getElementById("add-passkey").checked;
+    await registerKey(username, passkey);
+    success("Added another security key to " + username + ".");
+    await refresh();
+  }));
+
+  document.getElementById("logout-btn").addEventListener("click", () => guarded(async () => {
+    working(1, 1, "Signing out…");
+    await api("POST", "/api/logout", {});
+    success("Signed out.");
+    await refresh();
+  }));
+
+  guarded(async () => {
+    const me = await refresh();
+    if (statusBox().dataset.state === "idle" || statusBox().dataset.state === "working") {
+      setStatus("idle", me ? "Signed in as " + me.username + "." : "Create an account, or sign in.");
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", init);

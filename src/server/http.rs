@@ -1,0 +1,1070 @@
+//! The relying party over HTTP (feature `http`): an axum [`Router`] that
+//! implements the project's HTTP contract (CONTRACTS §2) over any [`Store`],
+//! plus sessions, credential management and the demo page.
+//!
+//! | method, path | what it does |
+//! |---|---|
+//! | `GET /` (and `/demo.js`, `/demo.css`) | the demo page (no external resources) |
+//! | `POST /api/register/options` | creation options; sets the ceremony cookie |
+//! | `POST /api/register/verify` | verifies a RegistrationResponseJSON; signs the user in |
+//! | `POST /api/login/options` | request options (with a username, or discoverable); sets the ceremony cookie |
+//! | `POST /api/login/verify` | verifies an AuthenticationResponseJSON; sets the session cookie |
+//! | `GET /api/me` | the signed-in user and their credentials |
+//! | `PATCH /api/credentials/{id}` | rename a credential (`{"nickname": s}`) |
+//! | `DELETE /api/credentials/{id}` | remove a credential (not the last one) |
+//! | `GET /api/me/activity` | the signed-in user's recent security events |
+//! | `POST /api/logout` | end the session |
+//! | `GET /.well-known/webauthn` | related origins (WebAuthn L3 §5.11) |
+//!
+//! The pending ceremony is bound to the browser by an HttpOnly,
+//! SameSite=Strict cookie holding 32 random bytes; the database keeps only
+//! their SHA-256. The first verify consumes it, pass or fail, and it expires
+//! with the relying party's timeout. Sessions work the same way. Cookies are
+//! `Secure` when the page's origin is https.
+//!
+//! Every failure is a 4xx with `{"verified": false, "error": CODE, "message":
+//! text}`; bodies over 64 KiB get 413; only a storage failure gives a 5xx.
+//! No input reaches a panic: bodies are read and parsed by hand, never by
+//! extractors with their own error formats.
+
+use crate::proto::webauthn::{
+    AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
+};
+use crate::server::store::{
+    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
+    UserRecord,
+};
+use crate::server::{
+    AttestationConveyance, AuthenticationError, AuthenticationRequest, AuthenticationState, RegistrationError,
+    RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
+};
+use axum::Router;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::{Path, State, rejection::PathRejection};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Largest request body accepted; larger ones get 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Name of the cookie that binds a pending ceremony to the browser.
+pub const CEREMONY_COOKIE: &str = "hwkey_ceremony";
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "hwkey_session";
+/// Longest username, display name or nickname, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The clock the router reads (tests move it).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Router options beyond the relying-party configuration.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// How long a session lasts after sign-in.
+    pub session_ttl: Duration,
+    /// Force the cookies' `Secure` attribute on or off; `None`: on when the
+    /// request's `Origin` (or, without one, the first configured origin) is https.
+    pub secure_cookies: Option<bool>,
+    /// Serve the demo page at `/`.
+    pub serve_demo: bool,
+    /// The time source.
+    pub clock: Clock,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: None,
+            serve_demo: true,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("session_ttl", &self.session_ttl)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("serve_demo", &self.serve_demo)
+            .finish_non_exhaustive()
+    }
+}
+
+struct App<S> {
+    rp: RelyingParty,
+    store: S,
+    opts: HttpOptions,
+}
+
+/// The router for `rp` over `store`, with default options.
+pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
+    router_with(rp, store, HttpOptions::default())
+}
+
+/// The router for `rp` over `store`.
+pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
+    let serve_demo = opts.serve_demo;
+    let app = Arc::new(App { rp, store, opts });
+    let mut r = Router::new()
+        .route("/api/register/options", post(register_options::<S>))
+        .route("/api/register/verify", post(register_verify::<S>))
+        .route("/api/login/options", post(login_options::<S>))
+        .route("/api/login/verify", post(login_verify::<S>))
+        .route("/api/me", get(me::<S>))
+        .route("/api/me/activity", get(activity::<S>))
+        .route("/api/credentials/{id}", patch(rename_credential::<S>).delete(delete_credential::<S>))
+        .route("/api/logout", post(logout::<S>))
+        .route("/.well-known/webauthn", get(well_known::<S>));
+    if serve_demo {
+        r = r
+            .route("/", get(|| async { asset("text/html; charset=utf-8", DEMO_HTML) }))
+            .route("/demo.js", get(|| async { asset("text/javascript; charset=utf-8", DEMO_JS) }))
+            .route("/demo.css", get(|| async { asset("text/css; charset=utf-8", DEMO_CSS) }));
+    }
+    r.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+        })
+        .with_state(app)
+}
+
+/// Spawn a task that deletes expired ceremonies and sessions every `every`.
+pub fn spawn_maintenance<S: Store + Clone>(store: S, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.purge_expired(SystemTime::now()).await {
+                tracing::warn!("purging expired ceremonies and sessions failed: {e}");
+            }
+        }
+    })
+}
+
+const DEMO_HTML: &str = include_str!("demo/index.html");
+const DEMO_JS: &str = include_str!("demo/demo.js");
+const DEMO_CSS: &str = include_str!("demo/demo.css");
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+// ---------------------------------------------------------------- errors
+
+/// A failure as the contract shapes it: a 4xx (or, for storage failures, a
+/// 5xx) with `{"verified": false, "error": code, "message": text}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// A 400 `malformed_request`.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+    }
+
+    /// An error from a code, with the status the code implies.
+    pub fn from_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status_for(code), code, message)
+    }
+}
+
+/// The HTTP status for an error code.
+pub fn status_for(code: &str) -> StatusCode {
+    match code {
+        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "not_signed_in" => StatusCode::UNAUTHORIZED,
+        "cross_site_request" => StatusCode::FORBIDDEN,
+        "unknown_user" | "no_credentials" | "not_found" => StatusCode::NOT_FOUND,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "credential_excluded" | "username_taken" | "last_credential" => StatusCode::CONFLICT,
+        "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => ApiError::from_code("username_taken", "that username is already taken"),
+            StoreError::DuplicateCredential => {
+                ApiError::from_code("credential_excluded", "this authenticator is already registered")
+            }
+            other => {
+                tracing::error!("storage failure: {other}");
+                ApiError::from_code(other.code(), "the server's storage failed; try again later")
+            }
+        }
+    }
+}
+
+impl From<RegistrationError> for ApiError {
+    fn from(e: RegistrationError) -> Self {
+        ApiError::from_code(e.code(), e.to_string())
+    }
+}
+
+impl From<AuthenticationError> for ApiError {
+    fn from(e: AuthenticationError) -> Self {
+        ApiError::from_code(e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "verified": false, "error": self.code, "message": self.message });
+        let mut r = json_response(self.status, &body);
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn ok<T: Serialize + ?Sized>(value: &T) -> Response {
+    json_response(StatusCode::OK, value)
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn finish(r: ApiResult) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+// ---------------------------------------------------------------- request plumbing
+
+/// Read the body, refusing more than [`BODY_LIMIT`] bytes with 413.
+async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::from_code("payload_too_large", format!("the request body is larger than {} KiB", BODY_LIMIT / 1024))
+    };
+    if let Some(len) = headers.get(CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(n) if n > BODY_LIMIT as u64 => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(ApiError::malformed("invalid Content-Length")),
+        }
+    }
+    let mut buf = Vec::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => return Ok(buf),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > BODY_LIMIT {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => return Err(ApiError::malformed(format!("the request body could not be read: {e}"))),
+        }
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed("the request body is empty; a JSON object is expected"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("the request body is not valid: {e}")))
+}
+
+fn cookie_token(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+    for value in headers.get_all(COOKIE) {
+        let Ok(s) = value.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k.trim() == name {
+                    if let Ok(t) = b64url_decode(v.trim().trim_matches('"')) {
+                        if t.len() == 32 {
+                            return Some(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn validate_name(what: &str, s: &str) -> Result<(), ApiError> {
+    if s.trim().is_empty() {
+        return Err(ApiError::malformed(format!("{what} must not be empty")));
+    }
+    if s.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::malformed(format!("{what} must be at most {MAX_NAME_CHARS} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::malformed(format!("{what} must not contain control characters")));
+    }
+    Ok(())
+}
+
+fn parse_enum<T>(what: &str, v: Option<&str>, parse: fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) => parse(s).map(Some).ok_or_else(|| ApiError::malformed(format!("{what} {s:?} is not recognized"))),
+    }
+}
+
+impl<S: Store> App<S> {
+    fn now(&self) -> SystemTime {
+        (self.opts.clock)()
+    }
+
+    fn digest(&self, token: &[u8]) -> [u8; 32] {
+        self.rp.provider().sha256(&[b"hwkey-cookie-v1", token])
+    }
+
+    fn new_token(&self) -> Result<Vec<u8>, ApiError> {
+        self.rp
+            .provider()
+            .random_bytes(32)
+            .map_err(|_| ApiError::from_code("internal_error", "the random source failed"))
+    }
+
+    fn secure(&self, headers: &HeaderMap) -> bool {
+        if let Some(s) = self.opts.secure_cookies {
+            return s;
+        }
+        match headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+            Some(o) => o.starts_with("https://"),
+            None => self.rp.config().origins.first().is_some_and(|o| o.starts_with("https://")),
+        }
+    }
+
+    fn cookie(&self, headers: &HeaderMap, name: &str, token: Option<&[u8]>, max_age: Duration) -> HeaderValue {
+        let secure = if self.secure(headers) { "; Secure" } else { "" };
+        let s = match token {
+            Some(t) => format!(
+                "{name}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+                b64url_encode(t),
+                max_age.as_secs().max(1)
+            ),
+            None => format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
+        };
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("hwkey_invalid=; Max-Age=0"))
+    }
+
+    /// State-changing requests from a browser must come from an allowed origin.
+    fn check_origin(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+        if method == Method::GET || method == Method::HEAD {
+            return Ok(());
+        }
+        match headers.get(ORIGIN).map(|v| v.to_str()) {
+            None => Ok(()),
+            Some(Ok(o)) if crate::server::origin::origin_allowed(o, self.rp.config()) => Ok(()),
+            Some(_) => Err(ApiError::from_code(
+                "cross_site_request",
+                "the request comes from an origin this relying party does not serve",
+            )),
+        }
+    }
+
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<([u8; 32], UserRecord)>, ApiError> {
+        let Some(token) = cookie_token(headers, SESSION_COOKIE) else { return Ok(None) };
+        let id = self.digest(&token);
+        Ok(self.store.session_user(&id, self.now()).await?.map(|u| (id, u)))
+    }
+
+    async fn require_session(&self, headers: &HeaderMap) -> Result<([u8; 32], UserRecord), ApiError> {
+        self.session(headers).await?.ok_or_else(|| ApiError::from_code("not_signed_in", "sign in first"))
+    }
+
+    async fn start_session(&self, headers: &HeaderMap, user: &[u8]) -> Result<HeaderValue, ApiError> {
+        let token = self.new_token()?;
+        let now = self.now();
+        let expires = now.checked_add(self.opts.session_ttl).unwrap_or(now);
+        self.store.create_session(&self.digest(&token), user, now, expires).await?;
+        Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
+    }
+
+    async fn put_pending(
+        &self,
+        headers: &HeaderMap,
+        pending: &Pending,
+        expires_ms: u64,
+    ) -> Result<HeaderValue, ApiError> {
+        let token = self.new_token()?;
+        let state = serde_json::to_string(pending)
+            .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
+        let expires =
+            SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
+        self.store.put_ceremony(&self.digest(&token), &state, expires).await?;
+        Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout))
+    }
+
+    /// Consume the caller's pending ceremony (whatever comes next).
+    async fn take_pending(&self, headers: &HeaderMap) -> Result<Taken, ApiError> {
+        let Some(token) = cookie_token(headers, CEREMONY_COOKIE) else { return Ok(Taken::Nothing) };
+        let Some(p) = self.store.take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
+        if p.expires_unix_ms < crate::server::store::ms(self.now()) {
+            return Ok(Taken::Expired);
+        }
+        match serde_json::from_str::<Pending>(&p.state) {
+            Ok(pending) => Ok(Taken::Pending(Box::new(pending))),
+            Err(e) => Err(ApiError::from_code("storage_corrupt", format!("stored ceremony state: {e}"))),
+        }
+    }
+
+    async fn audit(&self, event: NewAuditEvent) {
+        if let Err(e) = self.store.audit(event, self.now()).await {
+            tracing::error!("audit log write failed: {e}");
+        }
+    }
+}
+
+enum Taken {
+    Nothing,
+    Expired,
+    Pending(Box<Pending>),
+}
+
+impl Taken {
+    fn into_pending(self) -> Result<Pending, ApiError> {
+        match self {
+            Taken::Nothing => Err(ApiError::from_code(
+                "no_pending_ceremony",
+                "no ceremony is pending for this browser (it was used already, or never started)",
+            )),
+            Taken::Expired => Err(ApiError::from_code("challenge_expired", "the challenge expired; start again")),
+            Taken::Pending(p) => Ok(*p),
+        }
+    }
+}
+
+/// A pending ceremony as stored.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Pending {
+    Registration {
+        state: RegistrationState,
+        display_name: String,
+        /// The user does not exist yet and is created on success.
+        new_user: bool,
+        /// The caller was signed in as the (existing) user when the ceremony started.
+        authorized: bool,
+        /// How many credentials the user had then (for the default nickname).
+        existing: usize,
+    },
+    Authentication {
+        state: AuthenticationState,
+        /// Username-first sign-in: the user and their credentials as they
+        /// were when the challenge was issued. Verification uses this snapshot
+        /// instead of reading the credential again, and checks the counter
+        /// against its value at issue: the authenticator signs this challenge
+        /// after that moment, so its counter must exceed it, while a higher
+        /// counter recorded meanwhile by a concurrent sign-in does not make
+        /// this one a regression. (A credential deleted meanwhile is caught
+        /// when the new counter is stored.)
+        #[serde(default)]
+        user: Option<UserRecord>,
+        #[serde(default)]
+        allowed: Vec<StoredCredential>,
+    },
+}
+
+fn descriptors(creds: &[StoredCredential]) -> Vec<CredentialDescriptor> {
+    creds
+        .iter()
+        .map(|c| {
+            let t = &c.record.transports;
+            CredentialDescriptor::public_key(c.record.credential_id.0.clone(), (!t.is_empty()).then(|| t.clone()))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- registration
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterOptionsBody {
+    username: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    resident_key: Option<String>,
+    #[serde(default)]
+    user_verification: Option<String>,
+    #[serde(default)]
+    attestation: Option<String>,
+}
+
+async fn register_options<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    finish(register_options_inner(&app, &method, &headers, body).await)
+}
+
+async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &HeaderMap, body: Body) -> ApiResult {
+    app.check_origin(method, headers)?;
+    let body = read_body(headers, body).await?;
+    let req: RegisterOptionsBody = parse_json(&body)?;
+    validate_name("username", &req.username)?;
+    let display_name = match req.display_name.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => {
+            validate_name("displayName", d)?;
+            d.to_owned()
+        }
+        _ => req.username.clone(),
+    };
+    let resident_key = parse_enum("residentKey", req.resident_key.as_deref(), ResidentKeyRequirement::parse)?;
+    let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let attestation = parse_enum("attestation", req.attestation.as_deref(), AttestationConveyance::parse)?;
+
+    let existing_user = app.store.user_by_username(&req.username).await?;
+    let (handle, new_user, authorized, creds) = match existing_user {
+        Some(u) => {
+            let session = app.session(headers).await?;
+            let authorized = session.is_some_and(|(_, s)| s.handle == u.handle);
+            let creds = app.store.credentials_of_user(&u.handle).await?;
+            (u.handle.0, false, authorized, creds)
+        }
+        None => (UserRecord::new(&req.username, &display_name, app.now())?.handle.0, true, false, Vec::new()),
+    };
+    let (options, state) = app
+        .rp
+        .start_registration(
+            RegistrationRequest {
+                user_id: handle,
+                user_name: req.username.clone(),
+                display_name: display_name.clone(),
+                exclude_credentials: descriptors(&creds),
+                resident_key,
+                user_verification,
+                attestation,
+                ..Default::default()
+            },
+            app.now(),
+        )
+        .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
+    let expires = state.expires_unix_ms;
+    let pending = Pending::Registration { state, display_name, new_user, authorized, existing: creds.len() };
+    let cookie = app.put_pending(headers, &pending, expires).await?;
+    let mut r = ok(&options);
+    r.headers_mut().append(SET_COOKIE, cookie);
+    Ok(r)
+}
+
+async fn register_verify<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut r = finish(register_verify_inner(&app, &method, &headers, body).await);
+    r.headers_mut().append(SET_COOKIE, app.cookie(&headers, CEREMONY_COOKIE, None, Duration::ZERO));
+    r
+}
+
+async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &HeaderMap, body: Body) -> ApiResult {
+    app.check_origin(method, headers)?;
+    let taken = app.take_pending(headers).await?;
+    let body = read_body(headers, body).await?;
+    let response: RegistrationResponseJson = parse_json(&body)?;
+    let (state, display_name, new_user, authorized, existing) = match taken.into_pending() {
+        Ok(Pending::Registration { state, display_name, new_user, authorized, existing }) => {
+            (state, display_name, new_user, authorized, existing)
+        }
+        Ok(Pending::Authentication { .. }) => {
+            return Err(ApiError::from_code(
+                "no_pending_ceremony",
+                "the pending ceremony is a sign-in, not a registration",
+            ));
+        }
+        Err(e) => {
+            app.audit(NewAuditEvent::new(AuditKind::RegistrationFailed).code(e.code).detail(&e.message)).await;
+            return Err(e);
+        }
+    };
+    let username = state.user_name.clone();
+    let handle = state.user_id.0.clone();
+    let fail = |e: ApiError| {
+        let ev = NewAuditEvent::new(AuditKind::RegistrationFailed)
+            .user(&username, &handle)
+            .credential(&response.raw_id)
+            .code(e.code)
+            .detail(&e.message);
+        (ev, e)
+    };
+    let result = match app.rp.finish_registration(state, &response, app.now()) {
+        Ok(r) => r,
+        Err(e) => {
+            let (ev, e) = fail(e.into());
+            app.audit(ev).await;
+            return Err(e);
+        }
+    };
+    let cred = &result.credential;
+    if app.store.credential(&cred.credential_id).await?.is_some() {
+        let (ev, e) = fail(ApiError::from_code("credential_excluded", "this authenticator is already registered"));
+        app.audit(ev).await;
+        return Err(e);
+    }
+    if !new_user && !authorized {
+        let (ev, e) = fail(ApiError::from_code(
+            "username_taken",
+            "that username is taken; sign in as that user to add a security key",
+        ));
+        app.audit(ev).await;
+        return Err(e);
+    }
+    let kind = if cred.discoverable == Some(true) { "Passkey" } else { "Security key" };
+    let nickname = if existing == 0 { kind.to_owned() } else { format!("{kind} {}", existing + 1) };
+    let now = app.now();
+    let user = if new_user {
+        Some(UserRecord {
+            handle: Base64Url(handle.clone()),
+            username: username.clone(),
+            display_name,
+            created_unix_ms: crate::server::store::ms(now),
+        })
+    } else {
+        None
+    };
+    if let Err(e) = app.store.add_credential(user.as_ref(), cred, &nickname, now).await {
+        let (ev, e) = fail(e.into());
+        app.audit(ev).await;
+        return Err(e);
+    }
+    app.audit(
+        NewAuditEvent::new(AuditKind::Registration)
+            .user(&username, &handle)
+            .credential(&cred.credential_id)
+            .detail(format!("format {}, aaguid {}", cred.attestation_format, cred.aaguid)),
+    )
+    .await;
+    let body = json!({
+        "verified": true,
+        "username": username,
+        "credentialId": cred.credential_id.encode(),
+        "attestationFormat": cred.attestation_format,
+        "aaguid": cred.aaguid,
+        "userVerified": result.user_verified,
+        "backupEligible": cred.backup_eligible,
+        "backedUp": cred.backed_up,
+    });
+    let mut r = ok(&body);
+    if !authorized {
+        r.headers_mut().append(SET_COOKIE, app.start_session(headers, &handle).await?);
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- authentication
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginOptionsBody {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    user_verification: Option<String>,
+}
+
+async fn login_options<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    finish(login_options_inner(&app, &method, &headers, body).await)
+}
+
+async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &HeaderMap, body: Body) -> ApiResult {
+    app.check_origin(method, headers)?;
+    let body = read_body(headers, body).await?;
+    let req: LoginOptionsBody = parse_json(&body)?;
+    let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let mut snapshot = (None, Vec::new());
+    let request = match req.username {
+        Some(name) => {
+            validate_name("username", &name)?;
+            let (user, creds) = app
+                .store
+                .user_with_credentials(&name)
+                .await?
+                .ok_or_else(|| ApiError::from_code("unknown_user", "no account has that username"))?;
+            if creds.is_empty() {
+                return Err(ApiError::from_code("no_credentials", "that account has no security key"));
+            }
+            let request = AuthenticationRequest {
+                user_id: Some(user.handle.0.clone()),
+                allow_credentials: descriptors(&creds),
+                user_verification,
+                ..Default::default()
+            };
+            snapshot = (Some(user), creds);
+            request
+        }
+        None => AuthenticationRequest { user_verification, ..Default::default() },
+    };
+    let (options, state) = app
+        .rp
+        .start_authentication(request, app.now())
+        .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
+    let expires = state.expires_unix_ms;
+    let (user, allowed) = snapshot;
+    let cookie = app.put_pending(headers, &Pending::Authentication { state, user, allowed }, expires).await?;
+    let mut r = ok(&options);
+    r.headers_mut().append(SET_COOKIE, cookie);
+    Ok(r)
+}
+
+async fn login_verify<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut r = finish(login_verify_inner(&app, &method, &headers, body).await);
+    r.headers_mut().append(SET_COOKIE, app.cookie(&headers, CEREMONY_COOKIE, None, Duration::ZERO));
+    r
+}
+
+async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &HeaderMap, body: Body) -> ApiResult {
+    app.check_origin(method, headers)?;
+    let taken = app.take_pending(headers).await?;
+    let body = read_body(headers, body).await?;
+    let response: AuthenticationResponseJson = parse_json(&body)?;
+    let cred_id: &[u8] = &response.raw_id;
+    let failed = |code: &'static str, message: &str| {
+        NewAuditEvent::new(AuditKind::SignInFailed).credential(cred_id).code(code).detail(message)
+    };
+    let (state, snapshot_user, allowed) = match taken.into_pending() {
+        Ok(Pending::Authentication { state, user, allowed }) => (state, user, allowed),
+        Ok(Pending::Registration { .. }) => {
+            return Err(ApiError::from_code(
+                "no_pending_ceremony",
+                "the pending ceremony is a registration, not a sign-in",
+            ));
+        }
+        Err(e) => {
+            app.audit(failed(e.code, &e.message)).await;
+            return Err(e);
+        }
+    };
+    let snapshot = match (snapshot_user, allowed.into_iter().find(|c| c.record.credential_id.0 == cred_id)) {
+        (Some(u), Some(c)) => Some((c, u)),
+        _ => None,
+    };
+    let found = match snapshot {
+        Some(found) => Some(found),
+        None => app.store.credential(cred_id).await?,
+    };
+    let Some((stored, user)) = found else {
+        let e = ApiError::from_code("unknown_credential", "this security key is not registered here");
+        app.audit(failed(e.code, &e.message)).await;
+        return Err(e);
+    };
+    let now = app.now();
+    let result = match app.rp.finish_authentication(state, &response, &stored.record, now) {
+        Ok(r) => r,
+        Err(e) => {
+            if let AuthenticationError::CounterRegression { stored: s, received } = e {
+                app.audit(
+                    NewAuditEvent::new(AuditKind::CounterRegression)
+                        .user(&user.username, &user.handle)
+                        .credential(cred_id)
+                        .code("counter_regression")
+                        .detail(format!("stored {s}, received {received}")),
+                )
+                .await;
+            }
+            let e = ApiError::from(e);
+            app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
+            return Err(e);
+        }
+    };
+    // Store the counter and create the session in one step. The session's
+    // token is revealed only if the sign-in is accepted; a refused one leaves
+    // an unusable row that expires.
+    let token = app.new_token()?;
+    let session_expires = now.checked_add(app.opts.session_ttl).unwrap_or(now);
+    let update = app
+        .store
+        .record_sign_in_with_session(
+            cred_id,
+            result.new_sign_count,
+            result.backed_up,
+            &app.digest(&token),
+            &user.handle,
+            now,
+            session_expires,
+        )
+        .await;
+    match update? {
+        SignCountUpdate::Advanced => {}
+        // A concurrent sign-in with a higher counter was recorded first: this
+        // assertion was valid against the counter it was checked with.
+        SignCountUpdate::NotAdvanced { current } if current > result.reported_sign_count => {}
+        SignCountUpdate::NotAdvanced { current } => {
+            let detail = format!("stored {current}, received {}", result.reported_sign_count);
+            app.audit(
+                NewAuditEvent::new(AuditKind::CounterRegression)
+                    .user(&user.username, &user.handle)
+                    .credential(cred_id)
+                    .code("counter_regression")
+                    .detail(&detail),
+            )
+            .await;
+            let e = ApiError::from_code(
+                "counter_regression",
+                format!("signature counter did not increase ({detail}); the authenticator may be cloned"),
+            );
+            app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
+            return Err(e);
+        }
+        SignCountUpdate::NotFound => {
+            let e = ApiError::from_code("unknown_credential", "this security key was removed");
+            app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
+            return Err(e);
+        }
+    }
+    if result.counter_regressed {
+        app.audit(
+            NewAuditEvent::new(AuditKind::CounterRegression)
+                .user(&user.username, &user.handle)
+                .credential(cred_id)
+                .code("counter_regression")
+                .detail(format!(
+                    "stored {}, received {} (accepted by policy)",
+                    stored.record.sign_count, result.reported_sign_count
+                )),
+        )
+        .await;
+    }
+    let cookie = app.cookie(headers, SESSION_COOKIE, Some(&token), app.opts.session_ttl);
+    app.audit(
+        NewAuditEvent::new(AuditKind::SignIn)
+            .user(&user.username, &user.handle)
+            .credential(cred_id)
+            .detail(format!("signCount {}", result.reported_sign_count)),
+    )
+    .await;
+    let body = json!({
+        "verified": true,
+        "username": user.username,
+        "credentialId": b64url_encode(cred_id),
+        "signCount": result.reported_sign_count,
+        "userVerified": result.user_verified,
+    });
+    let mut r = ok(&body);
+    r.headers_mut().append(SET_COOKIE, cookie);
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- account
+
+fn credential_json(c: &StoredCredential) -> Value {
+    let r = &c.record;
+    json!({
+        "id": r.credential_id.encode(),
+        "nickname": c.nickname,
+        "createdAt": c.created_unix_ms,
+        "lastUsedAt": c.last_used_unix_ms,
+        "signCount": r.sign_count,
+        "transports": r.transports,
+        "aaguid": r.aaguid,
+        "attestationFormat": r.attestation_format,
+        "algorithm": r.algorithm.0,
+        "userVerified": r.uv_initialized,
+        "backupEligible": r.backup_eligible,
+        "backedUp": r.backed_up,
+        "discoverable": r.discoverable,
+    })
+}
+
+async fn me<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
+    finish(
+        async {
+            let (_, user) = app.require_session(&headers).await?;
+            let creds = app.store.credentials_of_user(&user.handle).await?;
+            Ok(ok(&json!({
+                "username": user.username,
+                "displayName": user.display_name,
+                "userHandle": user.handle.encode(),
+                "createdAt": user.created_unix_ms,
+                "credentials": creds.iter().map(credential_json).collect::<Vec<_>>(),
+            })))
+        }
+        .await,
+    )
+}
+
+async fn activity<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
+    finish(
+        async {
+            let (_, user) = app.require_session(&headers).await?;
+            let events = app
+                .store
+                .audit_events(&AuditQuery { username: Some(user.username.clone()), limit: 20, ..Default::default() })
+                .await?;
+            let events: Vec<Value> = events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "at": e.at_unix_ms,
+                        "event": e.kind,
+                        "credentialId": e.credential_id.as_ref().map(Base64Url::encode),
+                        "code": e.code,
+                        "detail": e.detail,
+                    })
+                })
+                .collect();
+            Ok(ok(&json!({ "events": events })))
+        }
+        .await,
+    )
+}
+
+fn credential_path(p: Result<Path<String>, PathRejection>) -> Result<Vec<u8>, ApiError> {
+    let Path(id) = p.map_err(|e| ApiError::malformed(format!("credential ID in the path: {e}")))?;
+    match b64url_decode(&id) {
+        Ok(b) if !b.is_empty() && b.len() <= crate::server::registration::MAX_CREDENTIAL_ID_LEN => Ok(b),
+        _ => Err(ApiError::malformed("the credential ID in the path is not base64url")),
+    }
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    nickname: String,
+}
+
+async fn rename_credential<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    finish(
+        async {
+            app.check_origin(&method, &headers)?;
+            let (_, user) = app.require_session(&headers).await?;
+            let id = credential_path(id)?;
+            let body = read_body(&headers, body).await?;
+            let req: RenameBody = parse_json(&body)?;
+            let nickname = req.nickname.trim();
+            validate_name("nickname", nickname)?;
+            if !app.store.rename_credential(&user.handle, &id, nickname).await? {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_credential",
+                    "you have no security key with that ID",
+                ));
+            }
+            app.audit(
+                NewAuditEvent::new(AuditKind::CredentialRenamed)
+                    .user(&user.username, &user.handle)
+                    .credential(&id)
+                    .detail(nickname),
+            )
+            .await;
+            Ok(ok(&json!({ "ok": true, "credentialId": b64url_encode(&id), "nickname": nickname })))
+        }
+        .await,
+    )
+}
+
+async fn delete_credential<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    method: Method,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        async {
+            app.check_origin(&method, &headers)?;
+            let (_, user) = app.require_session(&headers).await?;
+            let id = credential_path(id)?;
+            match app.store.delete_credential(&user.handle, &id).await? {
+                DeleteOutcome::Deleted => {}
+                DeleteOutcome::NotFound => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_credential",
+                        "you have no security key with that ID",
+                    ));
+                }
+                DeleteOutcome::LastCredential => {
+                    return Err(ApiError::from_code(
+                        "last_credential",
+                        "this is your only security key; add another before removing it",
+                    ));
+                }
+            }
+            app.audit(
+                NewAuditEvent::new(AuditKind::CredentialRemoved).user(&user.username, &user.handle).credential(&id),
+            )
+            .await;
+            Ok(ok(&json!({ "ok": true, "credentialId": b64url_encode(&id) })))
+        }
+        .await,
+    )
+}
+
+async fn logout<S: Store>(State(app): State<Arc<App<S>>>, method: Method, headers: HeaderMap) -> Response {
+    let mut r = finish(
+        async {
+            app.check_origin(&method, &headers)?;
+            if let Some((id, user)) = app.session(&headers).await? {
+                app.store.delete_session(&id).await?;
+                app.audit(NewAuditEvent::new(AuditKind::SignOut).user(&user.username, &user.handle)).await;
+            }
+            Ok(ok(&json!({ "ok": true })))
+        }
+        .await,
+    );
+    r.headers_mut().append(SET_COOKIE, app.cookie(&headers, SESSION_COOKIE, None, Duration::ZERO));
+    r
+}
+
+async fn well_known<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    ok(&app.rp.well_known_webauthn())
+}

@@ -1,0 +1,359 @@
+//! PostgreSQL storage (feature `postgres`): for deployments that run several
+//! server instances on one database.
+//!
+//! The guarantees the instances rely on come from single statements:
+//! `DELETE ... RETURNING` hands a pending ceremony to exactly one verifier,
+//! and `UPDATE ... WHERE sign_count < $new` advances a counter by
+//! compare-and-set. Deleting a credential locks its user's row, so two
+//! concurrent deletions cannot remove a user's last two credentials.
+//! Migrations run under sqlx's advisory lock, so instances may start together.
+
+use super::{
+    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
+    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
+    StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
+};
+use crate::server::CredentialRecord;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+/// Embedded schema migrations.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/postgres");
+
+/// The PostgreSQL store. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `postgres://...` with a pool of 16 connections, and migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_pool_size(url, 16).await
+    }
+
+    /// Connect with a pool of `max_connections`, and migrate.
+    pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::UnsupportedUrl(format!("{}: {e}", super::redact_url(url))))?;
+        // No ping before each acquire: it would double the round trips of
+        // every query; a dead connection shows up as an error on use instead.
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The pool, for operators' own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+const USER_COLUMNS: &str = "handle, username, display_name, created_ms";
+
+impl Store for PgStore {
+    async fn add_credential(
+        &self,
+        new_user: Option<&UserRecord>,
+        c: &CredentialRecord,
+        nickname: &str,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(u) = new_user {
+            sqlx::query("INSERT INTO users (handle, username, display_name, created_ms) VALUES ($1, $2, $3, $4)")
+                .bind(&u.handle.0)
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(u.created_unix_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if unique_violation(&e) { StoreError::UsernameTaken } else { e.into() })?;
+        }
+        sqlx::query(
+            "INSERT INTO credentials (id, user_handle, public_key, algorithm, sign_count, uv_initialized, \
+             transports, backup_eligible, backed_up, aaguid, attestation_format, attestation_type, \
+             attestation_trusted, discoverable, nickname, created_ms, last_used_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)",
+        )
+        .bind(&c.credential_id.0)
+        .bind(&c.user_id.0)
+        .bind(&c.public_key.0)
+        .bind(c.algorithm.0)
+        .bind(i64::from(c.sign_count))
+        .bind(c.uv_initialized)
+        .bind(transports_json(&c.transports))
+        .bind(c.backup_eligible)
+        .bind(c.backed_up)
+        .bind(&c.aaguid)
+        .bind(&c.attestation_format)
+        .bind(c.attestation_type.as_str())
+        .bind(c.attestation_trusted)
+        .bind(c.discoverable)
+        .bind(nickname)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| if unique_violation(&e) { StoreError::DuplicateCredential } else { e.into() })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_handle(&self, handle: &[u8]) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE handle = $1"))
+            .bind(handle)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn credentials_of_user(&self, handle: &[u8]) -> Result<Vec<StoredCredential>, StoreError> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c WHERE c.user_handle = $1 ORDER BY c.created_ms, c.id"
+        ))
+        .bind(handle)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(CredentialRow::into_stored).collect()
+    }
+
+    async fn credential(&self, credential_id: &[u8]) -> Result<Option<(StoredCredential, UserRecord)>, StoreError> {
+        let row: Option<CredentialUserRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, u.username AS u_username, u.display_name AS u_display_name, \
+             u.created_ms AS u_created_ms FROM credentials c JOIN users u ON u.handle = c.user_handle \
+             WHERE c.id = $1"
+        ))
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(CredentialUserRow::into_pair).transpose()
+    }
+
+    async fn user_with_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+        let rows: Vec<CredentialUserRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, {CREDENTIAL_USER_SELECT} WHERE u.username = $1 ORDER BY c.created_ms, c.id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        match group_user_credentials(rows)? {
+            Some(found) => Ok(Some(found)),
+            // No credentials (or no user): one more look to tell which.
+            None => Ok(self.user_by_username(username).await?.map(|u| (u, Vec::new()))),
+        }
+    }
+
+    async fn record_sign_in(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let now = ms(now);
+        if new_sign_count > 0 {
+            let advanced = sqlx::query(
+                "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                 WHERE id = $1 AND sign_count < $2 RETURNING sign_count",
+            )
+            .bind(credential_id)
+            .bind(i64::from(new_sign_count))
+            .bind(backed_up)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if advanced.is_some() {
+                return Ok(SignCountUpdate::Advanced);
+            }
+        }
+        let row = sqlx::query(
+            "UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $2), \
+             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+             WHERE id = $1 RETURNING sign_count",
+        )
+        .bind(credential_id)
+        .bind(now)
+        .bind(backed_up)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
+        let current: i64 = row.try_get(0)?;
+        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
+        if new_sign_count == 0 && current == 0 {
+            Ok(SignCountUpdate::Advanced)
+        } else {
+            Ok(SignCountUpdate::NotAdvanced { current })
+        }
+    }
+
+    async fn rename_credential(
+        &self,
+        user_handle: &[u8],
+        credential_id: &[u8],
+        nickname: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE credentials SET nickname = $3 WHERE id = $1 AND user_handle = $2")
+            .bind(credential_id)
+            .bind(user_handle)
+            .bind(nickname)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_credential(&self, user_handle: &[u8], credential_id: &[u8]) -> Result<DeleteOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the user: concurrent deletions of the same user's credentials serialize here.
+        sqlx::query("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE")
+            .bind(user_handle)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let exists = sqlx::query("SELECT 1 FROM credentials WHERE id = $1 AND user_handle = $2")
+            .bind(credential_id)
+            .bind(user_handle)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(DeleteOutcome::NotFound);
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM credentials WHERE user_handle = $1")
+            .bind(user_handle)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if count <= 1 {
+            return Ok(DeleteOutcome::LastCredential);
+        }
+        sqlx::query("DELETE FROM credentials WHERE id = $1 AND user_handle = $2")
+            .bind(credential_id)
+            .bind(user_handle)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(DeleteOutcome::Deleted)
+    }
+
+    async fn put_ceremony(&self, id: &[u8], state: &str, expires: SystemTime) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO ceremonies (id, state, expires_ms) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(state)
+            .bind(ms(expires))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, id: &[u8]) -> Result<Option<PendingCeremony>, StoreError> {
+        let row = sqlx::query("DELETE FROM ceremonies WHERE id = $1 RETURNING state, expires_ms")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(PendingCeremony { state: r.try_get(0)?, expires_unix_ms: r.try_get(1)? })),
+        }
+    }
+
+    async fn create_session(
+        &self,
+        id: &[u8],
+        user_handle: &[u8],
+        now: SystemTime,
+        expires: SystemTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(user_handle)
+            .bind(ms(now))
+            .bind(ms(expires))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, id: &[u8], now: SystemTime) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT u.handle, u.username, u.display_name, u.created_ms FROM sessions s \
+             JOIN users u ON u.handle = s.user_handle WHERE s.id = $1 AND s.expires_ms > $2",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_session(&self, id: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn audit(&self, e: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(ms(now))
+        .bind(e.kind.as_str())
+        .bind(e.username)
+        .bind(e.user_handle)
+        .bind(e.credential_id)
+        .bind(e.code)
+        .bind(e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at_ms, event, username, user_handle, credential_id, code, detail FROM audit_log \
+             WHERE ($1::TEXT IS NULL OR username = $1) AND ($2::TEXT IS NULL OR event = $2) AND ($3::BIGINT IS NULL OR at_ms >= $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(q.username.as_deref())
+        .bind(q.kind.map(|k| k.as_str()))
+        .bind(q.since_unix_ms)
+        .bind(q.effective_limit())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let now = ms(now);
+        let a = sqlx::query("DELETE FROM ceremonies WHERE expires_ms < $1")
+            .bind(now.saturating_sub(CEREMONY_GRACE_MS))
+            .execute(&self.pool)
+            .await?;
+        let b = sqlx::query("DELETE FROM sessions WHERE expires_ms < $1").bind(now).execute(&self.pool).await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}
