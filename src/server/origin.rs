@@ -46,8 +46,26 @@ pub fn host_within_rp_id(host: &str, rp_id: &str) -> bool {
             && host.as_bytes()[host.len() - rp_id.len() - 1] == b'.')
 }
 
-/// Check a client-data origin against the configuration.
+/// A client-data origin written as a URL with an empty path
+/// (`"https://example.com/"`) names the same origin as its serialization
+/// without the slash (HTML "ASCII serialization of an origin", which
+/// WebAuthn L3 §5.8.1 asks clients to send). Clients that put a parsed URL
+/// there instead of an origin send the slash: webauthn-authenticator-rs does
+/// (its `url::Url` always serializes a path). Only that one trailing `/` is
+/// dropped, and only when what remains is a bare `scheme://host[:port]`; any
+/// other path, query or fragment is left in place and so never matches.
+fn without_root_path(origin: &str) -> &str {
+    match origin.strip_suffix('/') {
+        Some(o) if Origin::parse(o).is_some() => o,
+        _ => origin,
+    }
+}
+
+/// Check a client-data origin against the configuration (§7.1 step 9, §7.2
+/// step 13). Exact origins are compared as strings, after dropping the
+/// trailing `/` of a URL-shaped origin (see [`without_root_path`]).
 pub fn origin_allowed(origin: &str, config: &super::RpConfig) -> bool {
+    let origin = without_root_path(origin);
     if config.origins.iter().chain(&config.related_origins).any(|o| o == origin) {
         return true;
     }
@@ -71,5 +89,28 @@ mod tests {
         assert!(Origin::parse("a.com").is_none());
         assert!(host_within_rp_id("login.example.com", "example.com"));
         assert!(!host_within_rp_id("badexample.com", "example.com"));
+    }
+
+    #[test]
+    fn url_shaped_origins() {
+        let mut c = crate::server::RpConfig::new("example.com", "Example", "https://login.example.com");
+        assert!(origin_allowed("https://login.example.com", &c));
+        // The same origin written as a URL with an empty path.
+        assert!(origin_allowed("https://login.example.com/", &c));
+        // Anything more than that one slash is not an origin.
+        for o in [
+            "https://login.example.com//",
+            "https://login.example.com/x",
+            "https://login.example.com/?",
+            "https://login.example.com:443/",
+            "https://evil.example.com/",
+            "http://login.example.com/",
+        ] {
+            assert!(!origin_allowed(o, &c), "{o}");
+        }
+        c.allow_subdomains = true;
+        assert!(origin_allowed("https://a.example.com/", &c));
+        assert!(!origin_allowed("https://a.example.com/x", &c));
+        assert!(!origin_allowed("https://example.org/", &c));
     }
 }
