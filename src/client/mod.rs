@@ -6,6 +6,8 @@
 //! - [`ctap2`]: a typed call for every CTAP2 command.
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
+//! - [`derive`](mod@derive): the FIDO2 hmac-secret backend of
+//!   [`crate::derive`] ("a stable 32-byte secret from the user's key").
 //! - [`discovery`]: finding devices, `--device` specs, touch-to-select.
 //! - [`webauthn`]: the WebAuthn client: JSON options and an origin in, JSON
 //!   responses out.
@@ -15,6 +17,7 @@
 
 pub mod ctap1;
 pub mod ctap2;
+pub mod derive;
 pub mod discovery;
 pub mod pin;
 pub mod webauthn;
