@@ -217,8 +217,8 @@ mod app {
         }
         let mut dev = open_fido(f)?;
         let ui = Pin::new(f.pin.clone());
-        let mut source =
-            Fido2HmacSecretSource::create(&mut dev, &ui, &Fido2Options::new(&f.rp_id), op()).map_err(|e| e.to_string())?;
+        let mut source = Fido2HmacSecretSource::create(&mut dev, &ui, &Fido2Options::new(&f.rp_id), op())
+            .map_err(|e| e.to_string())?;
         eprintln!("Created a credential for {:?}; touch the key once more to derive the secret.", f.rp_id);
         enroll(&mut source, &salt).map_err(|e| e.to_string())
     }
@@ -229,15 +229,15 @@ mod app {
             Backend::YubikeyHmac { .. } => {
                 let mut conn = open_yubikey(f)?;
                 let mut progress = touch_prompt();
-                let mut source =
-                    YubikeyHmacSource::for_enrollment(&mut conn, enrollment, &mut progress).map_err(|e| e.to_string())?;
+                let mut source = YubikeyHmacSource::for_enrollment(&mut conn, enrollment, &mut progress)
+                    .map_err(|e| e.to_string())?;
                 derive(enrollment, &mut source).map_err(|e| e.to_string())
             }
             Backend::Fido2HmacSecret { .. } => {
                 let mut dev = open_fido(f)?;
                 let ui = Pin::new(f.pin.clone());
-                let mut source =
-                    Fido2HmacSecretSource::for_enrollment(&mut dev, &ui, enrollment, op()).map_err(|e| e.to_string())?;
+                let mut source = Fido2HmacSecretSource::for_enrollment(&mut dev, &ui, enrollment, op())
+                    .map_err(|e| e.to_string())?;
                 derive(enrollment, &mut source).map_err(|e| e.to_string())
             }
         }
@@ -292,7 +292,9 @@ mod app {
     /// The options body, with or without a `publicKey` wrapper.
     fn unwrap_options(v: serde_json::Value) -> serde_json::Value {
         match v {
-            serde_json::Value::Object(mut m) if m.contains_key("publicKey") => m.remove("publicKey").unwrap_or_default(),
+            serde_json::Value::Object(mut m) if m.contains_key("publicKey") => {
+                m.remove("publicKey").unwrap_or_default()
+            }
             v => v,
         }
     }
@@ -305,7 +307,8 @@ mod app {
             .map_err(|e| format!("the server's creation options are not understood: {e}"))?;
         let mut dev = open_fido(f)?;
         let ui = Pin::new(f.pin.clone());
-        let response = WebAuthnClient::new(&ui).register(&mut dev, &options, &origin, &op()).map_err(|e| e.to_string())?;
+        let response =
+            WebAuthnClient::new(&ui).register(&mut dev, &options, &origin, &op()).map_err(|e| e.to_string())?;
         let body = serde_json::to_value(&response).map_err(|e| e.to_string())?;
         let verdict = http.post_ok("/api/register/verify", &body)?;
         println!("{verdict}");
@@ -372,7 +375,11 @@ mod app {
         }
 
         fn origin(&self) -> String {
-            if self.port == 80 { format!("http://{}", self.host) } else { format!("http://{}:{}", self.host, self.port) }
+            if self.port == 80 {
+                format!("http://{}", self.host)
+            } else {
+                format!("http://{}:{}", self.host, self.port)
+            }
         }
     }
 
@@ -407,7 +414,11 @@ mod app {
             let mut stream = std::net::TcpStream::connect(&addr).map_err(io)?;
             stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
             stream.set_write_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-            let host = if self.url.port == 80 { self.url.host.clone() } else { format!("{}:{}", self.url.host, self.url.port) };
+            let host = if self.url.port == 80 {
+                self.url.host.clone()
+            } else {
+                format!("{}:{}", self.url.host, self.url.port)
+            };
             let mut head = format!(
                 "POST {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {}\r\nContent-Type: application/json\r\n\
                  Accept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -461,10 +472,8 @@ mod app {
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or_else(|| format!("bad HTTP status line {status_line:?}"))?;
-        let headers: Headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
+        let headers: Headers =
+            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
         let mut body = raw[end + 4..].to_vec();
         let header = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
         if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {

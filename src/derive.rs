@@ -226,8 +226,9 @@ impl Enrollment {
         if self.version != 1 {
             return Err(DeriveError::BadEnrollment(format!("unsupported version {}", self.version)));
         }
-        let salt =
-            URL_SAFE_NO_PAD.decode(&self.salt).map_err(|_| DeriveError::BadEnrollment("salt is not base64url".into()))?;
+        let salt = URL_SAFE_NO_PAD
+            .decode(&self.salt)
+            .map_err(|_| DeriveError::BadEnrollment("salt is not base64url".into()))?;
         let check = URL_SAFE_NO_PAD
             .decode(&self.check)
             .map_err(|_| DeriveError::BadEnrollment("check is not base64url".into()))?;

@@ -131,7 +131,9 @@ impl<'a> Fido2HmacSecretSource<'a> {
             )));
         }
         let uv = options.uv.unwrap_or_else(|| {
-            dev.option("clientPin") == Some(true) || dev.option("uv") == Some(true) || dev.option("alwaysUv") == Some(true)
+            dev.option("clientPin") == Some(true)
+                || dev.option("uv") == Some(true)
+                || dev.option("alwaysUv") == Some(true)
         });
         let creation = CreationOptionsJson {
             rp: RpEntity { id: Some(options.rp_id.clone()), name: options.rp_id.clone() },

@@ -36,7 +36,8 @@ impl<'a, T: FeatureReportTransport> YubikeyHmacSource<'a, T> {
     ) -> Result<Self, DeriveError> {
         match &enrollment.backend {
             Backend::YubikeyHmac { slot, .. } => {
-                let slot = Slot::from_number(u64::from(*slot)).map_err(|e| DeriveError::BadEnrollment(e.to_string()))?;
+                let slot =
+                    Slot::from_number(u64::from(*slot)).map_err(|e| DeriveError::BadEnrollment(e.to_string()))?;
                 Ok(Self::new(conn, slot, progress))
             }
             other => Err(DeriveError::BackendMismatch { enrolled: other.kind(), presented: "yubikey_hmac" }),
