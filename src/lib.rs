@@ -9,6 +9,7 @@
 //! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
+//! | [`derive`](mod@derive) | always (backends: `yubikey`, `client`) | one API for "a stable 32-byte secret from the user's key": YubiKey HMAC-SHA1 or FIDO2 hmac-secret |
 //! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
 //! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
 //! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
@@ -23,6 +24,7 @@ pub mod authenticator;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;
+pub mod derive;
 #[cfg(feature = "otp")]
 pub mod otp;
 pub mod proto;

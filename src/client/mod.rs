@@ -7,6 +7,8 @@
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
 //! - [`large_blob`]: the largeBlob array (read, write, per-credential entries).
+//! - [`derive`](mod@derive): the FIDO2 hmac-secret backend of
+//!   [`crate::derive`] ("a stable 32-byte secret from the user's key").
 //! - [`discovery`]: finding devices, `--device` specs, touch-to-select.
 //! - [`webauthn`]: the WebAuthn client: JSON options and an origin in, JSON
 //!   responses out.
@@ -16,6 +18,7 @@
 
 pub mod ctap1;
 pub mod ctap2;
+pub mod derive;
 pub mod discovery;
 pub mod large_blob;
 pub mod pin;

@@ -12,9 +12,10 @@
 //! - [`chalresp`]: HMAC-SHA1 challenge-response (HMAC_LT64 padding).
 //! - [`config`]: programming a slot for HMAC-SHA1 challenge-response.
 //! - [`virtual`](crate::yubikey::VirtualYubikey) (module `virtual`): a software YubiKey OTP interface, in-process and over UDP.
-//! - [`derive`](mod@derive): "a stable 32-byte secret from the user's key", with the
-//!   YubiKey HMAC-SHA1 backend (the FIDO2 hmac-secret backend plugs into the
-//!   same [`derive::SecretSource`] trait).
+//! - [`derive`](mod@derive): the YubiKey HMAC-SHA1 backend of
+//!   [`crate::derive`] ("a stable 32-byte secret from the user's key"; the
+//!   FIDO2 hmac-secret backend plugs into the same [`derive::SecretSource`]
+//!   trait).
 
 pub mod chalresp;
 pub mod config;
