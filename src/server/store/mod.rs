@@ -9,7 +9,10 @@
 //!
 //! - [`Store::take_ceremony`] deletes and returns a pending ceremony in one
 //!   statement (`DELETE ... RETURNING`), so of any number of concurrent
-//!   verifications of one challenge exactly one gets the state.
+//!   verifications of one challenge exactly one gets the state. (SQLite, the
+//!   single-machine backend, keeps pending ceremonies in process memory and
+//!   removes them under a lock instead; see the `sqlite` module. Several server
+//!   instances share ceremonies only through PostgreSQL.)
 //! - [`Store::record_sign_in`] advances a signature counter by
 //!   compare-and-set (`... SET sign_count = $new WHERE id = $id AND
 //!   sign_count < $new`): concurrent sign-ins never move a counter backwards,
@@ -416,8 +419,9 @@ pub trait Store: Send + Sync + 'static {
         expires: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Remove and return the pending ceremony `id`, in one atomic statement:
-    /// of concurrent callers, at most one gets it. Expired ceremonies are
+    /// Remove and return the pending ceremony `id`, atomically (one
+    /// statement, or one locked map removal for SQLite's in-memory
+    /// ceremonies): of concurrent callers, at most one gets it. Expired ceremonies are
     /// returned too (the caller reports them as expired).
     fn take_ceremony(&self, id: &[u8]) -> impl Future<Output = Result<Option<PendingCeremony>, StoreError>> + Send;
 
