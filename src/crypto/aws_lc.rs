@@ -264,8 +264,3 @@ impl CryptoProvider for AwsLcProvider {
         rand::fill(buf).map_err(|_| CryptoError::Rng)
     }
 }
-
-fn strip_leading_zeros(b: &[u8]) -> &[u8] {
-    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    &b[i..]
-}

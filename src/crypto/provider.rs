@@ -74,6 +74,13 @@ pub enum RsaPadding {
     Pss,
 }
 
+/// A big-endian integer without its leading zero bytes (RSA n and e arrive
+/// both ways from COSE keys and certificates).
+pub(crate) fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    b.get(i..).unwrap_or_default()
+}
+
 /// Compare two byte strings in constant time (for equal lengths).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

@@ -49,11 +49,6 @@ fn ed25519_seed(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, CryptoError> {
     Ok(ed25519_dalek::SigningKey::from_bytes(&s))
 }
 
-fn strip_leading_zeros(b: &[u8]) -> &[u8] {
-    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    b.get(i..).unwrap_or_default()
-}
-
 fn aes_cbc_check(key: &[u8], data: &[u8]) -> Result<(), CryptoError> {
     if key.len() != 32 || data.len() % 16 != 0 {
         return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
