@@ -63,7 +63,8 @@ fn without_root_path(origin: &str) -> &str {
 
 /// Check a client-data origin against the configuration (§7.1 step 9, §7.2
 /// step 13). Exact origins are compared as strings, after dropping the
-/// trailing `/` of a URL-shaped origin (see [`without_root_path`]).
+/// trailing `/` of a URL-shaped origin (`https://a.example/` matches
+/// `https://a.example`).
 pub fn origin_allowed(origin: &str, config: &super::RpConfig) -> bool {
     let origin = without_root_path(origin);
     if config.origins.iter().chain(&config.related_origins).any(|o| o == origin) {
