@@ -3,44 +3,46 @@
 //! A database file runs in WAL mode (readers never block the writer) with
 //! `synchronous = NORMAL` (no fsync per commit; a committed transaction
 //! survives a process crash, and only a power loss can take the last few)
-//! and a busy timeout. All writes go through one connection, so writers
-//! queue in the pool instead of spinning on SQLite's busy handler; reads use
-//! a pool of their own. Connections are not pinged before each use (sqlx's
-//! default), which would add a round trip to the connection's worker thread
-//! for every query. `sqlite::memory:` keeps everything in one connection
-//! that lives as long as the store.
+//! and a busy timeout. `sqlite::memory:` is a private temporary file, removed
+//! when the last clone of the store is dropped.
 //!
-//! Sign-ins (counter compare-and-set, time of use, session) and audit events
-//! go to one writer task that commits whatever has queued up in one
-//! transaction, sent to the writer connection's thread as one call (group
-//! commit). A sign-in is answered only after its transaction committed, so
-//! an accepted sign-in's counter is as durable as with a direct write; if a
-//! batch fails, its parts are written one by one. Audit events are not
-//! waited for: an event appended just before a crash may be lost, never one
-//! appended before a flush or a close (see [`SqliteStore::flush_audit`]).
+//! The store is built for one server process per database file, and uses
+//! that to keep the sign-in path off the database where it can:
 //!
-//! Pending ceremonies (the state between `…/options` and `…/verify`) live in
-//! an in-process map, not in the database: SQLite is the single-machine
-//! backend, so the process that issued a challenge is the one that verifies
-//! it, and a sign-in then costs one round trip to the writer connection
-//! instead of three. Taking a ceremony removes it under a lock, so of
-//! concurrent verifications of one challenge exactly one gets the state, as
-//! with the database. What changes: a ceremony does not survive a restart
-//! (the browser starts again, as after an expired challenge), and two
-//! server processes on one SQLite file do not see each other's ceremonies
-//! (run several instances on PostgreSQL, which keeps ceremonies in the
-//! database). At most [`MAX_PENDING_CEREMONIES`] are held; beyond that,
-//! expired ones are dropped first, then new ones are refused.
+//! - Sign-ins (counter compare-and-set, time of use, session) and audit
+//!   events go to the writer thread of [`super::sqlite_writer`], which
+//!   commits whatever has queued up in one transaction (group commit). A
+//!   sign-in is answered only after its transaction committed.
+//! - Users and their credentials, once read, are kept in a write-through
+//!   cache: registration, rename, delete and every recorded sign-in update or
+//!   drop the cached entry, so a username-first sign-in reads nothing from
+//!   the database. The counter in the cache is the one committed last; the
+//!   authority is still the compare-and-set in the database, which catches a
+//!   counter that went backwards whatever the cache said.
+//! - Pending ceremonies (the state between `…/options` and `…/verify`) live
+//!   in an in-process map. Taking a ceremony removes it under a lock, so of
+//!   concurrent verifications of one challenge exactly one gets the state,
+//!   as with the database. A ceremony does not survive a restart (the
+//!   browser starts again, as after an expired challenge). At most
+//!   [`MAX_PENDING_CEREMONIES`] are held; beyond that, expired ones are
+//!   dropped first, then new ones are refused.
+//!
+//! Two server processes on one SQLite file would not see each other's
+//! ceremonies nor invalidate each other's caches: run several instances on
+//! PostgreSQL, which keeps everything in the database. Operators' tools that
+//! only read (the audit log, backups) are fine at any time.
 
+use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
     CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
     StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
 };
 use crate::server::CredentialRecord;
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -49,17 +51,23 @@ use tokio::sync::{mpsc, oneshot};
 /// Embedded schema migrations.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/sqlite");
 
-/// The SQLite store. Cloning shares the pools.
+/// The SQLite store. Cloning shares the pools, the writer thread and the caches.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     writer: mpsc::UnboundedSender<WriteMsg>,
     ceremonies: Arc<Mutex<Ceremonies>>,
+    users: Arc<Mutex<UserCache>>,
+    _temp: Option<Arc<TempDatabase>>,
 }
 
 /// How many pending ceremonies the SQLite store holds in memory at most.
 pub const MAX_PENDING_CEREMONIES: usize = 200_000;
+
+/// How many users (with their credentials) the SQLite store caches at most;
+/// beyond that the cache starts over.
+pub const MAX_CACHED_USERS: usize = 100_000;
 
 /// Pending ceremonies by id (a digest of the ceremony cookie): state and
 /// expiry (Unix ms).
@@ -77,316 +85,170 @@ impl Ceremonies {
     }
 }
 
-/// Audit events and sign-in writes go to one writer task that executes
-/// whatever has queued up in one transaction, in one call to the writer
-/// connection's thread (group commit): under load, one commit carries many
-/// sign-ins and events instead of one each. A sign-in's caller is answered
-/// only after the transaction that holds its counter and session committed,
-/// so durability is that of a direct write. Reading the log first waits for
-/// the queue to drain, so a reader sees every event appended before it asked.
+/// Users and their credentials as last committed, by username, with indexes
+/// by credential ID and user handle.
+///
+/// A lookup that misses reads the database and then fills the entry, unless
+/// something was invalidated meanwhile (`generation` moved): then the read
+/// may predate that change, and the entry is left for the next lookup.
+#[derive(Debug, Default)]
+pub(super) struct UserCache {
+    by_name: HashMap<String, (UserRecord, Vec<StoredCredential>)>,
+    name_of_credential: HashMap<Vec<u8>, String>,
+    name_of_handle: HashMap<Vec<u8>, String>,
+    generation: u64,
+}
+
+impl UserCache {
+    fn get(&self, username: &str) -> Option<(UserRecord, Vec<StoredCredential>)> {
+        self.by_name.get(username).cloned()
+    }
+
+    fn credential(&self, credential_id: &[u8]) -> Option<(StoredCredential, UserRecord)> {
+        let (user, creds) = self.by_name.get(self.name_of_credential.get(credential_id)?)?;
+        let c = creds.iter().find(|c| c.record.credential_id.0 == credential_id)?;
+        Some((c.clone(), user.clone()))
+    }
+
+    fn fill(&mut self, read_at: u64, user: &UserRecord, creds: &[StoredCredential]) {
+        if read_at != self.generation {
+            return;
+        }
+        if self.by_name.len() >= MAX_CACHED_USERS {
+            self.by_name.clear();
+            self.name_of_credential.clear();
+            self.name_of_handle.clear();
+        }
+        self.remove(&user.username);
+        for c in creds {
+            self.name_of_credential.insert(c.record.credential_id.0.clone(), user.username.clone());
+        }
+        self.name_of_handle.insert(user.handle.0.clone(), user.username.clone());
+        self.by_name.insert(user.username.clone(), (user.clone(), creds.to_vec()));
+    }
+
+    fn remove(&mut self, username: &str) {
+        if let Some((user, creds)) = self.by_name.remove(username) {
+            for c in &creds {
+                self.name_of_credential.remove(&c.record.credential_id.0);
+            }
+            self.name_of_handle.remove(&user.handle.0);
+        }
+    }
+
+    /// Forget the user named `username` (whatever changed about them).
+    pub(super) fn invalidate_user(&mut self, username: &str) {
+        self.generation = self.generation.wrapping_add(1);
+        self.remove(username);
+    }
+
+    /// Forget the user with this handle.
+    pub(super) fn invalidate_handle(&mut self, handle: &[u8]) {
+        self.generation = self.generation.wrapping_add(1);
+        if let Some(name) = self.name_of_handle.get(handle).cloned() {
+            self.remove(&name);
+        }
+    }
+
+    /// Forget the user who owns this credential.
+    pub(super) fn invalidate_credential(&mut self, credential_id: &[u8]) {
+        self.generation = self.generation.wrapping_add(1);
+        if let Some(name) = self.name_of_credential.get(credential_id).cloned() {
+            self.remove(&name);
+        }
+    }
+
+    /// A sign-in advanced this credential's counter: bring the cached copy
+    /// up to what was committed.
+    pub(super) fn signed_in(&mut self, credential_id: &[u8], sign_count: u32, backed_up: bool, now_ms: i64) {
+        let Some(name) = self.name_of_credential.get(credential_id) else { return };
+        let Some((_, creds)) = self.by_name.get_mut(name) else { return };
+        if let Some(c) = creds.iter_mut().find(|c| c.record.credential_id.0 == credential_id) {
+            c.record.sign_count = sign_count;
+            c.record.backed_up = backed_up;
+            c.last_used_unix_ms = Some(c.last_used_unix_ms.map_or(now_ms, |t| t.max(now_ms)));
+        }
+    }
+}
+
+/// The file behind `sqlite::memory:`, removed (with its WAL) on drop.
 #[derive(Debug)]
-enum WriteMsg {
-    Event(NewAuditEvent, i64),
-    SignIn(Box<SignInWrite>),
-    Flush(oneshot::Sender<()>),
-}
+struct TempDatabase(PathBuf);
 
-/// One [`Store::record_sign_in_with_session`] waiting for the writer.
-#[derive(Debug)]
-struct SignInWrite {
-    credential_id: Vec<u8>,
-    new_sign_count: u32,
-    backed_up: bool,
-    session_id: Vec<u8>,
-    user_handle: Vec<u8>,
-    now_ms: i64,
-    expires_ms: i64,
-    reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
-}
-
-const AUDIT_BATCH: usize = 256;
-const SIGN_IN_BATCH: usize = 64;
-
-fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<WriteMsg> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<WriteMsg>();
-    tokio::spawn(async move {
-        let mut events: Vec<(NewAuditEvent, i64)> = Vec::new();
-        let mut sign_ins: Vec<SignInWrite> = Vec::new();
-        let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    WriteMsg::Event(e, at) => events.push((e, at)),
-                    WriteMsg::SignIn(w) => sign_ins.push(*w),
-                    WriteMsg::Flush(ack) => acks.push(ack),
-                }
-                if events.len() < AUDIT_BATCH && sign_ins.len() < SIGN_IN_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            write_batch(&pool, &mut events, &mut sign_ins).await;
-            for ack in acks.drain(..) {
-                let _ = ack.send(());
-            }
-        }
-    });
-    tx
-}
-
-/// Write queued events and sign-ins (emptying both), answering each sign-in.
-async fn write_batch(pool: &SqlitePool, events: &mut Vec<(NewAuditEvent, i64)>, sign_ins: &mut Vec<SignInWrite>) {
-    if sign_ins.is_empty() {
-        if !events.is_empty() {
-            if let Err(e) = insert_audit(pool, events).await {
-                tracing::error!("audit log write of {} events failed: {e}", events.len());
-            }
-            events.clear();
-        }
-        return;
-    }
-    match batch_transaction(pool, events, sign_ins).await {
-        Ok(results) => {
-            for (w, r) in sign_ins.drain(..).zip(results) {
-                let _ = w.reply.send(Ok(r));
-            }
-        }
-        Err(e) => {
-            // Rolled back as a whole: write each part on its own, so one
-            // failing sign-in (or event) does not fail the others.
-            tracing::debug!("group commit of {} sign-ins failed ({e}); writing one by one", sign_ins.len());
-            if !events.is_empty() {
-                if let Err(e) = insert_audit(pool, events).await {
-                    tracing::error!("audit log write of {} events failed: {e}", events.len());
-                }
-            }
-            for w in sign_ins.drain(..) {
-                let r = sign_in_one(pool, &w).await;
-                let _ = w.reply.send(r);
-            }
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
         }
     }
-    events.clear();
-}
-
-/// Per sign-in, three statements (the session, the compare-and-set with a
-/// row `advanced` = 1 when it moved the counter, and the time of use with a
-/// row holding the counter as stored), each row tagged with the sign-in's
-/// index `i`. `$N` numbers the sign-in's binds from `base`.
-fn push_sign_in_sql(sql: &mut String, i: usize, base: usize) {
-    use std::fmt::Write as _;
-    let p = |k: usize| base + k;
-    let _ = write!(
-        sql,
-        "INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES (${s}, ${u}, ${now}, ${exp}); \
-         UPDATE credentials SET sign_count = ${n}, backed_up = ${b}, last_used_ms = ${now} \
-         WHERE id = ${c} AND sign_count < ${n} AND ${n} > 0 RETURNING {i} AS i, 1 AS advanced, sign_count; \
-         UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), ${now}), \
-         backed_up = CASE WHEN sign_count = 0 THEN ${b} ELSE backed_up END \
-         WHERE id = ${c} RETURNING {i} AS i, 0 AS advanced, sign_count; ",
-        c = p(1),
-        n = p(2),
-        b = p(3),
-        now = p(4),
-        s = p(5),
-        u = p(6),
-        exp = p(7),
-    );
-}
-
-fn bind_sign_in<'q>(
-    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    w: &'q SignInWrite,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    q.bind(w.credential_id.as_slice())
-        .bind(i64::from(w.new_sign_count))
-        .bind(w.backed_up)
-        .bind(w.now_ms)
-        .bind(w.session_id.as_slice())
-        .bind(w.user_handle.as_slice())
-        .bind(w.expires_ms)
-}
-
-/// What the tagged rows of one sign-in's statements say.
-fn sign_in_outcome(new_sign_count: u32, advanced: bool, current: Option<i64>) -> Result<SignCountUpdate, StoreError> {
-    if advanced {
-        return Ok(SignCountUpdate::Advanced);
-    }
-    let current = match current {
-        None => return Ok(SignCountUpdate::NotFound),
-        Some(c) => u32::try_from(c).map_err(|_| StoreError::Corrupt(format!("sign_count {c}")))?,
-    };
-    Ok(if current == 0 && new_sign_count == 0 {
-        SignCountUpdate::Advanced
-    } else {
-        SignCountUpdate::NotAdvanced { current }
-    })
-}
-
-/// Outcomes from rows `(i, advanced, sign_count)` for `n` sign-ins.
-fn outcomes(rows: &[sqlx::sqlite::SqliteRow], sign_ins: &[SignInWrite]) -> Result<Vec<SignCountUpdate>, StoreError> {
-    let mut seen: Vec<(bool, Option<i64>)> = vec![(false, None); sign_ins.len()];
-    for row in rows {
-        let i: i64 = row.try_get(0)?;
-        let advanced: i64 = row.try_get(1)?;
-        let count: i64 = row.try_get(2)?;
-        let slot = usize::try_from(i)
-            .ok()
-            .and_then(|i| seen.get_mut(i))
-            .ok_or_else(|| StoreError::Corrupt(format!("sign-in index {i}")))?;
-        if advanced == 1 {
-            slot.0 = true;
-        } else {
-            slot.1 = Some(count);
-        }
-    }
-    sign_ins.iter().zip(seen).map(|(w, (adv, cur))| sign_in_outcome(w.new_sign_count, adv, cur)).collect()
-}
-
-/// Everything queued in one transaction, in one call to the writer thread.
-async fn batch_transaction(
-    pool: &SqlitePool,
-    events: &[(NewAuditEvent, i64)],
-    sign_ins: &[SignInWrite],
-) -> Result<Vec<SignCountUpdate>, StoreError> {
-    let mut sql = String::with_capacity(64 + events.len() * 40 + sign_ins.len() * 560);
-    sql.push_str("BEGIN IMMEDIATE; ");
-    let mut base = 0;
-    if !events.is_empty() {
-        sql.push_str(
-            "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) VALUES ",
-        );
-        for k in 0..events.len() {
-            use std::fmt::Write as _;
-            let b = base + k * 7;
-            let sep = if k == 0 { "" } else { ", " };
-            let _ = write!(
-                sql,
-                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            );
-        }
-        sql.push_str("; ");
-        base += events.len() * 7;
-    }
-    for i in 0..sign_ins.len() {
-        push_sign_in_sql(&mut sql, i, base + i * 7);
-    }
-    sql.push_str("COMMIT;");
-    // Batch text varies with its size: not worth a slot in the statement cache.
-    let mut q = sqlx::query(&sql).persistent(false);
-    for (e, at) in events {
-        q = q
-            .bind(*at)
-            .bind(e.kind.as_str())
-            .bind(e.username.as_deref())
-            .bind(e.user_handle.as_deref())
-            .bind(e.credential_id.as_deref())
-            .bind(e.code.as_deref())
-            .bind(e.detail.as_str());
-    }
-    for w in sign_ins {
-        q = bind_sign_in(q, w);
-    }
-    let mut conn = pool.acquire().await?;
-    match q.fetch_all(&mut *conn).await {
-        Ok(rows) => outcomes(&rows, sign_ins),
-        Err(e) => {
-            // The transaction may still be open; there may be none (then this fails harmlessly).
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e.into())
-        }
-    }
-}
-
-/// One sign-in on its own (no explicit transaction).
-async fn sign_in_one(pool: &SqlitePool, w: &SignInWrite) -> Result<SignCountUpdate, StoreError> {
-    let mut sql = String::new();
-    push_sign_in_sql(&mut sql, 0, 0);
-    let rows = bind_sign_in(sqlx::query(&sql), w).fetch_all(pool).await?;
-    outcomes(&rows, std::slice::from_ref(w))?.pop().ok_or_else(|| StoreError::Corrupt("no sign-in outcome".into()))
-}
-
-async fn insert_audit(pool: &SqlitePool, events: &[(NewAuditEvent, i64)]) -> Result<(), sqlx::Error> {
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) ");
-    qb.push_values(events, |mut b, (e, at)| {
-        b.push_bind(*at)
-            .push_bind(e.kind.as_str())
-            .push_bind(e.username.as_deref())
-            .push_bind(e.user_handle.as_deref())
-            .push_bind(e.credential_id.as_deref())
-            .push_bind(e.code.as_deref())
-            .push_bind(e.detail.as_str());
-    });
-    qb.build().execute(pool).await?;
-    Ok(())
 }
 
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
+/// A fresh path for a private temporary database.
+fn temp_path() -> Result<PathBuf, StoreError> {
+    let r = crate::crypto::default_provider()
+        .random_bytes(12)
+        .map_err(|_| StoreError::Database("random source failed".into()))?;
+    let name: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(std::env::temp_dir().join(format!("hwkey-{}-{name}.sqlite3", std::process::id())))
+}
+
 impl SqliteStore {
     /// Open (creating if missing) `sqlite://FILE` or `sqlite::memory:`, and migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::UnsupportedUrl(format!("{url}: {e}")))?
+        let (base, temp) = if is_memory(url) {
+            let path = temp_path()?;
+            let temp = Arc::new(TempDatabase(path.clone()));
+            (SqliteConnectOptions::new().filename(&path), Some(temp))
+        } else {
+            let opts =
+                SqliteConnectOptions::from_str(url).map_err(|e| StoreError::UnsupportedUrl(format!("{url}: {e}")))?;
+            (opts, None)
+        };
+        let opts = base
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let store = if is_memory(url) {
-            let pool = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(base)
-                .await?;
-            let writer = spawn_writer(pool.clone());
-            SqliteStore { write: pool.clone(), read: pool, writer, ceremonies: Arc::default() }
-        } else {
-            let opts = base.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
-            let write = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(opts.clone())
-                .await?;
-            MIGRATOR.run(&write).await?;
-            let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) as u32;
-            let read = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(readers)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(opts)
-                .await?;
-            let writer = spawn_writer(write.clone());
-            return Ok(SqliteStore { write, read, writer, ceremonies: Arc::default() });
-        };
-        MIGRATOR.run(&store.write).await?;
-        Ok(store)
+            .busy_timeout(Duration::from_secs(5))
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let path = opts.get_filename().to_path_buf();
+        let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR.run(&write).await?;
+        let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) as u32;
+        let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(readers)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        let users = Arc::new(Mutex::new(UserCache::default()));
+        let writer = sqlite_writer::spawn(&path, users.clone())?;
+        Ok(SqliteStore { write, read, writer, ceremonies: Arc::default(), users, _temp: temp })
     }
 
-    /// Write queued audit events, then close both pools.
+    /// Write queued audit events, then close both pools. The writer thread
+    /// ends when the last clone of the store is dropped.
     pub async fn close(&self) {
         self.flush_audit().await;
         self.read.close().await;
         self.write.close().await;
     }
 
-    /// Wait until every audit event appended so far is written.
+    /// Wait until every audit event (and sign-in) queued so far is written.
     pub async fn flush_audit(&self) {
         let (ack, done) = oneshot::channel();
         if self.writer.send(WriteMsg::Flush(ack)).is_ok() {
@@ -399,10 +261,65 @@ impl SqliteStore {
         self.ceremonies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The writer pool (one connection), for operators' own queries.
+    fn users(&self) -> std::sync::MutexGuard<'_, UserCache> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Store::record_sign_in`] without the cache: two statements on the writer pool.
+    async fn record_sign_in_direct(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let now = ms(now);
+        if new_sign_count > 0 {
+            let advanced = sqlx::query(
+                "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                 WHERE id = $1 AND sign_count < $2 RETURNING sign_count",
+            )
+            .bind(credential_id)
+            .bind(i64::from(new_sign_count))
+            .bind(backed_up)
+            .bind(now)
+            .fetch_optional(&self.write)
+            .await?;
+            if advanced.is_some() {
+                return Ok(SignCountUpdate::Advanced);
+            }
+        }
+        let row = sqlx::query(
+            "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), $2), \
+             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+             WHERE id = $1 RETURNING sign_count",
+        )
+        .bind(credential_id)
+        .bind(now)
+        .bind(backed_up)
+        .fetch_optional(&self.write)
+        .await?;
+        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
+        let current: i64 = row.try_get(0)?;
+        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
+        if new_sign_count == 0 && current == 0 {
+            Ok(SignCountUpdate::Advanced)
+        } else {
+            Ok(SignCountUpdate::NotAdvanced { current })
+        }
+    }
+
+
+    /// The writer pool (one connection), for operators' own queries. Writing
+    /// through it bypasses the store's cache: change users and credentials
+    /// through the [`Store`] methods instead.
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
     }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Database("the SQLite writer thread stopped".into())
 }
 
 fn unique_violation(e: &sqlx::Error) -> bool {
@@ -456,6 +373,11 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| if unique_violation(&e) { StoreError::DuplicateCredential } else { e.into() })?;
         tx.commit().await?;
+        let mut users = self.users();
+        if let Some(u) = new_user {
+            users.invalidate_user(&u.username);
+        }
+        users.invalidate_handle(&c.user_id.0);
         Ok(())
     }
 
@@ -486,6 +408,9 @@ impl Store for SqliteStore {
     }
 
     async fn credential(&self, credential_id: &[u8]) -> Result<Option<(StoredCredential, UserRecord)>, StoreError> {
+        if let Some(hit) = self.users().credential(credential_id) {
+            return Ok(Some(hit));
+        }
         let row: Option<CredentialUserRow> = sqlx::query_as(&format!(
             "SELECT {CREDENTIAL_COLUMNS}, u.username AS u_username, u.display_name AS u_display_name, \
              u.created_ms AS u_created_ms FROM credentials c JOIN users u ON u.handle = c.user_handle \
@@ -501,17 +426,28 @@ impl Store for SqliteStore {
         &self,
         username: &str,
     ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
+        let read_at = {
+            let users = self.users();
+            if let Some(hit) = users.get(username) {
+                return Ok(Some(hit));
+            }
+            users.generation
+        };
         let rows: Vec<CredentialUserRow> = sqlx::query_as(&format!(
             "SELECT {CREDENTIAL_COLUMNS}, {CREDENTIAL_USER_SELECT} WHERE u.username = $1 ORDER BY c.created_ms, c.id"
         ))
         .bind(username)
         .fetch_all(&self.read)
         .await?;
-        match group_user_credentials(rows)? {
-            Some(found) => Ok(Some(found)),
+        let found = match group_user_credentials(rows)? {
+            Some(found) => Some(found),
             // No credentials (or no user): one more look to tell which.
-            None => Ok(self.user_by_username(username).await?.map(|u| (u, Vec::new()))),
+            None => self.user_by_username(username).await?.map(|u| (u, Vec::new())),
+        };
+        if let Some((u, creds)) = &found {
+            self.users().fill(read_at, u, creds);
         }
+        Ok(found)
     }
 
     async fn record_sign_in(
@@ -521,40 +457,9 @@ impl Store for SqliteStore {
         backed_up: bool,
         now: SystemTime,
     ) -> Result<SignCountUpdate, StoreError> {
-        let now = ms(now);
-        if new_sign_count > 0 {
-            let advanced = sqlx::query(
-                "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
-                 WHERE id = $1 AND sign_count < $2 RETURNING sign_count",
-            )
-            .bind(credential_id)
-            .bind(i64::from(new_sign_count))
-            .bind(backed_up)
-            .bind(now)
-            .fetch_optional(&self.write)
-            .await?;
-            if advanced.is_some() {
-                return Ok(SignCountUpdate::Advanced);
-            }
-        }
-        let row = sqlx::query(
-            "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), $2), \
-             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
-             WHERE id = $1 RETURNING sign_count",
-        )
-        .bind(credential_id)
-        .bind(now)
-        .bind(backed_up)
-        .fetch_optional(&self.write)
-        .await?;
-        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
-        let current: i64 = row.try_get(0)?;
-        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
-        if new_sign_count == 0 && current == 0 {
-            Ok(SignCountUpdate::Advanced)
-        } else {
-            Ok(SignCountUpdate::NotAdvanced { current })
-        }
+        let r = self.record_sign_in_direct(credential_id, new_sign_count, backed_up, now).await;
+        self.users().invalidate_credential(credential_id);
+        r
     }
 
     async fn record_sign_in_with_session(
@@ -578,14 +483,9 @@ impl Store for SqliteStore {
             expires_ms: ms(session_expires),
             reply,
         });
-        match self.writer.send(WriteMsg::SignIn(w)) {
-            Ok(()) => answer.await.map_err(|_| StoreError::Database("the writer task stopped".into()))?,
-            // The writer task is gone (its runtime shut down): write directly.
-            Err(mpsc::error::SendError(WriteMsg::SignIn(w))) => sign_in_one(&self.write, &w).await,
-            Err(_) => Err(StoreError::Database("the writer task stopped".into())),
-        }
+        self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
     }
-
     async fn rename_credential(
         &self,
         user_handle: &[u8],
@@ -598,6 +498,7 @@ impl Store for SqliteStore {
             .bind(nickname)
             .execute(&self.write)
             .await?;
+        self.users().invalidate_handle(user_handle);
         Ok(r.rows_affected() > 0)
     }
 
@@ -611,6 +512,7 @@ impl Store for SqliteStore {
         .bind(user_handle)
         .execute(&self.write)
         .await?;
+        self.users().invalidate_handle(user_handle);
         if r.rows_affected() > 0 {
             return Ok(DeleteOutcome::Deleted);
         }
@@ -691,12 +593,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, e: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
-        match self.writer.send(WriteMsg::Event(e, ms(now))) {
-            Ok(()) => Ok(()),
-            // The writer task is gone (its runtime shut down): write directly.
-            Err(mpsc::error::SendError(WriteMsg::Event(e, at))) => Ok(insert_audit(&self.write, &[(e, at)]).await?),
-            Err(_) => Ok(()),
-        }
+        self.writer.send(WriteMsg::Event(e, ms(now))).map_err(|_| writer_gone())
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
