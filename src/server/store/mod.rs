@@ -730,6 +730,20 @@ impl Store for DbStore {
     ) -> Result<SignCountUpdate, StoreError> {
         delegate!(self, s => s.record_sign_in(credential_id, new_sign_count, backed_up, now))
     }
+    async fn record_sign_in_with_session(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        session_id: &[u8],
+        user_handle: &[u8],
+        now: SystemTime,
+        session_expires: SystemTime,
+    ) -> Result<SignCountUpdate, StoreError> {
+        delegate!(self, s => s.record_sign_in_with_session(
+            credential_id, new_sign_count, backed_up, session_id, user_handle, now, session_expires
+        ))
+    }
     async fn rename_credential(
         &self,
         user_handle: &[u8],

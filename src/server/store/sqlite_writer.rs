@@ -72,10 +72,20 @@ const TOUCH: &str = "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_use
 /// dropped.
 pub(super) fn spawn(path: &Path, cache: Arc<Mutex<UserCache>>) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
     let conn = open(path).map_err(db_err)?;
+    // Checkpoints (copying the WAL back into the database file, with an
+    // fsync) happen on a thread of their own, so that sign-ins never wait
+    // behind one; the writer only nudges it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
+    let checkpoint_conn = open(path).map_err(db_err)?;
+    let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("hwkey-sqlite-checkpoint".into())
+        .spawn(move || checkpointer(&checkpoint_conn, &nudged))
+        .map_err(|e| StoreError::Database(format!("cannot start the SQLite checkpoint thread: {e}")))?;
     let (tx, rx) = mpsc::unbounded_channel::<WriteMsg>();
     std::thread::Builder::new()
         .name("hwkey-sqlite-writer".into())
-        .spawn(move || run(conn, rx, &cache))
+        .spawn(move || run(conn, rx, &cache, &nudge))
         .map_err(|e| StoreError::Database(format!("cannot start the SQLite writer thread: {e}")))?;
     Ok(tx)
 }
@@ -95,7 +105,38 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteMsg>, cache: &Mutex<UserCache>) {
+/// How often the checkpoint thread copies the WAL back, at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoint (PASSIVE: never blocks the writer or readers) when the writer
+/// committed something and `CHECKPOINT_EVERY` passed; ends with the writer.
+fn checkpointer(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+    let mut dirty = false;
+    let mut last = std::time::Instant::now();
+    loop {
+        match nudged.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(()) => dirty = true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if dirty && last.elapsed() >= CHECKPOINT_EVERY {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("SQLite checkpoint failed: {e}");
+            }
+            dirty = false;
+            last = std::time::Instant::now();
+        }
+    }
+    // Leave a short WAL behind for the next start.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<WriteMsg>,
+    cache: &Mutex<UserCache>,
+    nudge: &std::sync::mpsc::SyncSender<()>,
+) {
     let mut events: Vec<(NewAuditEvent, i64)> = Vec::new();
     let mut sign_ins: Vec<SignInWrite> = Vec::new();
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
@@ -112,6 +153,7 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteMsg>, cache: &
             }
         }
         let outcomes = write_batch(&mut conn, &events, &sign_ins);
+        let _ = nudge.try_send(());
         {
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
             for (w, r) in sign_ins.iter().zip(&outcomes) {
