@@ -12,7 +12,7 @@ use hwkey::otp::{Algorithm, Digits, OtpSecret, Totp};
 use hwkey::server::http::{HttpOptions, router_with};
 use hwkey::server::store::{AuditKind, AuditQuery, DbStore, Store};
 use hwkey::server::{RelyingParty, RpConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -41,7 +41,7 @@ use crate::otp::qr::Qr;
 use crate::otp::recovery::RecoveryCodes;
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, KeyUri, OtpError, OtpSecret, Totp};
-use crate::server::store::otp::{OtpStore as _, TotpSecretRecord};
+use crate::server::store::otp::TotpSecretRecord;
 use crate::server::store::{AuditKind, NewAuditEvent, Store, UserRecord, ms};
 use axum::Router;
 use axum::body::Body;
@@ -216,7 +216,7 @@ async fn enroll<S: Store>(State(app): State<Arc<App<S>>>, method: Method, header
             let issuer = issuer(&app);
             let account = user.username.trim().to_owned();
             let uri = Zeroizing::new(
-                KeyUri::new_totp(Some(&issuer), &account, secret.clone())
+                KeyUri::new_totp(Some(issuer.as_str()), &account, secret.clone())
                     .to_uri()
                     .map_err(|e| internal("otpauth URI", e))?,
             );
@@ -441,11 +441,11 @@ async fn accept<S: Store>(
     app.store.clear_otp_attempts(&a.subject).await?;
     let cookie = app.start_session(headers, &user.handle).await?;
     app.audit(user_event(AuditKind::SignIn, user).detail(factor.describe())).await;
-    let mut body = json!({
-        "verified": true,
-        "username": user.username,
-        "method": match factor { Factor::Totp => "totp", Factor::Recovery => "recovery_code" },
-    });
+    let method = match factor {
+        Factor::Totp => "totp",
+        Factor::Recovery => "recovery_code",
+    };
+    let mut body = json!({ "verified": true, "username": user.username, "method": method });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
