@@ -74,7 +74,8 @@ fn code_at(secret: &str, t: SystemTime) -> String {
 
 /// A code that is none of the window's codes.
 fn wrong_code(secret: &str, t: SystemTime) -> String {
-    let near: Vec<String> = (0..3).map(|i| code_at(secret, t + Duration::from_secs(i * 30) - Duration::from_secs(30))).collect();
+    let near: Vec<String> =
+        (0..3).map(|i| code_at(secret, t + Duration::from_secs(i * 30) - Duration::from_secs(30))).collect();
     (0..1_000_000u32).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).expect("some other code")
 }
 
@@ -122,12 +123,18 @@ async fn enroll_confirm_and_sign_in_with_totp_each_code_once() {
     let parsed = hwkey::otp::KeyUri::parse(uri).unwrap();
     assert_eq!(parsed.secret, OtpSecret::from_base32(&secret).unwrap());
     assert!(en["qrSvg"].as_str().unwrap().contains("<svg"));
-    assert_eq!((en["algorithm"].as_str(), en["digits"].as_u64(), en["period"].as_u64()), (Some("SHA1"), Some(6), Some(30)));
+    assert_eq!(
+        (en["algorithm"].as_str(), en["digits"].as_u64(), en["period"].as_u64()),
+        (Some("SHA1"), Some(6), Some(30))
+    );
     let st = e.client.get("/api/otp").await;
     assert_eq!((st.ok()["totp"]["enabled"].as_bool(), st.json["totp"]["pending"].as_bool()), (Some(false), Some(true)));
     // Not enabled yet: sign-in with a code does not work.
     let mut other = e.fresh_client();
-    other.post("/api/login/totp", &json!({"username": "alice", "code": e.code(&secret)})).await.assert_error(400, "invalid_code");
+    other
+        .post("/api/login/totp", &json!({"username": "alice", "code": e.code(&secret)}))
+        .await
+        .assert_error(400, "invalid_code");
 
     // A wrong code does not confirm; the right one does and returns 10 recovery codes.
     let bad = wrong_code(&secret, e.now());
@@ -142,14 +149,20 @@ async fn enroll_confirm_and_sign_in_with_totp_each_code_once() {
     assert_eq!(st.json["totp"]["pending"], false);
     assert_eq!(st.json["recoveryCodesRemaining"], 10);
     // Confirming again: nothing pending.
-    e.client.post("/api/otp/totp/confirm", &json!({ "code": confirm_code })).await.assert_error(400, "no_pending_enrollment");
+    e.client
+        .post("/api/otp/totp/confirm", &json!({ "code": confirm_code }))
+        .await
+        .assert_error(400, "no_pending_enrollment");
     // Enrolling again while enabled is refused.
     e.client.post("/api/otp/totp/enroll", &json!({})).await.assert_error(409, "totp_already_enabled");
 
     // Sign out; the confirmation code's step is used up already.
     e.client.post("/api/logout", &json!({})).await.ok();
     e.client.get("/api/me").await.assert_error(401, "not_signed_in");
-    e.client.post("/api/login/totp", &json!({"username": "alice", "code": confirm_code})).await.assert_error(400, "invalid_code");
+    e.client
+        .post("/api/login/totp", &json!({"username": "alice", "code": confirm_code}))
+        .await
+        .assert_error(400, "invalid_code");
 
     // The next step's code signs in, with the same session cookie as a key.
     e.advance(30);
@@ -170,7 +183,10 @@ async fn enroll_confirm_and_sign_in_with_totp_each_code_once() {
     other.post("/api/login/totp", &json!({"username": "alice", "code": code})).await.assert_error(400, "invalid_code");
     // ... and spaces in the code do not matter, the refusal stays.
     let spaced = format!("{} {}", &code[..3], &code[3..]);
-    other.post("/api/login/totp", &json!({"username": "alice", "code": spaced})).await.assert_error(400, "invalid_code");
+    other
+        .post("/api/login/totp", &json!({"username": "alice", "code": spaced}))
+        .await
+        .assert_error(400, "invalid_code");
     let failed = events(&e.store, AuditKind::SignInFailed).await;
     assert!(failed.iter().any(|ev| ev.code.as_deref() == Some("code_replayed")), "{failed:?}");
 
@@ -210,7 +226,10 @@ async fn a_recovery_code_works_once() {
     e.client.post("/api/logout", &json!({})).await.ok();
 
     // Not twice.
-    e.client.post("/api/login/recovery", &json!({"username": "bob", "code": codes[0]})).await.assert_error(400, "invalid_code");
+    e.client
+        .post("/api/login/recovery", &json!({"username": "bob", "code": codes[0]}))
+        .await
+        .assert_error(400, "invalid_code");
     e.client.get("/api/me").await.assert_error(401, "not_signed_in");
     // Another one, typed sloppily (lower case, spaces instead of hyphens).
     let sloppy = codes[1].to_lowercase().replace('-', " ");
@@ -223,7 +242,10 @@ async fn a_recovery_code_works_once() {
     assert_eq!(fresh.len(), 10);
     assert_eq!(e.client.get("/api/otp").await.ok()["recoveryCodesRemaining"], 10);
     e.client.post("/api/logout", &json!({})).await.ok();
-    e.client.post("/api/login/recovery", &json!({"username": "bob", "code": codes[2]})).await.assert_error(400, "invalid_code");
+    e.client
+        .post("/api/login/recovery", &json!({"username": "bob", "code": codes[2]}))
+        .await
+        .assert_error(400, "invalid_code");
     e.client.post("/api/login/recovery", &json!({"username": "bob", "code": fresh[0]})).await.ok();
 }
 
@@ -236,7 +258,11 @@ async fn wrong_codes_are_throttled_per_username() {
     let bad = wrong_code(&secret, e.now());
     // Five failures, TOTP and recovery codes together.
     for i in 0..5 {
-        let (path, code) = if i % 2 == 0 { ("/api/login/totp", bad.clone()) } else { ("/api/login/recovery", "AAAA-BBBB-CCCC-DDDD".to_owned()) };
+        let (path, code) = if i % 2 == 0 {
+            ("/api/login/totp", bad.clone())
+        } else {
+            ("/api/login/recovery", "AAAA-BBBB-CCCC-DDDD".to_owned())
+        };
         e.client.post(path, &json!({"username": "carol", "code": code})).await.assert_error(400, "invalid_code");
     }
     // Then even the right code is refused, with a Retry-After.
@@ -254,9 +280,15 @@ async fn wrong_codes_are_throttled_per_username() {
     e.client.post("/api/login/totp", &json!({"username": "carol", "code": e.code(&secret)})).await.ok();
     e.client.post("/api/logout", &json!({})).await.ok();
     for _ in 0..5 {
-        e.client.post("/api/login/recovery", &json!({"username": "carol", "code": "AAAA-BBBB-CCCC-DDDD"})).await.assert_error(400, "invalid_code");
+        e.client
+            .post("/api/login/recovery", &json!({"username": "carol", "code": "AAAA-BBBB-CCCC-DDDD"}))
+            .await
+            .assert_error(400, "invalid_code");
     }
-    e.client.post("/api/login/recovery", &json!({"username": "carol", "code": codes[0]})).await.assert_error(429, "too_many_attempts");
+    e.client
+        .post("/api/login/recovery", &json!({"username": "carol", "code": codes[0]}))
+        .await
+        .assert_error(429, "too_many_attempts");
     let throttled = events(&e.store, AuditKind::SignInFailed).await;
     assert!(throttled.iter().any(|ev| ev.code.as_deref() == Some("too_many_attempts")));
 }
@@ -376,7 +408,9 @@ async fn account_endpoints_need_a_session_and_the_right_origin() {
     e.advance(30);
     let mut evil = e.fresh_client();
     evil.origin_header = Some("https://evil.example".into());
-    evil.post("/api/login/totp", &json!({"username": "ivan", "code": e.code(&secret)})).await.assert_error(403, "cross_site_request");
+    evil.post("/api/login/totp", &json!({"username": "ivan", "code": e.code(&secret)}))
+        .await
+        .assert_error(403, "cross_site_request");
     // The page's own origin is fine.
     e.client.origin_header = Some(ORIGIN.into());
     assert_eq!(e.client.get("/api/otp").await.ok()["totp"]["enabled"], true);
@@ -394,7 +428,10 @@ async fn disabling_totp_stops_code_sign_in_but_keeps_recovery_codes() {
     assert_eq!(st.json["recoveryCodesRemaining"], 10);
     e.client.post("/api/logout", &json!({})).await.ok();
     e.advance(30);
-    e.client.post("/api/login/totp", &json!({"username": "judy", "code": e.code(&secret)})).await.assert_error(400, "invalid_code");
+    e.client
+        .post("/api/login/totp", &json!({"username": "judy", "code": e.code(&secret)}))
+        .await
+        .assert_error(400, "invalid_code");
     e.client.post("/api/login/recovery", &json!({"username": "judy", "code": codes[3]})).await.ok();
     // Enroll anew: a different secret; the old one's codes do not work.
     let en = e.client.post("/api/otp/totp/enroll", &json!({})).await;
@@ -413,10 +450,16 @@ async fn an_enrollment_expires_and_a_new_one_replaces_the_old() {
     let second = second.ok()["secret"].as_str().unwrap().to_owned();
     // Only the latest secret confirms.
     if e.code(&first) != e.code(&second) {
-        e.client.post("/api/otp/totp/confirm", &json!({"code": e.code(&first)})).await.assert_error(400, "invalid_code");
+        e.client
+            .post("/api/otp/totp/confirm", &json!({"code": e.code(&first)}))
+            .await
+            .assert_error(400, "invalid_code");
     }
     e.advance(11 * 60);
-    e.client.post("/api/otp/totp/confirm", &json!({"code": e.code(&second)})).await.assert_error(400, "no_pending_enrollment");
+    e.client
+        .post("/api/otp/totp/confirm", &json!({"code": e.code(&second)}))
+        .await
+        .assert_error(400, "no_pending_enrollment");
     assert_eq!(e.client.get("/api/otp").await.ok()["totp"]["pending"], false);
 }
 
@@ -430,7 +473,9 @@ async fn concurrent_uses_win_once(e: &Env, a: Client, b: Client, secret: &str, r
     for i in 0..5 {
         let mut c = if i % 2 == 0 { Client::new(a.app.clone()) } else { Client::new(b.app.clone()) };
         let code = code.clone();
-        tasks.push(tokio::spawn(async move { c.post("/api/login/totp", &json!({"username": "lena", "code": code})).await }));
+        tasks.push(tokio::spawn(
+            async move { c.post("/api/login/totp", &json!({"username": "lena", "code": code})).await },
+        ));
     }
     let mut wins = 0;
     for t in tasks {
@@ -448,7 +493,9 @@ async fn concurrent_uses_win_once(e: &Env, a: Client, b: Client, secret: &str, r
     for i in 0..4 {
         let mut c = if i % 2 == 0 { Client::new(a.app.clone()) } else { Client::new(b.app.clone()) };
         let code = recovery.to_owned();
-        tasks.push(tokio::spawn(async move { c.post("/api/login/recovery", &json!({"username": "lena", "code": code})).await }));
+        tasks.push(tokio::spawn(async move {
+            c.post("/api/login/recovery", &json!({"username": "lena", "code": code})).await
+        }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -532,9 +579,15 @@ mod postgres {
         ea.advance(30);
         let code = ea.code(&secret);
         ea.fresh_client().post("/api/login/totp", &json!({"username": "lena", "code": code})).await.ok();
-        eb.fresh_client().post("/api/login/totp", &json!({"username": "lena", "code": code})).await.assert_error(400, "invalid_code");
+        eb.fresh_client()
+            .post("/api/login/totp", &json!({"username": "lena", "code": code}))
+            .await
+            .assert_error(400, "invalid_code");
         eb.fresh_client().post("/api/login/recovery", &json!({"username": "lena", "code": codes[1]})).await.ok();
-        ea.fresh_client().post("/api/login/recovery", &json!({"username": "lena", "code": codes[1]})).await.assert_error(400, "invalid_code");
+        ea.fresh_client()
+            .post("/api/login/recovery", &json!({"username": "lena", "code": codes[1]}))
+            .await
+            .assert_error(400, "invalid_code");
         // Concurrent, alternating instances.
         concurrent_uses_win_once(&ea, ea.fresh_client(), eb.fresh_client(), &secret, &codes[0]).await;
 

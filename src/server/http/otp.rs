@@ -148,9 +148,7 @@ async fn new_recovery_codes() -> Result<(Vec<Zeroizing<String>>, RecoveryCodes),
 /// every recovery sign-in costs the same.
 fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    DUMMY
-        .get_or_init(|| RecoveryCodes::generate(1).ok().and_then(|(_, set)| set.hashes.into_iter().next()))
-        .as_deref()
+    DUMMY.get_or_init(|| RecoveryCodes::generate(1).ok().and_then(|(_, set)| set.hashes.into_iter().next())).as_deref()
 }
 
 /// The id of the stored code `code` matches, checking every stored hash and
@@ -256,12 +254,7 @@ struct CodeBody {
     code: String,
 }
 
-async fn confirm<S: Store>(
-    State(app): State<Arc<App<S>>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn confirm<S: Store>(State(app): State<Arc<App<S>>>, method: Method, headers: HeaderMap, body: Body) -> Response {
     finish(
         async {
             app.check_origin(&method, &headers)?;

@@ -57,7 +57,10 @@ impl OtpStore for PgStore {
         let now = ms(now);
         let mut tx = self.pool().begin().await?;
         // Lock the user: concurrent replacements of the same user's codes serialize here.
-        sqlx::query("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE").bind(user_handle).fetch_optional(&mut *tx).await?;
+        sqlx::query("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE")
+            .bind(user_handle)
+            .fetch_optional(&mut *tx)
+            .await?;
         let taken = sqlx::query(
             "DELETE FROM otp_totp_pending WHERE user_handle = $1 AND secret = $2 \
              RETURNING algorithm, digits, period",
@@ -84,7 +87,10 @@ impl OtpStore for PgStore {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1").bind(user_handle).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1")
+            .bind(user_handle)
+            .execute(&mut *tx)
+            .await?;
         for h in recovery_hashes {
             sqlx::query("INSERT INTO otp_recovery_codes (user_handle, hash, created_ms) VALUES ($1, $2, $3)")
                 .bind(user_handle)
@@ -152,8 +158,14 @@ impl OtpStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         // Lock the user: concurrent replacements of the same user's codes serialize here.
-        sqlx::query("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE").bind(user_handle).fetch_optional(&mut *tx).await?;
-        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1").bind(user_handle).execute(&mut *tx).await?;
+        sqlx::query("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE")
+            .bind(user_handle)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1")
+            .bind(user_handle)
+            .execute(&mut *tx)
+            .await?;
         for h in hashes {
             sqlx::query("INSERT INTO otp_recovery_codes (user_handle, hash, created_ms) VALUES ($1, $2, $3)")
                 .bind(user_handle)

@@ -82,7 +82,10 @@ impl OtpStore for SqliteStore {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1").bind(user_handle).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1")
+            .bind(user_handle)
+            .execute(&mut *tx)
+            .await?;
         for h in recovery_hashes {
             sqlx::query("INSERT INTO otp_recovery_codes (user_handle, hash, created_ms) VALUES ($1, $2, $3)")
                 .bind(user_handle)
@@ -149,7 +152,10 @@ impl OtpStore for SqliteStore {
         now: SystemTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_pool().begin().await?;
-        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1").bind(user_handle).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM otp_recovery_codes WHERE user_handle = $1")
+            .bind(user_handle)
+            .execute(&mut *tx)
+            .await?;
         for h in hashes {
             sqlx::query("INSERT INTO otp_recovery_codes (user_handle, hash, created_ms) VALUES ($1, $2, $3)")
                 .bind(user_handle)
