@@ -25,9 +25,12 @@
 //!   `invalid_code` with the same message, so the answer tells nothing about
 //!   which usernames exist or whether a captured code was right. (The audit
 //!   log records `code_replayed` for the replay, for the operator.) For the
-//!   same reason the work done is the same: a TOTP check against a dummy
-//!   secret, and exactly as many Argon2id checks (against dummy hashes) as a
-//!   user with a full set of recovery codes costs.
+//!   same reason the work done is the same: the same store lookups, a TOTP
+//!   check against a dummy secret, and exactly as many Argon2id checks
+//!   (against dummy hashes) as a user with a full set of recovery codes
+//!   costs. (Key sign-in's `POST /api/login/options` does answer
+//!   `unknown_user`, by the contract; these endpoints add no second oracle,
+//!   and in particular none for who has which fallback factor.)
 //! - Every comparison is constant time (those of `crate::otp`).
 //! - A time step is accepted at most once per user by the store's
 //!   compare-and-set, and a recovery code is consumed by one atomic delete,
@@ -463,9 +466,10 @@ async fn login_totp<S: Store>(
 async fn login_totp_inner<S: Store>(app: &App<S>, headers: &HeaderMap, a: &Attempt) -> ApiResult {
     let now = app.now();
     let t = unix_secs(now);
+    // Unknown users cost the same lookup (of a handle no user has).
     let stored = match &a.user {
         Some(u) => app.store.totp(&u.handle).await?,
-        None => None,
+        None => app.store.totp(&[]).await?.and(None),
     };
     let (Some(user), Some(stored)) = (&a.user, stored) else {
         // Same work as a real check, then the same answer as a wrong code.
@@ -505,9 +509,10 @@ async fn login_recovery<S: Store>(
 }
 
 async fn login_recovery_inner<S: Store>(app: &App<S>, headers: &HeaderMap, a: &Attempt) -> ApiResult {
+    // Unknown users cost the same lookup (of a handle no user has).
     let stored = match &a.user {
         Some(u) => app.store.recovery_code_hashes(&u.handle).await?,
-        None => Vec::new(),
+        None => app.store.recovery_code_hashes(&[]).await?.into_iter().take(0).collect(),
     };
     let remaining = stored.len();
     let pairs: Vec<(i64, String)> = stored.into_iter().map(|h| (h.id, h.hash)).collect();
