@@ -51,6 +51,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod otp;
+
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Name of the cookie that binds a pending ceremony to the browser.
@@ -122,6 +124,7 @@ pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> R
         .route("/api/me/activity", get(activity::<S>))
         .route("/api/credentials/{id}", patch(rename_credential::<S>).delete(delete_credential::<S>))
         .route("/api/logout", post(logout::<S>))
+        .merge(otp::routes::<S>())
         .route("/.well-known/webauthn", get(well_known::<S>));
     if serve_demo {
         r = r
@@ -203,10 +206,11 @@ pub fn status_for(code: &str) -> StatusCode {
     match code {
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "not_signed_in" => StatusCode::UNAUTHORIZED,
+        "too_many_attempts" => StatusCode::TOO_MANY_REQUESTS,
         "cross_site_request" => StatusCode::FORBIDDEN,
-        "unknown_user" | "no_credentials" | "not_found" => StatusCode::NOT_FOUND,
+        "unknown_user" | "no_credentials" | "not_found" | "totp_not_enabled" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "credential_excluded" | "username_taken" | "last_credential" => StatusCode::CONFLICT,
+        "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
         "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

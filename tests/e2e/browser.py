@@ -9,7 +9,10 @@ authenticator, and drives the demo page by its buttons:
   register (security key) -> sign out -> sign in by username -> adding the
   same key again is refused -> a second key (discoverable) -> sign out ->
   sign in without a username -> rename a key -> remove a key -> an unknown
-  username is explained -> screenshot.
+  username is explained -> screenshot -> set up an authenticator app (QR code,
+  secret read from the page, TOTP computed here, recovery codes shown once)
+  -> sign out -> sign in with a recovery code, which then is refused a second
+  time -> sign in with an app code, which then is refused a second time.
 
 Only the `websockets` package from PyPI is needed besides the standard library.
 Exit status 0 on success; on failure the last screenshot and the browser's
@@ -19,6 +22,8 @@ console are kept next to --screenshot.
 import argparse
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -30,6 +35,15 @@ import time
 import urllib.request
 
 import websockets
+
+
+def totp(secret_b32, at=None, period=30):
+    """RFC 6238 with HMAC-SHA1 and 6 digits, as an authenticator app computes it."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    step = int((time.time() if at is None else at) // period)
+    mac = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    return f"{(int.from_bytes(mac[off:off + 4], 'big') & 0x7FFFFFFF) % 1000000:06d}", step
 
 
 def free_port():
@@ -258,6 +272,66 @@ async def scenario(page, cdp, url):
     shot = await page.screenshot(page.screenshot_path.replace(".png", "-signed-out.png"))
     print(f"screenshot (error): {shot}")
 
+    print("9. set up an authenticator app")
+    await page.click("#passkey-btn")
+    await page.expect_success("Welcome back, alice")
+    await page.wait_for("!document.getElementById('totp-enroll-btn').hidden", what="the set-up button")
+    await page.click("#totp-enroll-btn")
+    await page.wait_for("!document.getElementById('totp-enroll').hidden && !document.body.classList.contains('busy')",
+                        what="the enrollment panel")
+    secret = await cdp.eval("document.getElementById('totp-secret').dataset.secret")
+    shown = await cdp.eval("document.getElementById('totp-secret').textContent")
+    assert secret and shown.replace(" ", "") == secret, (secret, shown)
+    qr = await cdp.eval("document.getElementById('totp-qr').src")
+    assert qr.startswith("data:image/svg+xml"), qr[:60]
+    await page.wait_for("document.getElementById('totp-qr').complete"
+                        " && document.getElementById('totp-qr').naturalWidth > 0", what="the QR image")
+    code, confirm_step = totp(secret)
+    await page.type_into("#totp-confirm-code", code)
+    await page.click("#totp-confirm-btn")
+    await page.expect_success("authenticator app is set up")
+    codes = await cdp.eval("[...document.querySelectorAll('#recovery-codes li')].map(li => li.textContent)")
+    assert len(codes) == 10, codes
+    assert await page.visible("recovery-show")
+    await page.wait_for("document.getElementById('recovery-state').dataset.remaining === '10'", what="10 codes left")
+    shot = await page.screenshot(page.screenshot_path.replace(".png", "-recovery-codes.png"))
+    print(f"screenshot (recovery codes): {shot}")
+    await page.click("#recovery-done-btn")
+    assert not await page.visible("recovery-show")
+    await page.wait_for("!document.getElementById('totp-disable-btn').hidden", what="the app shown as on")
+
+    print("10. no key at hand: sign in with a recovery code, once")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.type_into("#fallback-username", "alice")
+    await page.type_into("#fallback-code", codes[0])
+    await page.click("#recovery-login-btn")
+    await page.expect_success("recovery code is now used up; you have 9 left")
+    await page.wait_for("document.getElementById('recovery-state').dataset.remaining === '9'", what="9 codes left")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.type_into("#fallback-username", "alice")
+    await page.type_into("#fallback-code", codes[0])
+    await page.click("#recovery-login-btn")
+    await page.expect_error("invalid_code", "did not work")
+
+    print("11. sign in with an authenticator app code, once (waiting for the next 30-second step)")
+    while totp(secret)[1] <= confirm_step:
+        await asyncio.sleep(0.5)
+    code, _ = totp(secret)
+    await page.type_into("#fallback-code", code)
+    await page.click("#totp-login-btn")
+    await page.expect_success("signed in with your authenticator app")
+    assert await page.visible("signed-in")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.type_into("#fallback-username", "alice")
+    await page.type_into("#fallback-code", code)
+    await page.click("#totp-login-btn")
+    await page.expect_error("invalid_code", "only once")
+    shot = await page.screenshot(page.screenshot_path.replace(".png", "-fallback.png"))
+    print(f"screenshot (fallback sign-in): {shot}")
+
 
 async def run(args):
     port = free_port()
@@ -330,7 +404,7 @@ def main():
     ap.add_argument("--screenshot", default=os.path.join(tempfile.gettempdir(), "hwkey-e2e.png"))
     args = ap.parse_args()
     try:
-        asyncio.run(asyncio.wait_for(run(args), 180))
+        asyncio.run(asyncio.wait_for(run(args), 240))
     except Exception as e:
         print(f"browser end-to-end FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)

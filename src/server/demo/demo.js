@@ -37,6 +37,16 @@ const MESSAGES = {
   internal_error: "The server is having trouble right now. Please try again in a moment.",
   network_error: "The server could not be reached. Check your connection and try again.",
   unsupported: "This browser cannot use security keys here.",
+  // Authenticator app and recovery codes.
+  invalid_code: "That code did not work. Check the username and the code; each code works only once, so for an authenticator app wait for the next code.",
+  code_replayed: "A code that had already been used was tried again.",
+  too_many_attempts: "Too many wrong codes for this username. Wait 15 minutes and try again, or sign in with your security key.",
+  missing_code: "Type the code from your authenticator app, or one of your recovery codes.",
+  no_pending_enrollment: "The authenticator app set-up expired or was already finished. Start it again.",
+  totp_already_enabled: "An authenticator app is already set up. Turn it off first to set up another one.",
+  totp_not_enabled: "No authenticator app is set up.",
+  method_not_allowed: "The server does not support that action here.",
+  not_found: "The server does not know that address.",
   // Browser errors (DOMException names).
   NotAllowedError: "The request was cancelled or timed out. Try again and touch your security key when it blinks.",
   InvalidStateError: "This security key is already registered to this account.",
@@ -299,6 +309,11 @@ function renderActivity(events) {
     credential_renamed: "Key renamed",
     credential_removed: "Key removed",
     sign_out: "Signed out",
+    totp_enrollment_started: "Authenticator app set-up started",
+    totp_enabled: "Authenticator app turned on",
+    totp_disabled: "Authenticator app turned off",
+    recovery_codes_generated: "New recovery codes made",
+    recovery_code_used: "Recovery code used",
   };
   for (const e of events) {
     let text = fmtTime(e.at) + " — " + (names[e.event] || e.event);
@@ -319,11 +334,140 @@ async function refresh() {
   if (me) {
     document.getElementById("whoami").textContent = me.username;
     renderKeys(me.credentials);
+    await refreshOtp();
     try {
       renderActivity((await api("GET", "/api/me/activity")).events);
     } catch (_) { /* activity is optional */ }
   }
   return me;
+}
+
+// ------------------------------------------------------------ authenticator app and recovery codes
+
+async function refreshOtp() {
+  let st;
+  try {
+    st = await api("GET", "/api/otp");
+  } catch (_) {
+    document.getElementById("totp-state").textContent = "Could not load the authenticator app settings.";
+    return;
+  }
+  const t = st.totp;
+  const enrolling = !document.getElementById("totp-enroll").hidden;
+  document.getElementById("totp-state").textContent = t.enabled
+    ? "On since " + fmtTime(t.enabledAt) + " · last used to sign in " + fmtTime(t.lastUsedAt) + "."
+    : "Not set up. With an authenticator app on your phone you can sign in when your key is not at hand.";
+  document.getElementById("totp-enroll-btn").hidden = t.enabled || enrolling;
+  document.getElementById("totp-disable-btn").hidden = !t.enabled;
+  const n = st.recoveryCodesRemaining;
+  const state = document.getElementById("recovery-state");
+  state.dataset.remaining = String(n);
+  state.textContent = n === 0
+    ? "You have no recovery codes. Make some, so you can get in if you lose your key and phone."
+    : "You have " + n + " unused recovery code" + (n === 1 ? "" : "s") + "." + (n <= 3 ? " Make new ones soon." : "");
+}
+
+function showRecoveryCodes(codes) {
+  const list = document.getElementById("recovery-codes");
+  list.replaceChildren(...codes.map((c) => el("li", {}, c)));
+  document.getElementById("recovery-show").hidden = false;
+}
+
+function hideEnrollment() {
+  document.getElementById("totp-enroll").hidden = true;
+  document.getElementById("totp-qr").removeAttribute("src");
+  document.getElementById("totp-secret").textContent = "";
+  document.getElementById("totp-confirm-code").value = "";
+}
+
+async function fallbackSignIn(kind) {
+  const username = document.getElementById("fallback-username").value.trim();
+  const code = document.getElementById("fallback-code").value.trim();
+  if (!username) throw new ApiError("malformed_request", "Enter your username.");
+  if (!code) throw new ApiError("missing_code");
+  working(1, 1, kind === "totp" ? "Checking your authenticator app code…" : "Checking your recovery code…");
+  const r = await api("POST", kind === "totp" ? "/api/login/totp" : "/api/login/recovery", { username, code });
+  document.getElementById("fallback-code").value = "";
+  if (kind === "totp") {
+    success("Welcome back, " + r.username + "! You are signed in with your authenticator app.");
+  } else {
+    const n = r.recoveryCodesRemaining;
+    success("Welcome back, " + r.username + "! That recovery code is now used up; you have " + n +
+      " left." + (n <= 3 ? " Make new ones below." : ""));
+  }
+  await refresh();
+}
+
+function initOtp() {
+  document.getElementById("fallback-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const kind = ev.submitter && ev.submitter.id === "recovery-login-btn" ? "recovery" : "totp";
+    guarded(() => fallbackSignIn(kind));
+  });
+
+  document.getElementById("totp-enroll-btn").addEventListener("click", () => guarded(async () => {
+    working(1, 2, "Making a new secret for your authenticator app…");
+    const r = await api("POST", "/api/otp/totp/enroll", {});
+    document.getElementById("totp-qr").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(r.qrSvg);
+    document.getElementById("totp-secret").textContent = r.secret.replace(/(.{4})(?=.)/g, "$1 ");
+    document.getElementById("totp-secret").dataset.secret = r.secret;
+    document.getElementById("totp-enroll").hidden = false;
+    document.getElementById("totp-enroll-btn").hidden = true;
+    document.getElementById("totp-confirm-code").focus();
+    setStatus("idle", "Step 2 of 2: scan the QR code (or type the key), then type the code the app shows and Confirm.");
+  }));
+
+  document.getElementById("totp-confirm-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const code = document.getElementById("totp-confirm-code").value.trim();
+      if (!code) throw new ApiError("missing_code");
+      working(2, 2, "Checking the code…");
+      const r = await api("POST", "/api/otp/totp/confirm", { code });
+      hideEnrollment();
+      showRecoveryCodes(r.recoveryCodes);
+      success("Your authenticator app is set up. Save the recovery codes below now: they are shown only once.");
+      await refresh();
+    });
+  });
+
+  document.getElementById("totp-cancel-btn").addEventListener("click", () => {
+    hideEnrollment();
+    setStatus("idle", "Authenticator app set-up cancelled.");
+    guarded(refresh);
+  });
+
+  const disable = document.getElementById("totp-disable-btn");
+  disable.addEventListener("click", () => {
+    if (disable.dataset.confirm !== "1") {
+      disable.dataset.confirm = "1";
+      disable.textContent = "Click again to turn it off";
+      setStatus("idle", "Click “Click again to turn it off” to stop signing in with your authenticator app.");
+      return;
+    }
+    guarded(async () => {
+      delete disable.dataset.confirm;
+      disable.textContent = "Turn off the authenticator app";
+      working(1, 1, "Turning off the authenticator app…");
+      await api("DELETE", "/api/otp/totp");
+      success("The authenticator app is turned off. Your recovery codes still work.");
+      await refresh();
+    });
+  });
+
+  document.getElementById("recovery-regenerate-btn").addEventListener("click", () => guarded(async () => {
+    working(1, 1, "Making new recovery codes…");
+    const r = await api("POST", "/api/otp/recovery/regenerate", {});
+    showRecoveryCodes(r.recoveryCodes);
+    success("New recovery codes are ready; the old ones no longer work. Save these now: they are shown only once.");
+    await refresh();
+  }));
+
+  document.getElementById("recovery-done-btn").addEventListener("click", () => {
+    document.getElementById("recovery-show").hidden = true;
+    document.getElementById("recovery-codes").replaceChildren();
+    setStatus("idle", "Recovery codes hidden. Keep them safe.");
+  });
 }
 
 // ------------------------------------------------------------ wiring
@@ -371,8 +515,13 @@ function init() {
     await refresh();
   }));
 
+  initOtp();
+
   document.getElementById("logout-btn").addEventListener("click", () => guarded(async () => {
     working(1, 1, "Signing out…");
+    hideEnrollment();
+    document.getElementById("recovery-show").hidden = true;
+    document.getElementById("recovery-codes").replaceChildren();
     await api("POST", "/api/logout", {});
     success("Signed out.");
     await refresh();

@@ -30,6 +30,11 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::SystemTime;
 
+pub mod otp;
+#[cfg(feature = "postgres")]
+mod otp_postgres;
+#[cfg(feature = "sqlite")]
+mod otp_sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -182,6 +187,16 @@ pub enum AuditKind {
     CredentialRemoved,
     /// A user signed out.
     SignOut,
+    /// A TOTP enrollment was started (secret issued, not yet confirmed).
+    TotpEnrollmentStarted,
+    /// TOTP was enabled (the enrollment was confirmed with a code).
+    TotpEnabled,
+    /// TOTP was disabled.
+    TotpDisabled,
+    /// A new set of recovery codes was issued (replacing the old one).
+    RecoveryCodesGenerated,
+    /// A recovery code was used to sign in.
+    RecoveryCodeUsed,
 }
 
 impl AuditKind {
@@ -196,6 +211,11 @@ impl AuditKind {
             AuditKind::CredentialRenamed => "credential_renamed",
             AuditKind::CredentialRemoved => "credential_removed",
             AuditKind::SignOut => "sign_out",
+            AuditKind::TotpEnrollmentStarted => "totp_enrollment_started",
+            AuditKind::TotpEnabled => "totp_enabled",
+            AuditKind::TotpDisabled => "totp_disabled",
+            AuditKind::RecoveryCodesGenerated => "recovery_codes_generated",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -210,6 +230,11 @@ impl AuditKind {
             "credential_renamed" => AuditKind::CredentialRenamed,
             "credential_removed" => AuditKind::CredentialRemoved,
             "sign_out" => AuditKind::SignOut,
+            "totp_enrollment_started" => AuditKind::TotpEnrollmentStarted,
+            "totp_enabled" => AuditKind::TotpEnabled,
+            "totp_disabled" => AuditKind::TotpDisabled,
+            "recovery_codes_generated" => AuditKind::RecoveryCodesGenerated,
+            "recovery_code_used" => AuditKind::RecoveryCodeUsed,
             _ => return None,
         })
     }
@@ -319,7 +344,7 @@ impl AuditQuery {
 
 /// Storage for the relying party. Implementations must be safe to share
 /// between tasks and between server instances on one database.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: otp::OtpStore + Send + Sync + 'static {
     /// Store a newly registered credential, creating `new_user` first when
     /// given (atomically: both or neither). Fails with
     /// [`StoreError::UsernameTaken`] or [`StoreError::DuplicateCredential`].
@@ -809,6 +834,11 @@ mod tests {
             AuditKind::CredentialRenamed,
             AuditKind::CredentialRemoved,
             AuditKind::SignOut,
+            AuditKind::TotpEnrollmentStarted,
+            AuditKind::TotpEnabled,
+            AuditKind::TotpDisabled,
+            AuditKind::RecoveryCodesGenerated,
+            AuditKind::RecoveryCodeUsed,
         ] {
             assert_eq!(AuditKind::parse(k.as_str()), Some(k));
         }
