@@ -547,3 +547,44 @@ async fn concurrent_sign_ins_keep_the_highest_counter() {
     e.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sessions_are_signed_revocable_and_expire() {
+    let mut e = env().await;
+    let mut key = SoftKey::new();
+    e.client.register("sam", &mut key, json!({})).await.ok();
+    let token = e.client.jar.get("hwkey_session").cloned().expect("session cookie");
+
+    // Another browser holding a copy of the cookie is signed in too ...
+    let mut copy = e.fresh_client();
+    copy.jar.insert("hwkey_session".into(), token.clone());
+    assert_eq!(copy.get("/api/me").await.ok()["username"], "sam");
+    // ... but not with any other value: one changed character, a cut, an extension.
+    let mut forged = e.fresh_client();
+    for bad in [
+        {
+            let mut t = token.clone().into_bytes();
+            t[12] = if t[12] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(t).unwrap()
+        },
+        token[..token.len() - 2].to_owned(),
+        format!("{token}AA"),
+        "A".repeat(4000),
+    ] {
+        forged.jar.insert("hwkey_session".into(), bad);
+        forged.get("/api/me").await.assert_error(401, "not_signed_in");
+    }
+
+    // Signing out revokes the token itself, not only the cookie in this browser.
+    e.client.post("/api/logout", &json!({})).await.ok();
+    copy.get("/api/me").await.assert_error(401, "not_signed_in");
+
+    // A new sign-in gets a new token, which expires after the session lifetime.
+    let lo = e.client.post("/api/login/options", &json!({"username": "sam"})).await.ok().clone();
+    e.client.post("/api/login/verify", &key.assert(&lo, ORIGIN)).await.ok();
+    let second = e.client.jar.get("hwkey_session").cloned().expect("new session cookie");
+    assert_ne!(second, token);
+    assert_eq!(e.client.get("/api/me").await.ok()["username"], "sam");
+    e.advance(12 * 3600 + 1);
+    e.client.get("/api/me").await.assert_error(401, "not_signed_in");
+}

@@ -52,6 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod otp;
+mod session;
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -104,6 +105,8 @@ struct App<S> {
     rp: RelyingParty,
     store: S,
     opts: HttpOptions,
+    /// The session-signing secret, read from the store on first use.
+    session_secret: tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 /// The router for `rp` over `store`, with default options.
@@ -114,7 +117,7 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let app = Arc::new(App { rp, store, opts });
+    let app = Arc::new(App { rp, store, opts, session_secret: tokio::sync::OnceCell::new() });
     let mut r = Router::new()
         .route("/api/register/options", post(register_options::<S>))
         .route("/api/register/verify", post(register_verify::<S>))
@@ -315,14 +318,17 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("the request body is not valid: {e}")))
 }
 
-fn cookie_token(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+/// The first cookie `name` that decodes (base64url) to `min..=max` bytes.
+fn cookie_token(headers: &HeaderMap, name: &str, min: usize, max: usize) -> Option<Vec<u8>> {
     for value in headers.get_all(COOKIE) {
         let Ok(s) = value.to_str() else { continue };
         for pair in s.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
-                if k.trim() == name {
-                    if let Ok(t) = b64url_decode(v.trim().trim_matches('"')) {
-                        if t.len() == 32 {
+                let v = v.trim().trim_matches('"');
+                // Length first: never decode more than a token's worth.
+                if k.trim() == name && v.len() <= max.div_ceil(3) * 4 {
+                    if let Ok(t) = b64url_decode(v) {
+                        if (min..=max).contains(&t.len()) {
                             return Some(t);
                         }
                     }
@@ -407,21 +413,42 @@ impl<S: Store> App<S> {
         }
     }
 
-    async fn session(&self, headers: &HeaderMap) -> Result<Option<([u8; 32], UserRecord)>, ApiError> {
-        let Some(token) = cookie_token(headers, SESSION_COOKIE) else { return Ok(None) };
-        let id = self.digest(&token);
-        Ok(self.store.session_user(&id, self.now()).await?.map(|u| (id, u)))
+    /// The secret that signs session tokens, read from the store once.
+    async fn session_secret(&self) -> Result<&[u8], ApiError> {
+        let s = self.session_secret.get_or_try_init(|| self.store.session_secret()).await?;
+        Ok(s.as_slice())
     }
 
-    async fn require_session(&self, headers: &HeaderMap) -> Result<([u8; 32], UserRecord), ApiError> {
+    /// The caller's session: a valid, unexpired, not signed-out token of an
+    /// existing user.
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<(session::Session, UserRecord)>, ApiError> {
+        let Some(token) = cookie_token(headers, SESSION_COOKIE, 1, session::MAX_TOKEN_LEN) else { return Ok(None) };
+        let secret = self.session_secret().await?;
+        let now = crate::server::store::ms(self.now());
+        let Some(s) = session::open(self.rp.provider(), secret, &token, now) else { return Ok(None) };
+        if self.store.session_revoked(&s.id).await? {
+            return Ok(None);
+        }
+        Ok(self.store.user_by_handle(&s.user_handle).await?.map(|u| (s, u)))
+    }
+
+    async fn require_session(&self, headers: &HeaderMap) -> Result<(session::Session, UserRecord), ApiError> {
         self.session(headers).await?.ok_or_else(|| ApiError::from_code("not_signed_in", "sign in first"))
     }
 
+    /// Sign a session token for `user` (a user handle): the Set-Cookie value.
     async fn start_session(&self, headers: &HeaderMap, user: &[u8]) -> Result<HeaderValue, ApiError> {
-        let token = self.new_token()?;
+        let secret = self.session_secret().await?;
+        let nonce: [u8; 16] = self
+            .new_token()?
+            .get(..16)
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(|| ApiError::from_code("internal_error", "the random source failed"))?;
         let now = self.now();
         let expires = now.checked_add(self.opts.session_ttl).unwrap_or(now);
-        self.store.create_session(&self.digest(&token), user, now, expires).await?;
+        let ms = crate::server::store::ms;
+        let (token, _) = session::issue(self.rp.provider(), secret, user, &nonce, ms(now), ms(expires))
+            .ok_or_else(|| ApiError::from_code("internal_error", "the user handle is not 1 to 64 bytes"))?;
         Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
     }
 
@@ -442,7 +469,7 @@ impl<S: Store> App<S> {
 
     /// Consume the caller's pending ceremony (whatever comes next).
     async fn take_pending(&self, headers: &HeaderMap) -> Result<Taken, ApiError> {
-        let Some(token) = cookie_token(headers, CEREMONY_COOKIE) else { return Ok(Taken::Nothing) };
+        let Some(token) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) else { return Ok(Taken::Nothing) };
         let Some(p) = self.store.take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
         if p.expires_unix_ms < crate::server::store::ms(self.now()) {
             return Ok(Taken::Expired);
@@ -825,23 +852,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    // Store the counter and create the session in one step. The session's
-    // token is revealed only if the sign-in is accepted; a refused one leaves
-    // an unusable row that expires.
-    let token = app.new_token()?;
-    let session_expires = now.checked_add(app.opts.session_ttl).unwrap_or(now);
-    let update = app
-        .store
-        .record_sign_in_with_session(
-            cred_id,
-            result.new_sign_count,
-            result.backed_up,
-            &app.digest(&token),
-            &user.handle,
-            now,
-            session_expires,
-        )
-        .await;
+    let update = app.store.record_sign_in(cred_id, result.new_sign_count, result.backed_up, now).await;
     match update? {
         SignCountUpdate::Advanced => {}
         // A concurrent sign-in with a higher counter was recorded first: this
@@ -883,7 +894,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         )
         .await;
     }
-    let cookie = app.cookie(headers, SESSION_COOKIE, Some(&token), app.opts.session_ttl);
+    let cookie = app.start_session(headers, &user.handle.0).await?;
     app.audit(
         NewAuditEvent::new(AuditKind::SignIn)
             .user(&user.username, &user.handle)
@@ -1057,8 +1068,11 @@ async fn logout<S: Store>(State(app): State<Arc<App<S>>>, method: Method, header
     let mut r = finish(
         async {
             app.check_origin(&method, &headers)?;
-            if let Some((id, user)) = app.session(&headers).await? {
-                app.store.delete_session(&id).await?;
+            if let Some((session, user)) = app.session(&headers).await? {
+                let expires = SystemTime::UNIX_EPOCH
+                    .checked_add(Duration::from_millis(u64::try_from(session.expires_ms).unwrap_or(0)))
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                app.store.revoke_session(&session.id, expires).await?;
                 app.audit(NewAuditEvent::new(AuditKind::SignOut).user(&user.username, &user.handle)).await;
             }
             Ok(ok(&json!({ "ok": true })))

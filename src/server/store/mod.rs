@@ -20,8 +20,10 @@
 //!   of overwriting it.
 //!
 //! Both backends create their tables on connect (embedded migrations).
-//! Secrets that identify a browser (ceremony and session cookies) are stored
-//! only as SHA-256 digests.
+//! Ceremony cookies are stored only as SHA-256 digests. Sessions are signed
+//! tokens (see `server::http`): the store keeps the signing secret
+//! ([`Store::session_secret`]) and the sessions signed out before they
+//! expired, nothing per sign-in.
 
 use crate::proto::webauthn::Base64Url;
 use crate::server::attestation::AttestationType;
@@ -29,6 +31,7 @@ use crate::server::{CredentialRecord, unix_ms};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::SystemTime;
+use zeroize::Zeroizing;
 
 pub mod otp;
 #[cfg(feature = "postgres")]
@@ -397,32 +400,6 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send;
 
-    /// [`Store::record_sign_in`] and [`Store::create_session`] together, in
-    /// one round trip where the backend can (the sign-in hot path). The
-    /// session is created whatever the counter update finds: its token is
-    /// handed out only if the caller accepts the sign-in, so the row of a
-    /// refused one is unusable and simply expires.
-    #[allow(clippy::too_many_arguments)]
-    fn record_sign_in_with_session(
-        &self,
-        credential_id: &[u8],
-        new_sign_count: u32,
-        backed_up: bool,
-        session_id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        session_expires: SystemTime,
-    ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send {
-        async move {
-            let (update, session) = tokio::join!(
-                self.record_sign_in(credential_id, new_sign_count, backed_up, now),
-                self.create_session(session_id, user_handle, now, session_expires),
-            );
-            session?;
-            update
-        }
-    }
-
     /// Rename one of the user's credentials; false when the user has no such credential.
     fn rename_credential(
         &self,
@@ -452,24 +429,18 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
     /// returned too (the caller reports them as expired).
     fn take_ceremony(&self, id: &[u8]) -> impl Future<Output = Result<Option<PendingCeremony>, StoreError>> + Send;
 
-    /// Store a session under `id` (a digest of the session cookie).
-    fn create_session(
-        &self,
-        id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        expires: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The secret that signs session tokens: 32 random bytes made the first
+    /// time it is asked for and kept in the database, so that every server
+    /// process on one database accepts the others' sessions, and sessions
+    /// survive a restart. Racing first calls agree on one secret.
+    fn session_secret(&self) -> impl Future<Output = Result<Zeroizing<Vec<u8>>, StoreError>> + Send;
 
-    /// The user of an unexpired session.
-    fn session_user(
-        &self,
-        id: &[u8],
-        now: SystemTime,
-    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    /// Sign a session out before it expires: `id` identifies the token,
+    /// kept until `expires` (after which the token is refused anyway).
+    fn revoke_session(&self, id: &[u8], expires: SystemTime) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// End a session.
-    fn delete_session(&self, id: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether the session `id` was signed out.
+    fn session_revoked(&self, id: &[u8]) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Append to the audit log.
     fn audit(&self, event: NewAuditEvent, now: SystemTime) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -477,9 +448,12 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
     /// Read the audit log, newest first.
     fn audit_events(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 
-    /// Delete expired ceremonies and sessions; returns how many rows went.
+    /// Delete expired ceremonies and sign-outs of expired sessions; returns how many rows went.
     fn purge_expired(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// The `server_secrets` row that holds the session-signing secret.
+pub(crate) const SESSION_SECRET_NAME: &str = "session-mac-v1";
 
 /// How long a ceremony is kept after it expired, so a late verify is told
 /// "expired" rather than "nothing pending".
@@ -755,20 +729,6 @@ impl Store for DbStore {
     ) -> Result<SignCountUpdate, StoreError> {
         delegate!(self, s => s.record_sign_in(credential_id, new_sign_count, backed_up, now))
     }
-    async fn record_sign_in_with_session(
-        &self,
-        credential_id: &[u8],
-        new_sign_count: u32,
-        backed_up: bool,
-        session_id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        session_expires: SystemTime,
-    ) -> Result<SignCountUpdate, StoreError> {
-        delegate!(self, s => s.record_sign_in_with_session(
-            credential_id, new_sign_count, backed_up, session_id, user_handle, now, session_expires
-        ))
-    }
     async fn rename_credential(
         &self,
         user_handle: &[u8],
@@ -786,20 +746,14 @@ impl Store for DbStore {
     async fn take_ceremony(&self, id: &[u8]) -> Result<Option<PendingCeremony>, StoreError> {
         delegate!(self, s => s.take_ceremony(id))
     }
-    async fn create_session(
-        &self,
-        id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        expires: SystemTime,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.create_session(id, user_handle, now, expires))
+    async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        delegate!(self, s => s.session_secret())
     }
-    async fn session_user(&self, id: &[u8], now: SystemTime) -> Result<Option<UserRecord>, StoreError> {
-        delegate!(self, s => s.session_user(id, now))
+    async fn revoke_session(&self, id: &[u8], expires: SystemTime) -> Result<(), StoreError> {
+        delegate!(self, s => s.revoke_session(id, expires))
     }
-    async fn delete_session(&self, id: &[u8]) -> Result<(), StoreError> {
-        delegate!(self, s => s.delete_session(id))
+    async fn session_revoked(&self, id: &[u8]) -> Result<bool, StoreError> {
+        delegate!(self, s => s.session_revoked(id))
     }
     async fn audit(&self, event: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
         delegate!(self, s => s.audit(event, now))

@@ -10,14 +10,15 @@
 
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
-    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
-    StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
+    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SESSION_SECRET_NAME, SignCountUpdate, Store,
+    StoreError, StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
 };
 use crate::server::CredentialRecord;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
+use zeroize::Zeroizing;
 
 /// Embedded schema migrations.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/postgres");
@@ -281,38 +282,42 @@ impl Store for PgStore {
         }
     }
 
-    async fn create_session(
-        &self,
-        id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        expires: SystemTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES ($1, $2, $3, $4)")
+    async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let fresh = Zeroizing::new(
+            crate::crypto::default_provider()
+                .random_bytes(32)
+                .map_err(|_| StoreError::Database("random source failed".into()))?,
+        );
+        // Racing instances: one insert wins, and everyone reads the winner.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(SESSION_SECRET_NAME)
+        .bind(fresh.as_slice())
+        .bind(ms(SystemTime::now()))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
+            .bind(SESSION_SECRET_NAME)
+            .fetch_one(&self.pool)
+            .await?;
+        let secret: Vec<u8> = row.try_get(0)?;
+        Ok(Zeroizing::new(secret))
+    }
+
+    async fn revoke_session(&self, id: &[u8], expires: SystemTime) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
-            .bind(user_handle)
-            .bind(ms(now))
             .bind(ms(expires))
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn session_user(&self, id: &[u8], now: SystemTime) -> Result<Option<UserRecord>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.handle, u.username, u.display_name, u.created_ms FROM sessions s \
-             JOIN users u ON u.handle = s.user_handle WHERE s.id = $1 AND s.expires_ms > $2",
-        )
-        .bind(id)
-        .bind(ms(now))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    async fn delete_session(&self, id: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
-        Ok(())
+    async fn session_revoked(&self, id: &[u8]) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM revoked_sessions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
     }
 
     async fn audit(&self, e: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
@@ -353,7 +358,7 @@ impl Store for PgStore {
             .bind(now.saturating_sub(CEREMONY_GRACE_MS))
             .execute(&self.pool)
             .await?;
-        let b = sqlx::query("DELETE FROM sessions WHERE expires_ms < $1").bind(now).execute(&self.pool).await?;
+        let b = sqlx::query("DELETE FROM revoked_sessions WHERE expires_ms < $1").bind(now).execute(&self.pool).await?;
         Ok(a.rows_affected() + b.rows_affected())
     }
 }

@@ -9,10 +9,11 @@
 //! The store is built for one server process per database file, and uses
 //! that to keep the sign-in path off the database where it can:
 //!
-//! - Sign-ins (counter compare-and-set, time of use, session) and audit
+//! - Sign-ins (counter compare-and-set, time of use) and audit
 //!   events go to the writer thread of [`super::sqlite_writer`], which
 //!   commits whatever has queued up in one transaction (group commit). A
-//!   sign-in is answered only after its transaction committed.
+//!   sign-in is answered only after its transaction committed. (Sessions
+//!   are signed tokens: a sign-in writes no session row.)
 //! - Users and their credentials, once read, are kept in a write-through
 //!   cache: registration, rename, delete and every recorded sign-in update or
 //!   drop the cached entry, so a username-first sign-in reads nothing from
@@ -35,8 +36,8 @@
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
-    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SignCountUpdate, Store, StoreError,
-    StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
+    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SESSION_SECRET_NAME, SignCountUpdate, Store,
+    StoreError, StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
 };
 use crate::server::CredentialRecord;
 use sqlx::Row;
@@ -47,6 +48,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 /// Embedded schema migrations.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/sqlite");
@@ -265,51 +267,6 @@ impl SqliteStore {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// [`Store::record_sign_in`] without the cache: two statements on the writer pool.
-    async fn record_sign_in_direct(
-        &self,
-        credential_id: &[u8],
-        new_sign_count: u32,
-        backed_up: bool,
-        now: SystemTime,
-    ) -> Result<SignCountUpdate, StoreError> {
-        let now = ms(now);
-        if new_sign_count > 0 {
-            let advanced = sqlx::query(
-                "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
-                 WHERE id = $1 AND sign_count < $2 RETURNING sign_count",
-            )
-            .bind(credential_id)
-            .bind(i64::from(new_sign_count))
-            .bind(backed_up)
-            .bind(now)
-            .fetch_optional(&self.write)
-            .await?;
-            if advanced.is_some() {
-                return Ok(SignCountUpdate::Advanced);
-            }
-        }
-        let row = sqlx::query(
-            "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_used_ms, 0), $2), \
-             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
-             WHERE id = $1 RETURNING sign_count",
-        )
-        .bind(credential_id)
-        .bind(now)
-        .bind(backed_up)
-        .fetch_optional(&self.write)
-        .await?;
-        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
-        let current: i64 = row.try_get(0)?;
-        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
-        if new_sign_count == 0 && current == 0 {
-            Ok(SignCountUpdate::Advanced)
-        } else {
-            Ok(SignCountUpdate::NotAdvanced { current })
-        }
-    }
-
-
     /// The writer pool (one connection), for operators' own queries. Writing
     /// through it bypasses the store's cache: change users and credentials
     /// through the [`Store`] methods instead.
@@ -457,35 +414,18 @@ impl Store for SqliteStore {
         backed_up: bool,
         now: SystemTime,
     ) -> Result<SignCountUpdate, StoreError> {
-        let r = self.record_sign_in_direct(credential_id, new_sign_count, backed_up, now).await;
-        self.users().invalidate_credential(credential_id);
-        r
-    }
-
-    async fn record_sign_in_with_session(
-        &self,
-        credential_id: &[u8],
-        new_sign_count: u32,
-        backed_up: bool,
-        session_id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        session_expires: SystemTime,
-    ) -> Result<SignCountUpdate, StoreError> {
         let (reply, answer) = oneshot::channel();
         let w = Box::new(SignInWrite {
             credential_id: credential_id.to_vec(),
             new_sign_count,
             backed_up,
-            session_id: session_id.to_vec(),
-            user_handle: user_handle.to_vec(),
             now_ms: ms(now),
-            expires_ms: ms(session_expires),
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
+
     async fn rename_credential(
         &self,
         user_handle: &[u8],
@@ -558,38 +498,41 @@ impl Store for SqliteStore {
             .map(|(state, expires_unix_ms)| PendingCeremony { state, expires_unix_ms }))
     }
 
-    async fn create_session(
-        &self,
-        id: &[u8],
-        user_handle: &[u8],
-        now: SystemTime,
-        expires: SystemTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES ($1, $2, $3, $4)")
+    async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let fresh = Zeroizing::new(
+            crate::crypto::default_provider()
+                .random_bytes(32)
+                .map_err(|_| StoreError::Database("random source failed".into()))?,
+        );
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(SESSION_SECRET_NAME)
+        .bind(fresh.as_slice())
+        .bind(ms(SystemTime::now()))
+        .execute(&self.write)
+        .await?;
+        let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
+            .bind(SESSION_SECRET_NAME)
+            .fetch_one(&self.write)
+            .await?;
+        let secret: Vec<u8> = row.try_get(0)?;
+        Ok(Zeroizing::new(secret))
+    }
+
+    async fn revoke_session(&self, id: &[u8], expires: SystemTime) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
-            .bind(user_handle)
-            .bind(ms(now))
             .bind(ms(expires))
             .execute(&self.write)
             .await?;
         Ok(())
     }
 
-    async fn session_user(&self, id: &[u8], now: SystemTime) -> Result<Option<UserRecord>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.handle, u.username, u.display_name, u.created_ms FROM sessions s \
-             JOIN users u ON u.handle = s.user_handle WHERE s.id = $1 AND s.expires_ms > $2",
-        )
-        .bind(id)
-        .bind(ms(now))
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    async fn delete_session(&self, id: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.write).await?;
-        Ok(())
+    async fn session_revoked(&self, id: &[u8]) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM revoked_sessions WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+        Ok(row.is_some())
     }
 
     async fn audit(&self, e: NewAuditEvent, now: SystemTime) -> Result<(), StoreError> {
@@ -615,7 +558,8 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         let now = ms(now);
         let a = self.ceremonies().purge(now.saturating_sub(CEREMONY_GRACE_MS));
-        let b = sqlx::query("DELETE FROM sessions WHERE expires_ms < $1").bind(now).execute(&self.write).await?;
+        let b =
+            sqlx::query("DELETE FROM revoked_sessions WHERE expires_ms < $1").bind(now).execute(&self.write).await?;
         Ok(a + b.rows_affected())
     }
 }

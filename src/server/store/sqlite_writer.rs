@@ -1,11 +1,11 @@
 //! The SQLite store's writer thread: group commit of sign-ins and audit events.
 //!
-//! Every sign-in writes its counter (compare-and-set), its time of use and
-//! its session; every request appends audit events. These go to one OS
+//! Every sign-in writes its counter (compare-and-set) and its time of use;
+//! every request appends audit events. These go to one OS
 //! thread that owns a SQLite connection of its own (rusqlite, with cached
 //! prepared statements) and commits whatever has queued up in one
 //! transaction. A sign-in's caller is answered only after the transaction
-//! that holds its counter and session committed, so durability is that of a
+//! that holds its counter committed, so durability is that of a
 //! direct write; audit events are not waited for (a reader of the log first
 //! waits for the queue to drain, see [`WriteMsg::Flush`]). If a batch fails
 //! as a whole, its parts are written one by one, so one bad sign-in does not
@@ -36,17 +36,14 @@ pub(super) enum WriteMsg {
     Flush(oneshot::Sender<()>),
 }
 
-/// One sign-in waiting for the writer: the counter compare-and-set, the time
-/// of use and the new session.
+/// One sign-in waiting for the writer: the counter compare-and-set and the
+/// time of use.
 #[derive(Debug)]
 pub(super) struct SignInWrite {
     pub credential_id: Vec<u8>,
     pub new_sign_count: u32,
     pub backed_up: bool,
-    pub session_id: Vec<u8>,
-    pub user_handle: Vec<u8>,
     pub now_ms: i64,
-    pub expires_ms: i64,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
@@ -57,7 +54,6 @@ const SIGN_IN_BATCH: usize = 128;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_handle, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)";
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = ?2, backed_up = ?3, last_used_ms = ?4 \
                        WHERE id = ?1 AND sign_count < ?2 RETURNING sign_count";
@@ -239,7 +235,6 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
 /// One sign-in's statements. The outer error is the database's (it fails the
 /// batch); the inner one is this sign-in's own.
 fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
-    conn.prepare_cached(INSERT_SESSION)?.execute(params![w.session_id, w.user_handle, w.now_ms, w.expires_ms])?;
     if w.new_sign_count > 0 {
         let advanced: Option<i64> = conn
             .prepare_cached(ADVANCE)?
