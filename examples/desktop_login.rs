@@ -302,7 +302,8 @@ mod app {
     fn register(f: &Flags, user: &str) -> Result<(), String> {
         let origin = origin_of(f)?;
         let mut http = Http::new(&f.server, &origin)?;
-        let options = http.post_ok("/api/register/options", &serde_json::json!({ "username": user }))?;
+        let options = http
+            .post_ok("/api/register/options", &serde_json::json!({ "username": user, "residentKey": "preferred" }))?;
         let options: CreationOptionsJson = serde_json::from_value(unwrap_options(options))
             .map_err(|e| format!("the server's creation options are not understood: {e}"))?;
         let mut dev = open_fido(f)?;
