@@ -10,6 +10,7 @@
 //! help. Prints `listening on http://ADDR` once it accepts connections, and
 //! shuts down gracefully on SIGINT or SIGTERM.
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use hwkey::server::http::{HttpOptions, router_with, spawn_maintenance};
 use hwkey::server::store::{DbStore, redact_url};
@@ -78,6 +79,10 @@ async fn run(args: Args) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Responses go out at once, not held back by Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");

@@ -15,12 +15,17 @@
 //! | `GET /api/me/activity` | the signed-in user's recent security events |
 //! | `POST /api/logout` | end the session |
 //! | `GET /.well-known/webauthn` | related origins (WebAuthn L3 §5.11) |
+//! | `GET /api/otp`, `POST /api/otp/totp/enroll`, `POST /api/otp/totp/confirm`, `DELETE /api/otp/totp`, `POST /api/otp/recovery/regenerate` | the signed-in user's authenticator app and recovery codes |
+//! | `POST /api/login/totp`, `POST /api/login/recovery` | fallback sign-in with a TOTP or recovery code |
 //!
 //! The pending ceremony is bound to the browser by an HttpOnly,
 //! SameSite=Strict cookie holding 32 random bytes; the database keeps only
 //! their SHA-256. The first verify consumes it, pass or fail, and it expires
-//! with the relying party's timeout. Sessions work the same way. Cookies are
-//! `Secure` when the page's origin is https.
+//! with the relying party's timeout. The session cookie (HttpOnly,
+//! SameSite=Strict) holds a token the server signed (see `session.rs`:
+//! user handle, expiry, nonce, HMAC-SHA256 under a secret kept in the
+//! store), so a sign-in writes no session row; signing out records the
+//! token as revoked. Cookies are `Secure` when the page's origin is https.
 //!
 //! Every failure is a 4xx with `{"verified": false, "error": CODE, "message":
 //! text}`; bodies over 64 KiB get 413; only a storage failure gives a 5xx.
@@ -107,6 +112,40 @@ struct App<S> {
     opts: HttpOptions,
     /// The session-signing secret, read from the store on first use.
     session_secret: tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>,
+    /// Pending ceremonies, typed, when the store keeps them in this process
+    /// anyway ([`Store::ceremonies_in_process`]): the same guarantees (taken
+    /// once, under a lock; gone after a restart) without a JSON round trip.
+    local_ceremonies: Option<std::sync::Mutex<LocalCeremonies>>,
+}
+
+/// How many pending ceremonies are held in process at most.
+const MAX_LOCAL_CEREMONIES: usize = 200_000;
+
+/// Pending ceremonies by id (digest of the ceremony cookie), with expiry (Unix ms).
+#[derive(Default)]
+struct LocalCeremonies {
+    by_id: std::collections::HashMap<[u8; 32], (Pending, i64)>,
+    puts: u64,
+}
+
+impl LocalCeremonies {
+    fn put(&mut self, id: [u8; 32], pending: Pending, expires_ms: i64, now_ms: i64) -> Result<(), ApiError> {
+        self.puts = self.puts.wrapping_add(1);
+        // Now and then, and whenever full: drop what expired long ago
+        // (recently expired ones stay, so a late verify hears "expired").
+        let grace = crate::server::store::CEREMONY_GRACE_MS;
+        if self.puts % 4096 == 0 || self.by_id.len() >= MAX_LOCAL_CEREMONIES {
+            self.by_id.retain(|_, (_, e)| *e >= now_ms.saturating_sub(grace));
+        }
+        if self.by_id.len() >= MAX_LOCAL_CEREMONIES {
+            self.by_id.retain(|_, (_, e)| *e >= now_ms);
+        }
+        if self.by_id.len() >= MAX_LOCAL_CEREMONIES {
+            return Err(ApiError::from_code("storage_error", "too many pending ceremonies; try again later"));
+        }
+        self.by_id.insert(id, (pending, expires_ms));
+        Ok(())
+    }
 }
 
 /// The router for `rp` over `store`, with default options.
@@ -117,7 +156,8 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let app = Arc::new(App { rp, store, opts, session_secret: tokio::sync::OnceCell::new() });
+    let local_ceremonies = store.ceremonies_in_process().then(|| std::sync::Mutex::new(LocalCeremonies::default()));
+    let app = Arc::new(App { rp, store, opts, session_secret: tokio::sync::OnceCell::new(), local_ceremonies });
     let mut r = Router::new()
         .route("/api/register/options", post(register_options::<S>))
         .route("/api/register/verify", post(register_verify::<S>))
@@ -455,11 +495,21 @@ impl<S: Store> App<S> {
     async fn put_pending(
         &self,
         headers: &HeaderMap,
-        pending: &Pending,
+        pending: Pending,
         expires_ms: u64,
     ) -> Result<HeaderValue, ApiError> {
         let token = self.new_token()?;
-        let state = serde_json::to_string(pending)
+        if let Some(local) = &self.local_ceremonies {
+            let now = crate::server::store::ms(self.now());
+            local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(
+                self.digest(&token),
+                pending,
+                i64::try_from(expires_ms).unwrap_or(i64::MAX),
+                now,
+            )?;
+            return Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout));
+        }
+        let state = serde_json::to_string(&pending)
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
         let expires =
             SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -470,6 +520,15 @@ impl<S: Store> App<S> {
     /// Consume the caller's pending ceremony (whatever comes next).
     async fn take_pending(&self, headers: &HeaderMap) -> Result<Taken, ApiError> {
         let Some(token) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) else { return Ok(Taken::Nothing) };
+        if let Some(local) = &self.local_ceremonies {
+            let taken =
+                local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).by_id.remove(&self.digest(&token));
+            return Ok(match taken {
+                None => Taken::Nothing,
+                Some((_, expires)) if expires < crate::server::store::ms(self.now()) => Taken::Expired,
+                Some((pending, _)) => Taken::Pending(Box::new(pending)),
+            });
+        }
         let Some(p) = self.store.take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
         if p.expires_unix_ms < crate::server::store::ms(self.now()) {
             return Ok(Taken::Expired);
@@ -616,7 +675,7 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
         .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
     let expires = state.expires_unix_ms;
     let pending = Pending::Registration { state, display_name, new_user, authorized, existing: creds.len() };
-    let cookie = app.put_pending(headers, &pending, expires).await?;
+    let cookie = app.put_pending(headers, pending, expires).await?;
     let mut r = ok(&options);
     r.headers_mut().append(SET_COOKIE, cookie);
     Ok(r)
@@ -781,7 +840,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
         .map_err(|e| ApiError::from_code("internal_error", e.to_string()))?;
     let expires = state.expires_unix_ms;
     let (user, allowed) = snapshot;
-    let cookie = app.put_pending(headers, &Pending::Authentication { state, user, allowed }, expires).await?;
+    let cookie = app.put_pending(headers, Pending::Authentication { state, user, allowed }, expires).await?;
     let mut r = ok(&options);
     r.headers_mut().append(SET_COOKIE, cookie);
     Ok(r)

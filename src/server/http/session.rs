@@ -130,7 +130,7 @@ mod tests {
         long.push(0);
         assert_eq!(open(p, KEY, &long, 2_000), None);
         assert_eq!(open(p, KEY, &[], 2_000), None);
-        assert_eq!(open(p, KEY, &vec![1; MAX_TOKEN_LEN + 1], 2_000), None);
+        assert_eq!(open(p, KEY, &[1; MAX_TOKEN_LEN + 1], 2_000), None);
     }
 
     #[test]

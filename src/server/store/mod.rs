@@ -450,6 +450,13 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
 
     /// Delete expired ceremonies and sign-outs of expired sessions; returns how many rows went.
     fn purge_expired(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// True when this store keeps pending ceremonies in this process's
+    /// memory (SQLite): then a caller may keep them itself, typed, with the
+    /// same guarantees, and skip encoding them for the store.
+    fn ceremonies_in_process(&self) -> bool {
+        false
+    }
 }
 
 /// The `server_secrets` row that holds the session-signing secret.
@@ -763,6 +770,14 @@ impl Store for DbStore {
     }
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         delegate!(self, s => s.purge_expired(now))
+    }
+    fn ceremonies_in_process(&self) -> bool {
+        match self {
+            #[cfg(feature = "sqlite")]
+            DbStore::Sqlite(s) => s.ceremonies_in_process(),
+            #[cfg(feature = "postgres")]
+            DbStore::Postgres(s) => s.ceremonies_in_process(),
+        }
     }
 }
 

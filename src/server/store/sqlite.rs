@@ -555,6 +555,10 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    fn ceremonies_in_process(&self) -> bool {
+        true
+    }
+
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         let now = ms(now);
         let a = self.ceremonies().purge(now.saturating_sub(CEREMONY_GRACE_MS));
