@@ -10,7 +10,7 @@
 //! that to keep the sign-in path off the database where it can:
 //!
 //! - Sign-ins (counter compare-and-set, time of use) and audit
-//!   events go to the writer thread of [`super::sqlite_writer`], which
+//!   events go to the store's writer thread (`sqlite_writer.rs`), which
 //!   commits whatever has queued up in one transaction (group commit). A
 //!   sign-in is answered only after its transaction committed. (Sessions
 //!   are signed tokens: a sign-in writes no session row.)
