@@ -567,3 +567,81 @@ impl Store for SqliteStore {
         Ok(a + b.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::cose::CoseAlgorithm;
+    use crate::proto::webauthn::Base64Url;
+    use crate::server::attestation::AttestationType;
+
+    fn user(name: &str, handle: u8) -> UserRecord {
+        UserRecord {
+            handle: Base64Url(vec![handle; 32]),
+            username: name.into(),
+            display_name: name.into(),
+            created_unix_ms: 1,
+        }
+    }
+
+    fn cred(id: u8, owner: &UserRecord, sign_count: u32) -> StoredCredential {
+        StoredCredential {
+            record: CredentialRecord {
+                credential_id: Base64Url(vec![id; 16]),
+                user_id: owner.handle.clone(),
+                public_key: Base64Url(vec![1, 2, 3]),
+                algorithm: CoseAlgorithm::ES256,
+                sign_count,
+                uv_initialized: false,
+                transports: vec![],
+                backup_eligible: false,
+                backed_up: false,
+                aaguid: String::new(),
+                attestation_format: "none".into(),
+                attestation_type: AttestationType::None,
+                attestation_trusted: false,
+                discoverable: None,
+            },
+            nickname: "k".into(),
+            created_unix_ms: 1,
+            last_used_unix_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_dropped() {
+        let mut c = UserCache::default();
+        let u = user("ann", 1);
+        let read_at = c.generation;
+        c.invalidate_handle(&u.handle.0); // a write landed while the read was in flight
+        c.fill(read_at, &u, &[cred(9, &u, 4)]);
+        assert!(c.get("ann").is_none(), "possibly stale, so not cached");
+        let read_at = c.generation;
+        c.fill(read_at, &u, &[cred(9, &u, 4)]);
+        assert_eq!(c.get("ann").map(|(_, cs)| cs[0].record.sign_count), Some(4));
+    }
+
+    #[test]
+    fn sign_ins_update_and_changes_drop_the_cached_user() {
+        let mut c = UserCache::default();
+        let (ann, bob) = (user("ann", 1), user("bob", 2));
+        c.fill(c.generation, &ann, &[cred(9, &ann, 4), cred(8, &ann, 0)]);
+        c.fill(c.generation, &bob, &[cred(7, &bob, 1)]);
+
+        c.signed_in(&[9; 16], 5, true, 1_000);
+        c.signed_in(&[9; 16], 6, true, 900); // time of use never goes back
+        let (_, creds) = c.get("ann").expect("cached");
+        assert_eq!((creds[0].record.sign_count, creds[0].record.backed_up), (6, true));
+        assert_eq!(creds[0].last_used_unix_ms, Some(1_000));
+        let (found, owner) = c.credential(&[8; 16]).expect("by credential");
+        assert_eq!((found.record.sign_count, owner.username.as_str()), (0, "ann"));
+
+        c.invalidate_credential(&[9; 16]);
+        assert!(c.get("ann").is_none());
+        assert!(c.credential(&[8; 16]).is_none(), "the indexes go with the user");
+        assert!(c.get("bob").is_some(), "other users stay");
+        c.invalidate_user("bob");
+        assert!(c.get("bob").is_none() && c.credential(&[7; 16]).is_none());
+        c.signed_in(&[7; 16], 9, false, 1); // not cached: nothing to update, nothing breaks
+    }
+}
