@@ -462,6 +462,19 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
 /// The `server_secrets` row that holds the session-signing secret.
 pub(crate) const SESSION_SECRET_NAME: &str = "session-mac-v1";
 
+/// SQL shared by both backends (`$N` placeholders work in both): the
+/// session secret (racing first callers: one insert wins, all read it) and
+/// session revocations.
+pub(crate) mod session_sql {
+    pub const INSERT_SECRET: &str =
+        "INSERT INTO server_secrets (name, secret, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+    pub const SELECT_SECRET: &str = "SELECT secret FROM server_secrets WHERE name = $1";
+    pub const REVOKE: &str =
+        "INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+    pub const IS_REVOKED: &str = "SELECT 1 FROM revoked_sessions WHERE id = $1";
+    pub const PURGE: &str = "DELETE FROM revoked_sessions WHERE expires_ms < $1";
+}
+
 /// How long a ceremony is kept after it expired, so a late verify is told
 /// "expired" rather than "nothing pending".
 pub(crate) const CEREMONY_GRACE_MS: i64 = 3_600_000;

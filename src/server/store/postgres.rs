@@ -289,34 +289,25 @@ impl Store for PgStore {
                 .map_err(|_| StoreError::Database("random source failed".into()))?,
         );
         // Racing instances: one insert wins, and everyone reads the winner.
-        sqlx::query(
-            "INSERT INTO server_secrets (name, secret, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(SESSION_SECRET_NAME)
-        .bind(fresh.as_slice())
-        .bind(ms(SystemTime::now()))
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
+        sqlx::query(super::session_sql::INSERT_SECRET)
             .bind(SESSION_SECRET_NAME)
-            .fetch_one(&self.pool)
+            .bind(fresh.as_slice())
+            .bind(ms(SystemTime::now()))
+            .execute(&self.pool)
             .await?;
+        let row =
+            sqlx::query(super::session_sql::SELECT_SECRET).bind(SESSION_SECRET_NAME).fetch_one(&self.pool).await?;
         let secret: Vec<u8> = row.try_get(0)?;
         Ok(Zeroizing::new(secret))
     }
 
     async fn revoke_session(&self, id: &[u8], expires: SystemTime) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(ms(expires))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(super::session_sql::REVOKE).bind(id).bind(ms(expires)).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn session_revoked(&self, id: &[u8]) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 FROM revoked_sessions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(super::session_sql::IS_REVOKED).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.is_some())
     }
 
@@ -358,7 +349,7 @@ impl Store for PgStore {
             .bind(now.saturating_sub(CEREMONY_GRACE_MS))
             .execute(&self.pool)
             .await?;
-        let b = sqlx::query("DELETE FROM revoked_sessions WHERE expires_ms < $1").bind(now).execute(&self.pool).await?;
+        let b = sqlx::query(super::session_sql::PURGE).bind(now).execute(&self.pool).await?;
         Ok(a.rows_affected() + b.rows_affected())
     }
 }

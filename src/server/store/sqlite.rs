@@ -504,34 +504,25 @@ impl Store for SqliteStore {
                 .random_bytes(32)
                 .map_err(|_| StoreError::Database("random source failed".into()))?,
         );
-        sqlx::query(
-            "INSERT INTO server_secrets (name, secret, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(SESSION_SECRET_NAME)
-        .bind(fresh.as_slice())
-        .bind(ms(SystemTime::now()))
-        .execute(&self.write)
-        .await?;
-        let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
+        sqlx::query(super::session_sql::INSERT_SECRET)
             .bind(SESSION_SECRET_NAME)
-            .fetch_one(&self.write)
+            .bind(fresh.as_slice())
+            .bind(ms(SystemTime::now()))
+            .execute(&self.write)
             .await?;
+        let row =
+            sqlx::query(super::session_sql::SELECT_SECRET).bind(SESSION_SECRET_NAME).fetch_one(&self.write).await?;
         let secret: Vec<u8> = row.try_get(0)?;
         Ok(Zeroizing::new(secret))
     }
 
     async fn revoke_session(&self, id: &[u8], expires: SystemTime) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(ms(expires))
-            .execute(&self.write)
-            .await?;
+        sqlx::query(super::session_sql::REVOKE).bind(id).bind(ms(expires)).execute(&self.write).await?;
         Ok(())
     }
 
     async fn session_revoked(&self, id: &[u8]) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 FROM revoked_sessions WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query(super::session_sql::IS_REVOKED).bind(id).fetch_optional(&self.read).await?;
         Ok(row.is_some())
     }
 
@@ -562,8 +553,7 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         let now = ms(now);
         let a = self.ceremonies().purge(now.saturating_sub(CEREMONY_GRACE_MS));
-        let b =
-            sqlx::query("DELETE FROM revoked_sessions WHERE expires_ms < $1").bind(now).execute(&self.write).await?;
+        let b = sqlx::query(super::session_sql::PURGE).bind(now).execute(&self.write).await?;
         Ok(a + b.rows_affected())
     }
 }
