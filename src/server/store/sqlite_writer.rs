@@ -48,7 +48,7 @@ pub(super) struct SignInWrite {
 }
 
 /// The shortest time between two commits when requests keep coming.
-const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(1_000);
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(2_000);
 
 /// Most audit events per transaction.
 const AUDIT_BATCH: usize = 512;
