@@ -156,8 +156,8 @@ fn run(
             }
             // Under load, commit at most every MIN_COMMIT_INTERVAL: a commit
             // costs the same for one sign-in as for a hundred (it writes the
-            // same few pages to the WAL), so waiting a fraction of a
-            // millisecond or two for more makes each one cheaper. When idle, the
+            // same few pages to the WAL), so waiting up to a couple of
+            // milliseconds for more makes each one cheaper. When idle, the
             // last commit is long past and nothing waits.
             let wait = last_commit.map_or(Duration::ZERO, |t| MIN_COMMIT_INTERVAL.saturating_sub(t.elapsed()));
             if paced || wait.is_zero() || events.len() >= AUDIT_BATCH || sign_ins.len() >= SIGN_IN_BATCH {
