@@ -1,7 +1,7 @@
 //! Load generator for the demo relying party: N concurrent virtual users,
-//! each with its own software P-256 credential, doing whole sign-in
-//! ceremonies over HTTP (options, sign, verify) against a running
-//! `rp_server`, for a fixed time. Prints sign-ins per second and p50/p99
+//! each with its own software authenticator, doing whole sign-in ceremonies
+//! over HTTP (options, sign, verify) against a running `rp_server`, for a
+//! fixed time. Prints sign-ins per second and p50/p99
 //! latency of a whole ceremony, and, given `--server-pid`, the server's CPU
 //! time per sign-in (from /proc).
 //!
@@ -11,15 +11,29 @@
 //!     --server-pid $(pgrep -n rp_server)
 //! ```
 //!
+//! Each virtual user registers once, then signs in over and over by
+//! username. It signs as a desktop program does: hwkey's WebAuthn client
+//! turns the server's JSON options into CTAP2 commands for hwkey's software
+//! CTAP2.1 authenticator (in process, over CTAPHID framing) and its answer
+//! into the JSON response. `--raw-key` swaps that for a bare P-256 key that
+//! builds the response directly, to load the server with the cheapest
+//! possible client.
+//!
 //! The HTTP client is a minimal HTTP/1.1 keep-alive client on tokio (one
 //! connection per virtual user), so the generator itself stays cheap.
 
+use hwkey::authenticator::Authenticator;
+use hwkey::client::Device;
+use hwkey::client::webauthn::{FixedPin, WebAuthnClient};
 use hwkey::crypto::default_provider;
 use hwkey::proto::attestation::AttestationObject;
 use hwkey::proto::auth_data::{AttestedCredentialData, AuthenticatorData, Flags};
 use hwkey::proto::cbor::MapBuilder;
 use hwkey::proto::cose::{CoseAlgorithm, CoseKey};
-use hwkey::proto::webauthn::{CollectedClientData, b64url_decode, b64url_encode};
+use hwkey::proto::webauthn::{CollectedClientData, CreationOptionsJson, RequestOptionsJson, b64url_encode};
+use hwkey::transport::Op;
+use hwkey::transport::ctaphid::DeviceConfig;
+use hwkey::transport::memory::Loopback;
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,11 +54,12 @@ struct Args {
     seconds: f64,
     warmup: f64,
     server_pid: Option<u32>,
+    raw_key: bool,
 }
 
 fn usage() -> &'static str {
     "usage: load_rp [--url http://HOST:PORT] [--origin URL] [--rp-id ID] [--concurrency N] [--seconds S] \
-     [--warmup S] [--server-pid PID]"
+     [--warmup S] [--server-pid PID] [--raw-key]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         warmup: 1.0,
         server_pid: None,
+        raw_key: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--concurrency" => args.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?,
             "--seconds" => args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--warmup" => args.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--raw-key" => args.raw_key = true,
             "--server-pid" => args.server_pid = Some(value()?.parse().map_err(|e| format!("--server-pid: {e}"))?),
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown flag {other}\n{}", usage())),
@@ -163,20 +180,62 @@ impl Conn {
         }
         Ok((status, out))
     }
+}
 
-    async fn post_json(&mut self, path: &str, body: &Value) -> Result<Value, BoxError> {
-        let (status, bytes) = self.post(path, &serde_json::to_vec(body)?).await?;
-        let v: Value = serde_json::from_slice(&bytes)?;
-        if status != 200 {
-            return Err(format!("{path}: {status} {v}").into());
+// ------------------------------------------------------------ signers
+
+/// What answers the server's options for one virtual user.
+enum Signer {
+    /// hwkey's software CTAP2.1 authenticator, reached through the desktop
+    /// WebAuthn client over in-process CTAPHID framing: JSON options in,
+    /// JSON response out, as a desktop program with a security key does.
+    Authenticator(Box<Device>),
+    /// A bare P-256 key that builds responses directly (`--raw-key`): the
+    /// cheapest possible client, to load the server alone.
+    Raw(RawCredential),
+}
+
+impl Signer {
+    fn new(raw: bool, rp_id: &str) -> Result<Self, BoxError> {
+        if raw {
+            return Ok(Signer::Raw(RawCredential::new(rp_id)?));
         }
-        Ok(v)
+        let authenticator = Authenticator::in_memory()?;
+        let dev = Device::open(Loopback::new(authenticator, DeviceConfig::default()), &op())?;
+        Ok(Signer::Authenticator(Box::new(dev)))
+    }
+
+    fn register(&mut self, options: &[u8], origin: &str) -> Result<Vec<u8>, BoxError> {
+        match self {
+            Signer::Authenticator(dev) => {
+                let options: CreationOptionsJson = serde_json::from_slice(options)?;
+                let ui = FixedPin::default();
+                let response = WebAuthnClient::new(&ui).register(dev, &options, origin, &op())?;
+                Ok(serde_json::to_vec(&response)?)
+            }
+            Signer::Raw(c) => c.register(&serde_json::from_slice(options)?, origin),
+        }
+    }
+
+    fn assert(&mut self, options: &[u8], origin: &str) -> Result<Vec<u8>, BoxError> {
+        match self {
+            Signer::Authenticator(dev) => {
+                let options: RequestOptionsJson = serde_json::from_slice(options)?;
+                let ui = FixedPin::default();
+                let response = WebAuthnClient::new(&ui).authenticate(dev, &options, origin, &op())?;
+                Ok(serde_json::to_vec(&response)?)
+            }
+            Signer::Raw(c) => c.assert(&serde_json::from_slice(options)?, origin),
+        }
     }
 }
 
-// ------------------------------------------------------------ software credential
+fn op() -> Op {
+    Op::timeout(Duration::from_secs(10))
+}
 
-struct Credential {
+/// A software P-256 credential with no authenticator around it.
+struct RawCredential {
     scalar: Vec<u8>,
     cose: Vec<u8>,
     id: Vec<u8>,
@@ -184,13 +243,19 @@ struct Credential {
     rp_id_hash: [u8; 32],
 }
 
-impl Credential {
+impl RawCredential {
     fn new(rp_id: &str) -> Result<Self, BoxError> {
         let p = default_provider();
         let scalar = p.p256_generate()?.to_vec();
         let point = p.p256_public(&scalar)?;
         let cose = CoseKey::p256_from_sec1(&point, CoseAlgorithm::ES256)?.to_bytes();
-        Ok(Credential { scalar, cose, id: p.random_bytes(16)?, counter: 0, rp_id_hash: p.sha256(&[rp_id.as_bytes()]) })
+        Ok(RawCredential {
+            scalar,
+            cose,
+            id: p.random_bytes(16)?,
+            counter: 0,
+            rp_id_hash: p.sha256(&[rp_id.as_bytes()]),
+        })
     }
 
     fn client_data(typ: &str, options: &Value, origin: &str) -> Result<Vec<u8>, BoxError> {
@@ -205,7 +270,7 @@ impl Credential {
         .to_json_bytes())
     }
 
-    fn register(&self, options: &Value, origin: &str) -> Result<Value, BoxError> {
+    fn register(&self, options: &Value, origin: &str) -> Result<Vec<u8>, BoxError> {
         let cdj = Self::client_data("webauthn.create", options, origin)?;
         let ad = AuthenticatorData {
             rp_id_hash: self.rp_id_hash,
@@ -227,7 +292,7 @@ impl Credential {
             auth_data_raw: raw,
         };
         let id = b64url_encode(&self.id);
-        Ok(json!({
+        Ok(serde_json::to_vec(&json!({
             "id": id, "rawId": id, "type": "public-key",
             "response": {
                 "clientDataJSON": b64url_encode(&cdj),
@@ -235,10 +300,10 @@ impl Credential {
                 "transports": ["usb"],
             },
             "clientExtensionResults": {},
-        }))
+        }))?)
     }
 
-    fn assert(&mut self, options: &Value, origin: &str) -> Result<Value, BoxError> {
+    fn assert(&mut self, options: &Value, origin: &str) -> Result<Vec<u8>, BoxError> {
         self.counter += 1;
         let cdj = Self::client_data("webauthn.get", options, origin)?;
         let mut ad = Vec::with_capacity(37 + 32);
@@ -251,7 +316,7 @@ impl Credential {
         msg.extend_from_slice(&hash);
         let sig = p.p256_sign(&self.scalar, &msg)?;
         let id = b64url_encode(&self.id);
-        Ok(json!({
+        Ok(serde_json::to_vec(&json!({
             "id": id, "rawId": id, "type": "public-key",
             "response": {
                 "clientDataJSON": b64url_encode(&cdj),
@@ -259,7 +324,7 @@ impl Credential {
                 "signature": b64url_encode(&sig),
             },
             "clientExtensionResults": {},
-        }))
+        }))?)
     }
 }
 
@@ -280,24 +345,27 @@ async fn virtual_user(
     stop: Arc<AtomicBool>,
 ) -> Result<Tally, BoxError> {
     let mut conn = Conn::open(&args.host, args.port).await?;
-    let mut cred = Credential::new(&args.rp_id)?;
+    let mut signer = Signer::new(args.raw_key, &args.rp_id)?;
     let username = format!("load-{run}-{n}");
-    let o = conn.post_json("/api/register/options", &json!({ "username": username })).await?;
-    if b64url_decode(o["user"]["id"].as_str().unwrap_or("")).map(|h| h.len()).unwrap_or(0) == 0 {
-        return Err("registration options without a user handle".into());
+    let (status, o) =
+        conn.post("/api/register/options", &serde_json::to_vec(&json!({ "username": username }))?).await?;
+    if status != 200 {
+        return Err(format!("register options: {status} {}", String::from_utf8_lossy(&o)).into());
     }
-    conn.post_json("/api/register/verify", &cred.register(&o, &args.origin)?).await?;
+    let (status, v) = conn.post("/api/register/verify", &signer.register(&o, &args.origin)?).await?;
+    if status != 200 {
+        return Err(format!("register verify: {status} {}", String::from_utf8_lossy(&v)).into());
+    }
     let login = serde_json::to_vec(&json!({ "username": username }))?;
     let mut tally = Tally::default();
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let result: Result<(), BoxError> = async {
             let (status, body) = conn.post("/api/login/options", &login).await?;
-            let o: Value = serde_json::from_slice(&body)?;
             if status != 200 {
-                return Err(format!("options: {status} {o}").into());
+                return Err(format!("options: {status} {}", String::from_utf8_lossy(&body)).into());
             }
-            let resp = serde_json::to_vec(&cred.assert(&o, &args.origin)?)?;
+            let resp = signer.assert(&body, &args.origin)?;
             let (status, body) = conn.post("/api/login/verify", &resp).await?;
             if status != 200 {
                 return Err(format!("verify: {status} {}", String::from_utf8_lossy(&body)).into());

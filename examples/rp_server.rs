@@ -19,6 +19,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The hwkey demo relying party.
 #[derive(Debug, Parser)]
 #[command(name = "rp_server", about = "WebAuthn relying party demo: security keys and passkeys")]
