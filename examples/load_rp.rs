@@ -469,6 +469,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if let Some(e) = first_error {
         println!("first error: {e}");
     }
+    if errors > 0 || n == 0 {
+        return Err(format!("{errors} failed sign-ins, {n} completed").into());
+    }
     Ok(())
 }
 

@@ -6,13 +6,17 @@
 //! concurrent sign-ins; what the store says about a user after a sign-in,
 //! rename or removal is what was committed (the SQLite store answers from
 //! a cache, which must not go stale); the session secret is one per
-//! database and survives reconnecting; a revoked session stays revoked.
+//! database and survives reconnecting; a revoked session stays revoked; a
+//! sign-in recorded with its audit event has exactly that event, and one
+//! that is not recorded has none.
 
 use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
 use hwkey::server::attestation::AttestationType;
-use hwkey::server::store::{DbStore, DeleteOutcome, SignCountUpdate, Store, UserRecord};
+use hwkey::server::store::{
+    AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord,
+};
 use std::time::{Duration, SystemTime};
 
 fn credential(user: &UserRecord, id: u8) -> CredentialRecord {
@@ -44,8 +48,53 @@ async fn count_of(store: &DbStore, username: &str, id: u8) -> u32 {
     creds.iter().find(|c| c.record.credential_id.0 == vec![id; 16]).expect("credential").record.sign_count
 }
 
+/// A recorded sign-in has its audit event, written with it; a sign-in that
+/// is not recorded (stale counter, unknown credential) writes none.
+async fn sign_in_event_contract(store: &DbStore) {
+    let now = SystemTime::now();
+    let name = unique("erin");
+    let user = UserRecord::new(&name, "Erin", now).expect("user");
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+    let counted = (nanos ^ 0x5a5a).to_le_bytes().to_vec();
+    let counterless = (nanos ^ 0xa5a5_0000).to_le_bytes().to_vec();
+    let mut missing = counted.clone();
+    missing[15] ^= 0xff;
+    for (i, id) in [&counted, &counterless].into_iter().enumerate() {
+        let mut c = credential(&user, 0);
+        c.credential_id = Base64Url(id.clone());
+        store.add_credential((i == 0).then_some(&user), &c, "Key", now).await.expect("add");
+    }
+    let event = |id: &[u8], detail: &str| {
+        NewAuditEvent::new(AuditKind::SignIn).user(&name, &user.handle.0).credential(id).detail(detail)
+    };
+    let record = |id: Vec<u8>, count: u32, detail: &'static str| {
+        let e = event(&id, detail);
+        async move { store.record_sign_in_with_event(&id, count, false, now, e).await.expect("sign-in") }
+    };
+    assert_eq!(record(counted.clone(), 7, "7").await, SignCountUpdate::Advanced);
+    assert_eq!(record(counted.clone(), 7, "7 again").await, SignCountUpdate::NotAdvanced { current: 7 });
+    assert_eq!(record(counted.clone(), 6, "6").await, SignCountUpdate::NotAdvanced { current: 7 });
+    assert_eq!(record(counted.clone(), 0, "0 on a counter").await, SignCountUpdate::NotAdvanced { current: 7 });
+    assert_eq!(record(missing, 9, "unknown").await, SignCountUpdate::NotFound);
+    assert_eq!(record(counterless.clone(), 0, "counterless").await, SignCountUpdate::Advanced);
+    assert_eq!(record(counted.clone(), 8, "8").await, SignCountUpdate::Advanced);
+    let events = store.audit_events(&AuditQuery { username: Some(name.clone()), ..Default::default() }).await.unwrap();
+    let mut logged: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+    logged.reverse();
+    assert_eq!(logged, ["7", "counterless", "8"]);
+    assert!(events.iter().all(|e| e.kind == "sign_in" && e.username.as_deref() == Some(name.as_str())));
+    assert_eq!(events[0].credential_id.as_ref().map(|c| c.0.clone()), Some(counted.clone()));
+    assert_eq!(count_of_id(store, &name, &counted).await, 8);
+}
+
+async fn count_of_id(store: &DbStore, username: &str, id: &[u8]) -> u32 {
+    let (_, creds) = store.user_with_credentials(username).await.expect("read").expect("user");
+    creds.iter().find(|c| c.record.credential_id.0 == id).expect("credential").record.sign_count
+}
+
 /// The whole contract on one store.
 async fn contract(store: &DbStore) {
+    sign_in_event_contract(store).await;
     let now = SystemTime::now();
     let name = unique("carol");
     let user = UserRecord::new(&name, "Carol", now).expect("user");

@@ -400,6 +400,29 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send;
 
+    /// [`Store::record_sign_in`], and, when the outcome is
+    /// [`SignCountUpdate::Advanced`], `event` appended to the audit log in
+    /// the same transaction: a recorded sign-in always has its audit event,
+    /// and the sign-in path pays for one commit instead of two. Any other
+    /// outcome writes no event (the caller decides what to log). The default
+    /// does the two one after the other; the built-in stores do them at once.
+    fn record_sign_in_with_event(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+    ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send {
+        async move {
+            let r = self.record_sign_in(credential_id, new_sign_count, backed_up, now).await?;
+            if r == SignCountUpdate::Advanced {
+                self.audit(event, now).await?;
+            }
+            Ok(r)
+        }
+    }
+
     /// Rename one of the user's credentials; false when the user has no such credential.
     fn rename_credential(
         &self,
@@ -748,6 +771,16 @@ impl Store for DbStore {
         now: SystemTime,
     ) -> Result<SignCountUpdate, StoreError> {
         delegate!(self, s => s.record_sign_in(credential_id, new_sign_count, backed_up, now))
+    }
+    async fn record_sign_in_with_event(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+    ) -> Result<SignCountUpdate, StoreError> {
+        delegate!(self, s => s.record_sign_in_with_event(credential_id, new_sign_count, backed_up, now, event))
     }
     async fn rename_credential(
         &self,

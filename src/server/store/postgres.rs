@@ -62,6 +62,74 @@ impl PgStore {
     }
 }
 
+/// Moves the counter forward, and only forward.
+const ADVANCE: &str = "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                       WHERE id = $1 AND sign_count < $2 RETURNING sign_count";
+/// [`ADVANCE`], and the audit event ($5..$9) when it did (one statement, so
+/// one commit: a data-modifying `WITH` runs exactly once).
+const ADVANCE_LOGGED: &str = "WITH adv AS (UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                              WHERE id = $1 AND sign_count < $2 RETURNING sign_count), \
+                              ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+                              SELECT $4, $5, $6, $7, $1, $8, $9 FROM adv) \
+                              SELECT sign_count FROM adv";
+/// When the counter did not move: the time of use (never backwards), and the
+/// backup state of a credential without a counter.
+const TOUCH: &str = "UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $4), \
+                     backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+                     WHERE id = $1 RETURNING sign_count";
+/// [`TOUCH`] for a sign-in that reports no counter ($2 = 0), and the audit
+/// event when the credential keeps none either (the sign-in is recorded).
+const TOUCH_LOGGED: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $4), \
+                            backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+                            WHERE id = $1 RETURNING sign_count), \
+                            ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+                            SELECT $4, $5, $6, $7, $1, $8, $9 FROM t WHERE t.sign_count = $2) \
+                            SELECT sign_count FROM t";
+
+impl PgStore {
+    /// The sign-in update, with its audit event in the same statement when
+    /// one is given.
+    async fn sign_in(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: Option<&NewAuditEvent>,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let now = ms(now);
+        let run = |sql: &'static str, logged: bool| {
+            let q = sqlx::query(sql).bind(credential_id).bind(i64::from(new_sign_count)).bind(backed_up).bind(now);
+            match event.filter(|_| logged) {
+                Some(e) => q
+                    .bind(e.kind.as_str())
+                    .bind(e.username.as_deref())
+                    .bind(e.user_handle.as_deref())
+                    .bind(e.code.as_deref())
+                    .bind(e.detail.as_str()),
+                None => q,
+            }
+            .fetch_optional(&self.pool)
+        };
+        if new_sign_count > 0 {
+            let sql = if event.is_some() { ADVANCE_LOGGED } else { ADVANCE };
+            if run(sql, true).await?.is_some() {
+                return Ok(SignCountUpdate::Advanced);
+            }
+        }
+        let logged = event.is_some() && new_sign_count == 0;
+        let row = run(if logged { TOUCH_LOGGED } else { TOUCH }, logged).await?;
+        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
+        let current: i64 = row.try_get(0)?;
+        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
+        if new_sign_count == 0 && current == 0 {
+            Ok(SignCountUpdate::Advanced)
+        } else {
+            Ok(SignCountUpdate::NotAdvanced { current })
+        }
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -178,40 +246,18 @@ impl Store for PgStore {
         backed_up: bool,
         now: SystemTime,
     ) -> Result<SignCountUpdate, StoreError> {
-        let now = ms(now);
-        if new_sign_count > 0 {
-            let advanced = sqlx::query(
-                "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
-                 WHERE id = $1 AND sign_count < $2 RETURNING sign_count",
-            )
-            .bind(credential_id)
-            .bind(i64::from(new_sign_count))
-            .bind(backed_up)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            if advanced.is_some() {
-                return Ok(SignCountUpdate::Advanced);
-            }
-        }
-        let row = sqlx::query(
-            "UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $2), \
-             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
-             WHERE id = $1 RETURNING sign_count",
-        )
-        .bind(credential_id)
-        .bind(now)
-        .bind(backed_up)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
-        let current: i64 = row.try_get(0)?;
-        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
-        if new_sign_count == 0 && current == 0 {
-            Ok(SignCountUpdate::Advanced)
-        } else {
-            Ok(SignCountUpdate::NotAdvanced { current })
-        }
+        self.sign_in(credential_id, new_sign_count, backed_up, now, None).await
+    }
+
+    async fn record_sign_in_with_event(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+    ) -> Result<SignCountUpdate, StoreError> {
+        self.sign_in(credential_id, new_sign_count, backed_up, now, Some(&event)).await
     }
 
     async fn rename_credential(

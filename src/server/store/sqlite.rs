@@ -258,6 +258,28 @@ impl SqliteStore {
         }
     }
 
+    /// A sign-in through the writer thread; answered once it committed.
+    async fn sign_in(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: Option<NewAuditEvent>,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let w = Box::new(SignInWrite {
+            credential_id: credential_id.to_vec(),
+            new_sign_count,
+            backed_up,
+            now_ms: ms(now),
+            event,
+            reply,
+        });
+        self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
     fn ceremonies(&self) -> std::sync::MutexGuard<'_, Ceremonies> {
         // The map stays consistent even if a holder panicked (every update is one call).
         self.ceremonies.lock().unwrap_or_else(PoisonError::into_inner)
@@ -414,16 +436,18 @@ impl Store for SqliteStore {
         backed_up: bool,
         now: SystemTime,
     ) -> Result<SignCountUpdate, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let w = Box::new(SignInWrite {
-            credential_id: credential_id.to_vec(),
-            new_sign_count,
-            backed_up,
-            now_ms: ms(now),
-            reply,
-        });
-        self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        self.sign_in(credential_id, new_sign_count, backed_up, now, None).await
+    }
+
+    async fn record_sign_in_with_event(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+    ) -> Result<SignCountUpdate, StoreError> {
+        self.sign_in(credential_id, new_sign_count, backed_up, now, Some(event)).await
     }
 
     async fn rename_credential(

@@ -36,14 +36,16 @@ pub(super) enum WriteMsg {
     Flush(oneshot::Sender<()>),
 }
 
-/// One sign-in waiting for the writer: the counter compare-and-set and the
-/// time of use.
+/// One sign-in waiting for the writer: the counter compare-and-set, the
+/// time of use, and the audit event to append in the same transaction when
+/// the sign-in is recorded.
 #[derive(Debug)]
 pub(super) struct SignInWrite {
     pub credential_id: Vec<u8>,
     pub new_sign_count: u32,
     pub backed_up: bool,
     pub now_ms: i64,
+    pub event: Option<NewAuditEvent>,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
@@ -252,9 +254,19 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
     Ok(())
 }
 
-/// One sign-in's statements. The outer error is the database's (it fails the
-/// batch); the inner one is this sign-in's own.
+/// One sign-in's statements, with its audit event when it is recorded. The
+/// outer error is the database's (it fails the batch); the inner one is this
+/// sign-in's own.
 fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
+    let outcome = counter(conn, w)?;
+    if let (Ok(SignCountUpdate::Advanced), Some(e)) = (&outcome, &w.event) {
+        insert_audit(conn, e, w.now_ms)?;
+    }
+    Ok(outcome)
+}
+
+/// The counter compare-and-set and the time of use.
+fn counter(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
     if w.new_sign_count > 0 {
         let advanced: Option<i64> = conn
             .prepare_cached(ADVANCE)?
