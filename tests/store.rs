@@ -8,12 +8,13 @@
 //! a cache, which must not go stale); the session secret is one per
 //! database and survives reconnecting; a revoked session stays revoked; a
 //! sign-in recorded with its audit event has exactly that event, and one
-//! that is not recorded has none.
+//! that is not recorded has none; purging removes abandoned TOTP enrollments.
 
 use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
 use hwkey::server::attestation::AttestationType;
+use hwkey::server::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord};
 use hwkey::server::store::{
     AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord,
 };
@@ -92,9 +93,40 @@ async fn count_of_id(store: &DbStore, username: &str, id: &[u8]) -> u32 {
     creds.iter().find(|c| c.record.credential_id.0 == id).expect("credential").record.sign_count
 }
 
+/// Purging deletes TOTP enrollments abandoned for longer than
+/// `PENDING_TOTP_MAX_AGE`, and keeps younger ones.
+async fn purge_contract(store: &DbStore) {
+    let now = SystemTime::now();
+    let pending = |created: SystemTime| TotpSecretRecord {
+        secret: vec![7; 20].into(),
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        created_unix_ms: created.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64,
+        last_step: None,
+        last_used_unix_ms: None,
+    };
+    let mut handles = Vec::new();
+    for (name, age) in
+        [("abandoned", PENDING_TOTP_MAX_AGE + Duration::from_secs(60)), ("fresh", Duration::from_secs(60))]
+    {
+        let user = UserRecord::new(&unique(name), name, now).expect("user");
+        let mut c = credential(&user, 0);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+        c.credential_id = Base64Url((nanos ^ 0x77).to_le_bytes().to_vec());
+        store.add_credential(Some(&user), &c, "Key", now).await.expect("add");
+        store.put_pending_totp(&user.handle.0, &pending(now - age)).await.expect("pending");
+        handles.push(user.handle.0);
+    }
+    assert!(store.purge_expired(now).await.expect("purge") >= 1);
+    assert_eq!(store.pending_totp(&handles[0]).await.unwrap(), None, "an abandoned enrollment is purged");
+    assert!(store.pending_totp(&handles[1]).await.unwrap().is_some(), "a young enrollment is kept");
+}
+
 /// The whole contract on one store.
 async fn contract(store: &DbStore) {
     sign_in_event_contract(store).await;
+    purge_contract(store).await;
     let now = SystemTime::now();
     let name = unique("carol");
     let user = UserRecord::new(&name, "Carol", now).expect("user");

@@ -67,6 +67,8 @@ const MAX_FAILED_ATTEMPTS: u32 = 5;
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long an unconfirmed enrollment stays valid.
 const ENROLLMENT_TTL: Duration = Duration::from_secs(10 * 60);
+// The store purges unconfirmed enrollments only after they expired here.
+const _: () = assert!(ENROLLMENT_TTL.as_secs() < crate::server::store::otp::PENDING_TOTP_MAX_AGE.as_secs());
 /// Pixels per QR module in the SVG.
 const QR_MODULE_PX: usize = 4;
 /// Longest code input looked at (anything longer is simply wrong).

@@ -471,7 +471,9 @@ pub trait Store: otp::OtpStore + Send + Sync + 'static {
     /// Read the audit log, newest first.
     fn audit_events(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 
-    /// Delete expired ceremonies and sign-outs of expired sessions; returns how many rows went.
+    /// Delete expired ceremonies, sign-outs of expired sessions and TOTP
+    /// enrollments left unconfirmed for [`otp::PENDING_TOTP_MAX_AGE`];
+    /// returns how many rows went.
     fn purge_expired(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// True when this store keeps pending ceremonies in this process's

@@ -28,6 +28,20 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
+/// Unconfirmed TOTP enrollments older than this are deleted by
+/// [`Store::purge_expired`](super::Store::purge_expired). The HTTP layer
+/// lets an enrollment expire well before (ten minutes); this only keeps
+/// abandoned secrets from lying in the database.
+pub const PENDING_TOTP_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// Deletes unconfirmed enrollments created before $1 (Unix ms).
+pub(crate) const PURGE_PENDING_TOTP: &str = "DELETE FROM otp_totp_pending WHERE created_ms < $1";
+
+/// The creation time before which a pending enrollment is purged at `now_ms`.
+pub(crate) fn pending_totp_cutoff(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(i64::try_from(PENDING_TOTP_MAX_AGE.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// A TOTP secret and its parameters, pending or confirmed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TotpSecretRecord {

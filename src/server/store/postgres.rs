@@ -396,6 +396,10 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         let b = sqlx::query(super::session_sql::PURGE).bind(now).execute(&self.pool).await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        let c = sqlx::query(super::otp::PURGE_PENDING_TOTP)
+            .bind(super::otp::pending_totp_cutoff(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
     }
 }

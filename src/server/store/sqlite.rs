@@ -578,7 +578,11 @@ impl Store for SqliteStore {
         let now = ms(now);
         let a = self.ceremonies().purge(now.saturating_sub(CEREMONY_GRACE_MS));
         let b = sqlx::query(super::session_sql::PURGE).bind(now).execute(&self.write).await?;
-        Ok(a + b.rows_affected())
+        let c = sqlx::query(super::otp::PURGE_PENDING_TOTP)
+            .bind(super::otp::pending_totp_cutoff(now))
+            .execute(&self.write)
+            .await?;
+        Ok(a + b.rows_affected() + c.rows_affected())
     }
 }
 
