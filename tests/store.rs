@@ -110,7 +110,7 @@ async fn purge_contract(store: &DbStore) {
     for (name, age) in
         [("abandoned", PENDING_TOTP_MAX_AGE + Duration::from_secs(60)), ("fresh", Duration::from_secs(60))]
     {
-        let user = UserRecord::new(&unique(name), name, now).expect("user");
+        let user = UserRecord::new(unique(name), name, now).expect("user");
         let mut c = credential(&user, 0);
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
         c.credential_id = Base64Url((nanos ^ 0x77).to_le_bytes().to_vec());
