@@ -217,6 +217,10 @@ async fn sqlite_file_keeps_the_contract_and_its_secret_across_reopening() {
     let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
     let first = DbStore::connect(&url).await.expect("store");
     contract(&first).await;
+    // One store per file: a second one is refused while the first lives.
+    let second = DbStore::connect(&url).await.map(|_| ()).expect_err("a second store on the same file");
+    assert_eq!(second.code(), "database_in_use", "{second}");
+    assert!(second.to_string().contains("PostgreSQL"), "the error says what to do: {second}");
     let secret = first.session_secret().await.unwrap();
     first.close().await;
     drop(first);

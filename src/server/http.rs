@@ -254,7 +254,7 @@ pub fn status_for(code: &str) -> StatusCode {
         "unknown_user" | "no_credentials" | "not_found" | "totp_not_enabled" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
-        "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" => {
+        "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" | "database_in_use" => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         _ => StatusCode::BAD_REQUEST,

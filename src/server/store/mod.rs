@@ -63,6 +63,12 @@ pub enum StoreError {
     /// The database URL is not one this build supports.
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
+    /// The SQLite file is already open in another store (another server
+    /// process, most likely). The SQLite store serves from caches that only
+    /// its own writes keep current, so one file has one store; several
+    /// server instances belong on PostgreSQL.
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl StoreError {
@@ -74,6 +80,7 @@ impl StoreError {
             StoreError::Database(_) => "storage_error",
             StoreError::Corrupt(_) => "storage_corrupt",
             StoreError::UnsupportedUrl(_) => "unsupported_database",
+            StoreError::InUse(_) => "database_in_use",
         }
     }
 }

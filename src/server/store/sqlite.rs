@@ -29,9 +29,12 @@
 //!   dropped first, then new ones are refused.
 //!
 //! Two server processes on one SQLite file would not see each other's
-//! ceremonies nor invalidate each other's caches: run several instances on
-//! PostgreSQL, which keeps everything in the database. Operators' tools that
-//! only read (the audit log, backups) are fine at any time.
+//! ceremonies nor invalidate each other's caches, so the store refuses to
+//! open a file that another store holds ([`StoreError::InUse`]): it keeps an
+//! exclusive advisory lock on `FILE-hwkey.lock` while it lives (the system
+//! drops it when the process ends, however it ends). Run several instances
+//! on PostgreSQL, which keeps everything in the database. Operators' tools
+//! that only read (the audit log, backups) are fine at any time.
 
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
@@ -43,7 +46,7 @@ use crate::server::CredentialRecord;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -62,6 +65,8 @@ pub struct SqliteStore {
     ceremonies: Arc<Mutex<Ceremonies>>,
     users: Arc<Mutex<UserCache>>,
     _temp: Option<Arc<TempDatabase>>,
+    /// Held while any clone of the store lives: one store per database file.
+    _lock: Arc<std::fs::File>,
 }
 
 /// How many pending ceremonies the SQLite store holds in memory at most.
@@ -179,10 +184,36 @@ struct TempDatabase(PathBuf);
 
 impl Drop for TempDatabase {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in ["", "-wal", "-shm", "-journal", "-hwkey.lock"] {
             let mut p = self.0.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Take the lock that makes this store the only one on the database at
+/// `path`: an exclusive advisory lock on `PATH-hwkey.lock`, released by the
+/// system when the process ends, however it ends.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-hwkey.lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Database(format!("cannot open the lock file {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(format!(
+            "the SQLite database {} is already in use by another hwkey store (another server process?); \
+             one SQLite file serves one process: stop the other one, or use PostgreSQL for several instances",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Database(format!("cannot lock {}: {e}", lock_path.display())))
         }
     }
 }
@@ -219,6 +250,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
         let path = opts.get_filename().to_path_buf();
+        // Before anything touches the file: a second store on it would serve
+        // from caches that the first one's writes do not reach.
+        let lock = Arc::new(lock_database(&path)?);
         let write = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(1)
@@ -239,7 +273,7 @@ impl SqliteStore {
             .await?;
         let users = Arc::new(Mutex::new(UserCache::default()));
         let writer = sqlite_writer::spawn(&path, users.clone())?;
-        Ok(SqliteStore { write, read, writer, ceremonies: Arc::default(), users, _temp: temp })
+        Ok(SqliteStore { write, read, writer, ceremonies: Arc::default(), users, _temp: temp, _lock: lock })
     }
 
     /// Write queued audit events, then close both pools. The writer thread
