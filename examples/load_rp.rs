@@ -451,20 +451,20 @@ async fn run(args: Args) -> Result<(), BoxError> {
         pct(&all, 0.99),
         pct(&all, 1.0)
     );
-    if let (Some(a), Some(b)) = (server_cpu0, server_cpu1) {
-        if n > 0 {
-            println!(
-                "server CPU {:.2} s = {:.0} µs per sign-in ({:.2} cores)",
-                b - a,
-                (b - a) / n as f64 * 1e6,
-                (b - a) / elapsed
-            );
-        }
+    if let (Some(a), Some(b)) = (server_cpu0, server_cpu1)
+        && n > 0
+    {
+        println!(
+            "server CPU {:.2} s = {:.0} µs per sign-in ({:.2} cores)",
+            b - a,
+            (b - a) / n as f64 * 1e6,
+            (b - a) / elapsed
+        );
     }
-    if let (Some(a), Some(b)) = (self_cpu0, self_cpu1) {
-        if n > 0 {
-            println!("load generator CPU {:.0} µs per sign-in", (b - a) / n as f64 * 1e6);
-        }
+    if let (Some(a), Some(b)) = (self_cpu0, self_cpu1)
+        && n > 0
+    {
+        println!("load generator CPU {:.0} µs per sign-in", (b - a) / n as f64 * 1e6);
     }
     if let Some(e) = first_error {
         println!("first error: {e}");

@@ -290,15 +290,15 @@ fn run_real_case(case: &Json, provider: &dyn CryptoProvider) -> (String, Outcome
                 Ok(v) => v,
                 Err(e) => return (fmt_label, Outcome::Fail(e)),
             };
-            if let Some(f) = expected.get("fmt").and_then(Json::as_str) {
-                if normalize_fmt(f) != v.fmt {
-                    return (fmt_label, Outcome::Fail(format!("fmt {} != expected {f}", v.fmt)));
-                }
+            if let Some(f) = expected.get("fmt").and_then(Json::as_str)
+                && normalize_fmt(f) != v.fmt
+            {
+                return (fmt_label, Outcome::Fail(format!("fmt {} != expected {f}", v.fmt)));
             }
-            if let Some(t) = expected.get("attestation_type").and_then(Json::as_str) {
-                if expected_type(t) != Some(v.attestation_type) {
-                    return (fmt_label, Outcome::Fail(format!("type {:?} != expected {t}", v.attestation_type)));
-                }
+            if let Some(t) = expected.get("attestation_type").and_then(Json::as_str)
+                && expected_type(t) != Some(v.attestation_type)
+            {
+                return (fmt_label, Outcome::Fail(format!("type {:?} != expected {t}", v.attestation_type)));
             }
             // A chain never counts as trusted without an anchor.
             if !v.chain.is_empty() && evaluate(provider, &v.chain, &[], now).is_trusted() {

@@ -77,13 +77,13 @@ impl Raw {
                 let mut seq = 0;
                 while msg.len() < len {
                     let r = self.0.recv_report(dl).unwrap().expect("continuation");
-                    if let Packet::Cont { cid: c, seq: s, data } = Packet::parse(&r) {
-                        if c == cid {
-                            assert_eq!(s, seq);
-                            seq += 1;
-                            let n = (len - msg.len()).min(CONT_DATA_LEN);
-                            msg.extend_from_slice(&data[..n]);
-                        }
+                    if let Packet::Cont { cid: c, seq: s, data } = Packet::parse(&r)
+                        && c == cid
+                    {
+                        assert_eq!(s, seq);
+                        seq += 1;
+                        let n = (len - msg.len()).min(CONT_DATA_LEN);
+                        msg.extend_from_slice(&data[..n]);
                     }
                 }
                 return (cmd, msg);

@@ -397,10 +397,10 @@ mod ctap2_layer {
     fn device_endlessly_busy_ends_in_timeout() {
         let info = info_bytes();
         let mut t = Scripted::new(with_init(move |r, q| {
-            if let Packet::Init { cmd: cmd::CBOR, data, .. } = Packet::parse(r) {
-                if data[0] == 0x04 {
-                    q.extend(fragment(CID, cmd::CBOR, &info).unwrap());
-                }
+            if let Packet::Init { cmd: cmd::CBOR, data, .. } = Packet::parse(r)
+                && data[0] == 0x04
+            {
+                q.extend(fragment(CID, cmd::CBOR, &info).unwrap());
             }
         }));
         t.endless = Some(fragment(CID, cmd::KEEPALIVE, &[1]).unwrap()[0]);

@@ -236,31 +236,31 @@ fn allowed_algs(case: &J) -> Option<Vec<CoseAlgorithm>> {
 fn check_reg_values(case: &J, res: &RegistrationResult) -> Result<(), String> {
     let e = &case["expected"];
     let c = &res.credential;
-    if let Some(id) = e["credential_id_b64url"].as_str() {
-        if c.credential_id.0 != b64(id) {
-            return Err("credential id differs".into());
-        }
+    if let Some(id) = e["credential_id_b64url"].as_str()
+        && c.credential_id.0 != b64(id)
+    {
+        return Err("credential id differs".into());
     }
-    if let Some(a) = e["aaguid"].as_str() {
-        if c.aaguid != a.to_lowercase() {
-            return Err(format!("aaguid {} != {a}", c.aaguid));
-        }
+    if let Some(a) = e["aaguid"].as_str()
+        && c.aaguid != a.to_lowercase()
+    {
+        return Err(format!("aaguid {} != {a}", c.aaguid));
     }
-    if let Some(n) = e["sign_count"].as_u64() {
-        if c.sign_count as u64 != n {
-            return Err(format!("sign count {} != {n}", c.sign_count));
-        }
+    if let Some(n) = e["sign_count"].as_u64()
+        && c.sign_count as u64 != n
+    {
+        return Err(format!("sign count {} != {n}", c.sign_count));
     }
-    if let Some(pk) = e["credential_public_key_b64url"].as_str() {
-        if c.public_key.0 != b64(pk) {
-            return Err("public key bytes differ".into());
-        }
+    if let Some(pk) = e["credential_public_key_b64url"].as_str()
+        && c.public_key.0 != b64(pk)
+    {
+        return Err("public key bytes differ".into());
     }
     for k in ["credential_backed_up is", "credential_backed_up", "credentialBackedUp"] {
-        if let Some(b) = e[k].as_bool() {
-            if c.backed_up != b {
-                return Err(format!("backed_up {} != {b}", c.backed_up));
-            }
+        if let Some(b) = e[k].as_bool()
+            && c.backed_up != b
+        {
+            return Err(format!("backed_up {} != {b}", c.backed_up));
         }
     }
     for k in ["credential_device_type", "credentialDeviceType"] {
@@ -271,10 +271,10 @@ fn check_reg_values(case: &J, res: &RegistrationResult) -> Result<(), String> {
             }
         }
     }
-    if let Some(uv) = e["user_verified"].as_bool() {
-        if res.user_verified != uv {
-            return Err("user_verified differs".into());
-        }
+    if let Some(uv) = e["user_verified"].as_bool()
+        && res.user_verified != uv
+    {
+        return Err("user_verified differs".into());
     }
     if let Some(f) = e["fmt"].as_str() {
         let want = f.trim_start_matches("AttestationFormat.").to_lowercase().replace('_', "-");
@@ -412,20 +412,20 @@ fn real_device_assertions() {
                         .map_err(|e| format!("{}: {e}", e.code()))
                         .and_then(|r| {
                             let e = &case["expected"];
-                            if let Some(n) = e["new_sign_count"].as_u64() {
-                                if r.reported_sign_count as u64 != n {
-                                    return Err(format!("sign count {} != {n}", r.reported_sign_count));
-                                }
+                            if let Some(n) = e["new_sign_count"].as_u64()
+                                && r.reported_sign_count as u64 != n
+                            {
+                                return Err(format!("sign count {} != {n}", r.reported_sign_count));
                             }
-                            if let Some(uv) = e["user_verified"].as_bool() {
-                                if r.user_verified != uv {
-                                    return Err("user_verified differs".into());
-                                }
+                            if let Some(uv) = e["user_verified"].as_bool()
+                                && r.user_verified != uv
+                            {
+                                return Err("user_verified differs".into());
                             }
-                            if let Some(b) = e["credential_backed_up"].as_bool() {
-                                if r.backed_up != b {
-                                    return Err("backed_up differs".into());
-                                }
+                            if let Some(b) = e["credential_backed_up"].as_bool()
+                                && r.backed_up != b
+                            {
+                                return Err("backed_up differs".into());
                             }
                             Ok(())
                         });

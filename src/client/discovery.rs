@@ -35,10 +35,10 @@ impl FromStr for DeviceSpec {
         if let Some(p) = s.strip_prefix("hid:").filter(|p| !p.is_empty()) {
             return Ok(DeviceSpec::Hid(p.to_owned()));
         }
-        if let Some(a) = s.strip_prefix("udp:") {
-            if a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
-                return Ok(DeviceSpec::Udp(a.to_owned()));
-            }
+        if let Some(a) = s.strip_prefix("udp:")
+            && a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            return Ok(DeviceSpec::Udp(a.to_owned()));
         }
         Err(ClientError::InvalidRequest(format!("device {s:?}: expected hid:PATH or udp:HOST:PORT")))
     }

@@ -99,10 +99,10 @@ impl Device {
         let mut data = Value::Array(entries).to_vec();
         let h = self.provider().sha256(&[&data]);
         data.extend_from_slice(&h[..16]);
-        if let Some(max) = self.info().and_then(|i| i.max_serialized_large_blob_array) {
-            if data.len() as u64 > max {
-                return Err(ClientError::Status(crate::proto::ctap2::CtapStatus::LargeBlobStorageFull));
-            }
+        if let Some(max) = self.info().and_then(|i| i.max_serialized_large_blob_array)
+            && data.len() as u64 > max
+        {
+            return Err(ClientError::Status(crate::proto::ctap2::CtapStatus::LargeBlobStorageFull));
         }
         let frag = self.large_blob_fragment();
         let total = data.len() as u64;

@@ -425,13 +425,13 @@ impl<'a> WebAuthnClient<'a> {
         if exclude.len() > Self::chunk_size(dev) {
             exclude = Self::preflight(dev, &rp_id, &exclude, op)?.into_iter().collect();
         }
-        if let Some(appid) = &ext.appid_exclude {
-            if !options.exclude_credentials.is_empty() {
-                let list = Self::usable(dev, &options.exclude_credentials);
-                if Self::preflight(dev, appid, &list, op)?.is_some() {
-                    self.wait_touch_then(dev, op)?;
-                    return Err(ClientError::CredentialExcluded);
-                }
+        if let Some(appid) = &ext.appid_exclude
+            && !options.exclude_credentials.is_empty()
+        {
+            let list = Self::usable(dev, &options.exclude_credentials);
+            if Self::preflight(dev, appid, &list, op)?.is_some() {
+                self.wait_touch_then(dev, op)?;
+                return Err(ClientError::CredentialExcluded);
             }
         }
 
@@ -453,10 +453,10 @@ impl<'a> WebAuthnClient<'a> {
         if want_hmac && supports(ext_id::HMAC_SECRET) {
             mc_ext.hmac_secret = Some(true);
         }
-        if let Some(b) = &ext.cred_blob {
-            if supports(ext_id::CRED_BLOB) {
-                mc_ext.cred_blob = Some(b.0.clone());
-            }
+        if let Some(b) = &ext.cred_blob
+            && supports(ext_id::CRED_BLOB)
+        {
+            mc_ext.cred_blob = Some(b.0.clone());
         }
         if ext.min_pin_length == Some(true) && supports(ext_id::MIN_PIN_LENGTH) {
             mc_ext.min_pin_length = Some(true);
@@ -673,10 +673,10 @@ impl<'a> WebAuthnClient<'a> {
         let cdh = self.provider.sha256(&[&cdj]).to_vec();
         let uv_req = UvRequirement::parse(options.user_verification.as_deref());
         let ext = options.extensions.clone().unwrap_or_default();
-        if let Some(a) = &ext.appid {
-            if !a.starts_with("https://") {
-                return Err(ClientError::Security(format!("appid {a:?} is not an https URL")));
-            }
+        if let Some(a) = &ext.appid
+            && !a.starts_with("https://")
+        {
+            return Err(ClientError::Security(format!("appid {a:?} is not an https URL")));
         }
         let (lb_read, lb_write) = match &ext.large_blob {
             None => (false, None),
@@ -710,13 +710,13 @@ impl<'a> WebAuthnClient<'a> {
             None
         } else if allow.len() > Self::chunk_size(dev) || ext.appid.is_some() {
             let mut found = Self::preflight(dev, &rp_id, &allow, op)?;
-            if found.is_none() {
-                if let Some(a) = &ext.appid {
-                    found = Self::preflight(dev, a, &allow, op)?;
-                    if found.is_some() {
-                        target_rp = a.clone();
-                        used_appid = true;
-                    }
+            if found.is_none()
+                && let Some(a) = &ext.appid
+            {
+                found = Self::preflight(dev, a, &allow, op)?;
+                if found.is_some() {
+                    target_rp = a.clone();
+                    used_appid = true;
                 }
             }
             match found {
@@ -763,27 +763,27 @@ impl<'a> WebAuthnClient<'a> {
         let (has_hmac, has_cred_blob) = (supports(ext_id::HMAC_SECRET), supports(ext_id::CRED_BLOB));
         let mut ga_ext = GetAssertionExtensions::default();
         let mut shared = None;
-        if let Some((s1, s2, _)) = &salts {
-            if has_hmac {
-                if s1.len() != 32 || s2.as_ref().is_some_and(|s| s.len() != 32) {
-                    return Err(ClientError::InvalidRequest("hmac-secret salts must be 32 bytes".into()));
-                }
-                let (key, ss) = dev.key_agreement(op)?;
-                let mut plain = Zeroizing::new(s1.clone());
-                if let Some(s2) = s2 {
-                    plain.extend_from_slice(s2);
-                }
-                let salt_enc = ss.encrypt(self.provider, &plain)?;
-                let salt_auth = ss.authenticate(self.provider, &salt_enc);
-                let proto = ss.protocol().number();
-                ga_ext.hmac_secret = Some(HmacSecretInput {
-                    key_agreement: key,
-                    salt_enc,
-                    salt_auth,
-                    pin_uv_auth_protocol: (proto != 1).then_some(proto),
-                });
-                shared = Some(ss);
+        if let Some((s1, s2, _)) = &salts
+            && has_hmac
+        {
+            if s1.len() != 32 || s2.as_ref().is_some_and(|s| s.len() != 32) {
+                return Err(ClientError::InvalidRequest("hmac-secret salts must be 32 bytes".into()));
             }
+            let (key, ss) = dev.key_agreement(op)?;
+            let mut plain = Zeroizing::new(s1.clone());
+            if let Some(s2) = s2 {
+                plain.extend_from_slice(s2);
+            }
+            let salt_enc = ss.encrypt(self.provider, &plain)?;
+            let salt_auth = ss.authenticate(self.provider, &salt_enc);
+            let proto = ss.protocol().number();
+            ga_ext.hmac_secret = Some(HmacSecretInput {
+                key_agreement: key,
+                salt_enc,
+                salt_auth,
+                pin_uv_auth_protocol: (proto != 1).then_some(proto),
+            });
+            shared = Some(ss);
         }
         if ext.get_cred_blob == Some(true) && has_cred_blob {
             ga_ext.cred_blob = Some(true);
@@ -822,10 +822,10 @@ impl<'a> WebAuthnClient<'a> {
             (None, Some(l)) if l.len() == 1 => l[0].id.clone(),
             _ => return Err(ClientError::Malformed("assertion without a credential ID".into())),
         };
-        if let Some(l) = &allow_list {
-            if !l.iter().any(|c| c.id == cred_id) {
-                return Err(ClientError::Malformed("assertion for a credential not in the allow list".into()));
-            }
+        if let Some(l) = &allow_list
+            && !l.iter().any(|c| c.id == cred_id)
+        {
+            return Err(ClientError::Malformed("assertion for a credential not in the allow list".into()));
         }
         let outputs = match ad.extensions.as_ref() {
             Some(v) => {

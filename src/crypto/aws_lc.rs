@@ -196,7 +196,7 @@ impl CryptoProvider for AwsLcProvider {
     }
 
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 32 || data.len() % 16 != 0 {
+        if key.len() != 32 || !data.len().is_multiple_of(16) {
             return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
         }
         if data.is_empty() {
@@ -210,7 +210,7 @@ impl CryptoProvider for AwsLcProvider {
     }
 
     fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 32 || data.len() % 16 != 0 {
+        if key.len() != 32 || !data.len().is_multiple_of(16) {
             return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
         }
         if data.is_empty() {

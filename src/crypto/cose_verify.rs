@@ -16,10 +16,10 @@ pub fn verify_with_alg(
     sig: &[u8],
     allow_rs1: bool,
 ) -> Result<(), CryptoError> {
-    if let Some(key_alg) = key.alg() {
-        if key_alg != alg {
-            return Err(CryptoError::InvalidKey("key's alg does not match the algorithm"));
-        }
+    if let Some(key_alg) = key.alg()
+        && key_alg != alg
+    {
+        return Err(CryptoError::InvalidKey("key's alg does not match the algorithm"));
     }
     match (alg, key) {
         (CoseAlgorithm::ES256 | CoseAlgorithm::ESP256, CoseKey::Ec2 { crv: curve::P256, x, y, .. }) => {

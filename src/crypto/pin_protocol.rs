@@ -221,7 +221,7 @@ impl SharedSecret {
         iv: &[u8; 16],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, PinProtocolError> {
-        if plaintext.len() % 16 != 0 {
+        if !plaintext.len().is_multiple_of(16) {
             return Err(PinProtocolError::InvalidLength);
         }
         let mut data = plaintext.to_vec();

@@ -50,7 +50,7 @@ fn ed25519_seed(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, CryptoError> {
 }
 
 fn aes_cbc_check(key: &[u8], data: &[u8]) -> Result<(), CryptoError> {
-    if key.len() != 32 || data.len() % 16 != 0 {
+    if key.len() != 32 || !data.len().is_multiple_of(16) {
         return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
     }
     Ok(())

@@ -90,10 +90,10 @@ impl KeyUri {
         if self.account.starts_with(' ') {
             return Err(bad("the account name must not start with a space"));
         }
-        if let OtpKind::Totp { period } = self.kind {
-            if period == 0 || i64::try_from(period).is_err() {
-                return Err(OtpError::InvalidPeriod(i64::try_from(period).unwrap_or(i64::MAX)));
-            }
+        if let OtpKind::Totp { period } = self.kind
+            && (period == 0 || i64::try_from(period).is_err())
+        {
+            return Err(OtpError::InvalidPeriod(i64::try_from(period).unwrap_or(i64::MAX)));
         }
         Ok(())
     }

@@ -258,10 +258,10 @@ impl RelyingParty {
                 if stored.user_id != *uid {
                     return Err(AuthenticationError::CredentialUserMismatch);
                 }
-                if let Some(h) = user_handle {
-                    if h != uid {
-                        return Err(AuthenticationError::UserHandleMismatch);
-                    }
+                if let Some(h) = user_handle
+                    && h != uid
+                {
+                    return Err(AuthenticationError::UserHandleMismatch);
                 }
             }
             None => {

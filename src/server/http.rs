@@ -134,7 +134,7 @@ impl LocalCeremonies {
         // Now and then, and whenever full: drop what expired long ago
         // (recently expired ones stay, so a late verify hears "expired").
         let grace = crate::server::store::CEREMONY_GRACE_MS;
-        if self.puts % 4096 == 0 || self.by_id.len() >= MAX_LOCAL_CEREMONIES {
+        if self.puts.is_multiple_of(4096) || self.by_id.len() >= MAX_LOCAL_CEREMONIES {
             self.by_id.retain(|_, (_, e)| *e >= now_ms.saturating_sub(grace));
         }
         if self.by_id.len() >= MAX_LOCAL_CEREMONIES {
@@ -366,12 +366,12 @@ fn cookie_token(headers: &HeaderMap, name: &str, min: usize, max: usize) -> Opti
             if let Some((k, v)) = pair.trim().split_once('=') {
                 let v = v.trim().trim_matches('"');
                 // Length first: never decode more than a token's worth.
-                if k.trim() == name && v.len() <= max.div_ceil(3) * 4 {
-                    if let Ok(t) = b64url_decode(v) {
-                        if (min..=max).contains(&t.len()) {
-                            return Some(t);
-                        }
-                    }
+                if k.trim() == name
+                    && v.len() <= max.div_ceil(3) * 4
+                    && let Ok(t) = b64url_decode(v)
+                    && (min..=max).contains(&t.len())
+                {
+                    return Some(t);
                 }
             }
         }

@@ -70,11 +70,11 @@ pub fn origin_allowed(origin: &str, config: &super::RpConfig) -> bool {
     if config.origins.iter().chain(&config.related_origins).any(|o| o == origin) {
         return true;
     }
-    if config.allow_subdomains {
-        if let Some(o) = Origin::parse(origin) {
-            let secure = o.scheme == "https" || (o.scheme == "http" && o.host == "localhost");
-            return secure && host_within_rp_id(o.host, &config.rp_id);
-        }
+    if config.allow_subdomains
+        && let Some(o) = Origin::parse(origin)
+    {
+        let secure = o.scheme == "https" || (o.scheme == "http" && o.host == "localhost");
+        return secure && host_within_rp_id(o.host, &config.rp_id);
     }
     false
 }

@@ -487,10 +487,11 @@ impl<T: ReportTransport> CtapHidDevice<T> {
         }
         let until = Instant::now() + CANCEL_GRACE;
         while let Ok(Some(r)) = self.transport.recv_report(until) {
-            if let Packet::Init { cid, cmd, .. } = Packet::parse(&r) {
-                if cid == self.info.cid && cmd != cmd::KEEPALIVE {
-                    break;
-                }
+            if let Packet::Init { cid, cmd, .. } = Packet::parse(&r)
+                && cid == self.info.cid
+                && cmd != cmd::KEEPALIVE
+            {
+                break;
             }
         }
     }
@@ -796,10 +797,10 @@ impl DeviceChannel {
     /// Drive timers: message timeouts, lock expiry, keepalives, and the
     /// pending handler. Call at [`DeviceChannel::next_deadline`] (or more often).
     pub fn poll<H: Handler + ?Sized>(&mut self, now: Instant, handler: &mut H) {
-        if let Some((_, until)) = self.lock {
-            if now >= until {
-                self.lock = None;
-            }
+        if let Some((_, until)) = self.lock
+            && now >= until
+        {
+            self.lock = None;
         }
         match &mut self.state {
             State::Receiving { cid, deadline, .. } if now >= *deadline => {
@@ -854,10 +855,10 @@ impl DeviceChannel {
                 } else {
                     false
                 };
-                if complete {
-                    if let State::Receiving { cid, cmd, buf, .. } = std::mem::replace(&mut self.state, State::Idle) {
-                        self.dispatch(cid, cmd, &buf, now, handler);
-                    }
+                if complete
+                    && let State::Receiving { cid, cmd, buf, .. } = std::mem::replace(&mut self.state, State::Idle)
+                {
+                    self.dispatch(cid, cmd, &buf, now, handler);
                 }
             }
         }
@@ -915,13 +916,13 @@ impl DeviceChannel {
             }
             State::Idle => {}
         }
-        if let Some((owner, _)) = self.lock {
-            if owner != cid {
-                if command != cmd::CANCEL {
-                    self.send_error(cid, HidErrorCode::ChannelBusy);
-                }
-                return;
+        if let Some((owner, _)) = self.lock
+            && owner != cid
+        {
+            if command != cmd::CANCEL {
+                self.send_error(cid, HidErrorCode::ChannelBusy);
             }
+            return;
         }
         if command == cmd::CANCEL {
             return; // nothing outstanding

@@ -145,7 +145,7 @@ pub fn parse_access_code(hex: &str) -> Result<AccessCode, YubikeyError> {
 /// Decode hex (case-insensitive, no separators).
 pub fn decode_hex(s: &str) -> Result<Vec<u8>, YubikeyError> {
     let s = s.trim();
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(YubikeyError::InvalidArgument("not an even number of hex digits".into()));
     }
     (0..s.len())

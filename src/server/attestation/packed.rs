@@ -28,12 +28,12 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
         }
         None => {
             // Self attestation: alg must be the credential key's algorithm.
-            if let Some(key_alg) = cred.public_key.alg() {
-                if key_alg != alg {
-                    return Err(AttestationError::Mismatch(format!(
-                        "attStmt.alg {alg} differs from the credential key's algorithm {key_alg}"
-                    )));
-                }
+            if let Some(key_alg) = cred.public_key.alg()
+                && key_alg != alg
+            {
+                return Err(AttestationError::Mismatch(format!(
+                    "attStmt.alg {alg} differs from the credential key's algorithm {key_alg}"
+                )));
             }
             cose_verify::verify_with_alg(input.ctx.provider, alg, &cred.public_key, &msg, sig, false)
                 .map_err(|e| sig_err("packed self attestation signature", e))?;
