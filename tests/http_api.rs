@@ -588,3 +588,30 @@ async fn sessions_are_signed_revocable_and_expire() {
     e.advance(12 * 3600 + 1);
     e.client.get("/api/me").await.assert_error(401, "not_signed_in");
 }
+
+/// Adding a key to an account and removing one need a sign-in within the
+/// last 10 minutes: an older (possibly stolen) session can still read and
+/// rename, but cannot plant its own key or take the owner's away.
+#[tokio::test]
+async fn adding_or_removing_a_key_needs_a_recent_sign_in() {
+    let mut e = env().await;
+    let mut key = SoftKey::new();
+    let mut spare = SoftKey::new();
+    e.client.register("quinn", &mut key, json!({})).await.ok();
+    e.client.register("quinn", &mut spare, json!({})).await.ok();
+    e.advance(10 * 60 + 30);
+    e.client.get("/api/me").await.ok();
+    let path = format!("/api/credentials/{}", spare.id_b64());
+    e.client.send(Method::PATCH, &path, json!({"nickname": "Spare"}).to_string()).await.ok();
+    e.client.send(Method::DELETE, &path, "").await.assert_error(403, "reauthentication_required");
+    let r = e.client.post("/api/register/options", &json!({"username": "quinn"})).await;
+    r.assert_error(403, "reauthentication_required");
+    assert_eq!(e.client.get("/api/me").await.ok()["credentials"].as_array().unwrap().len(), 2);
+    // After signing in again, both work.
+    e.client.login(Some("quinn"), &mut key).await.ok();
+    e.client.register("quinn", &mut SoftKey::new(), json!({})).await.ok();
+    e.client.send(Method::DELETE, &path, "").await.ok();
+    assert_eq!(e.client.get("/api/me").await.ok()["credentials"].as_array().unwrap().len(), 2);
+    let failed = events(&e.store, AuditKind::RegistrationFailed).await;
+    assert!(failed.is_empty(), "refusing at the options step starts no ceremony: {failed:?}");
+}

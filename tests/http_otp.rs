@@ -596,3 +596,28 @@ mod postgres {
         drop_db(&admin, &name).await;
     }
 }
+
+/// What would turn a stolen session into a lasting way in (a new
+/// authenticator app, new recovery codes), or lock the owner out of a
+/// factor, needs a sign-in within the last 10 minutes; reading does not.
+#[tokio::test]
+async fn sensitive_changes_need_a_recent_sign_in() {
+    let mut e = env().await;
+    let (secret, _) = enrolled(&mut e, "pat").await;
+    e.advance(10 * 60 + 30);
+    e.client.get("/api/otp").await.ok();
+    let r = e.client.post("/api/otp/recovery/regenerate", &json!({})).await;
+    r.assert_error(403, "reauthentication_required");
+    assert!(r.json["message"].as_str().unwrap().contains("10 minutes"), "{}", r.json);
+    e.client.send(Method::DELETE, "/api/otp/totp", "").await.assert_error(403, "reauthentication_required");
+    e.client.post("/api/otp/totp/enroll", &json!({})).await.assert_error(403, "reauthentication_required");
+    // Nothing changed.
+    let st = e.client.get("/api/otp").await.ok().clone();
+    assert_eq!(st["totp"]["enabled"], true);
+    assert_eq!(st["recoveryCodesRemaining"], 10);
+    // Signing in again (here with the app) makes the session recent.
+    e.client.post("/api/login/totp", &json!({"username": "pat", "code": e.code(&secret)})).await.ok();
+    e.client.post("/api/otp/recovery/regenerate", &json!({})).await.ok();
+    e.client.send(Method::DELETE, "/api/otp/totp", "").await.ok();
+    e.client.post("/api/otp/totp/enroll", &json!({})).await.ok();
+}

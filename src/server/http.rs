@@ -11,7 +11,7 @@
 //! | `POST /api/login/verify` | verifies an AuthenticationResponseJSON; sets the session cookie |
 //! | `GET /api/me` | the signed-in user and their credentials |
 //! | `PATCH /api/credentials/{id}` | rename a credential (`{"nickname": s}`) |
-//! | `DELETE /api/credentials/{id}` | remove a credential (not the last one) |
+//! | `DELETE /api/credentials/{id}` | remove a credential (not the last one; needs a recent sign-in) |
 //! | `GET /api/me/activity` | the signed-in user's recent security events |
 //! | `POST /api/logout` | end the session |
 //! | `GET /.well-known/webauthn` | related origins (WebAuthn L3 §5.11) |
@@ -26,6 +26,11 @@
 //! user handle, expiry, nonce, HMAC-SHA256 under a secret kept in the
 //! store), so a sign-in writes no session row; signing out records the
 //! token as revoked. Cookies are `Secure` when the page's origin is https.
+//! Adding a key to an account, removing one, and the authenticator-app and
+//! recovery-code changes need a sign-in within
+//! [`HttpOptions::recent_sign_in`] (10 minutes by default); an older session
+//! gets 403 `reauthentication_required`, so a stolen session cookie cannot
+//! be turned into a lasting way in, nor lock the owner out.
 //!
 //! Every failure is a 4xx with `{"verified": false, "error": CODE, "message":
 //! text}`; bodies over 64 KiB get 413; only a storage failure gives a 5xx.
@@ -81,6 +86,13 @@ pub struct HttpOptions {
     pub secure_cookies: Option<bool>,
     /// Serve the demo page at `/`.
     pub serve_demo: bool,
+    /// How recent a sign-in must be for what would let whoever holds the
+    /// session in again later (adding a security key, setting up an
+    /// authenticator app, new recovery codes) or take a factor away
+    /// (removing a key, turning the authenticator app off); older sessions get 403
+    /// `reauthentication_required`. A stolen session cookie then cannot be
+    /// turned into a lasting way in.
+    pub recent_sign_in: Duration,
     /// The time source.
     pub clock: Clock,
 }
@@ -91,6 +103,7 @@ impl Default for HttpOptions {
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: None,
             serve_demo: true,
+            recent_sign_in: Duration::from_secs(10 * 60),
             clock: Arc::new(SystemTime::now),
         }
     }
@@ -102,6 +115,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("session_ttl", &self.session_ttl)
             .field("secure_cookies", &self.secure_cookies)
             .field("serve_demo", &self.serve_demo)
+            .field("recent_sign_in", &self.recent_sign_in)
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +267,7 @@ pub fn status_for(code: &str) -> StatusCode {
         "cross_site_request" => StatusCode::FORBIDDEN,
         "unknown_user" | "no_credentials" | "not_found" | "totp_not_enabled" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "reauthentication_required" => StatusCode::FORBIDDEN,
         "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
         "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" | "database_in_use" => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -476,6 +491,31 @@ impl<S: Store> App<S> {
         self.session(headers).await?.ok_or_else(|| ApiError::from_code("not_signed_in", "sign in first"))
     }
 
+    /// Whether `s` began within [`HttpOptions::recent_sign_in`].
+    fn is_recent(&self, s: &session::Session) -> bool {
+        let age = crate::server::store::ms(self.now()).saturating_sub(s.issued_ms);
+        u128::try_from(age).is_ok_and(|age| age <= self.opts.recent_sign_in.as_millis())
+    }
+
+    /// A session that began within [`HttpOptions::recent_sign_in`].
+    async fn require_recent_session(&self, headers: &HeaderMap) -> Result<(session::Session, UserRecord), ApiError> {
+        let (s, user) = self.require_session(headers).await?;
+        if !self.is_recent(&s) {
+            return Err(self.reauthentication_required());
+        }
+        Ok((s, user))
+    }
+
+    fn reauthentication_required(&self) -> ApiError {
+        ApiError::from_code(
+            "reauthentication_required",
+            format!(
+                "this needs a sign-in within the last {} minutes: sign in again, then retry",
+                self.opts.recent_sign_in.as_secs().div_ceil(60)
+            ),
+        )
+    }
+
     /// Sign a session token for `user` (a user handle): the Set-Cookie value.
     async fn start_session(&self, headers: &HeaderMap, user: &[u8]) -> Result<HeaderValue, ApiError> {
         let secret = self.session_secret().await?;
@@ -650,8 +690,12 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
     let existing_user = app.store.user_by_username(&req.username).await?;
     let (handle, new_user, authorized, creds) = match existing_user {
         Some(u) => {
-            let session = app.session(headers).await?;
-            let authorized = session.is_some_and(|(_, s)| s.handle == u.handle);
+            let session = app.session(headers).await?.filter(|(_, s)| s.handle == u.handle);
+            // Adding a key to an account needs a recent sign-in to it.
+            if session.as_ref().is_some_and(|(s, _)| !app.is_recent(s)) {
+                return Err(app.reauthentication_required());
+            }
+            let authorized = session.is_some();
             let creds = app.store.credentials_of_user(&u.handle).await?;
             (u.handle.0, false, authorized, creds)
         }
@@ -1100,7 +1144,7 @@ async fn delete_credential<S: Store>(
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_session(&headers).await?;
+            let (_, user) = app.require_recent_session(&headers).await?;
             let id = credential_path(id)?;
             match app.store.delete_credential(&user.handle, &id).await? {
                 DeleteOutcome::Deleted => {}

@@ -22,6 +22,7 @@ const MESSAGES = {
   no_credentials: "That account has no security keys left.",
   last_credential: "This is your only security key. Add another one before removing it.",
   not_signed_in: "You are not signed in (the session may have ended). Please sign in again.",
+  reauthentication_required: "For your safety, this needs a recent sign-in. Sign out, sign in again, then try once more.",
   credential_not_allowed: "That security key does not belong to this account.",
   credential_user_mismatch: "That security key belongs to a different account.",
   user_handle_mismatch: "That security key belongs to a different account.",

@@ -38,6 +38,12 @@
 //!
 //! Enrollment stays pending until confirmed with a code, and expires after
 //! `ENROLLMENT_TTL`. Confirming replaces the user's recovery codes.
+//!
+//! Starting an enrollment, new recovery codes and turning the app off need
+//! a recent sign-in ([`HttpOptions::recent_sign_in`](super::HttpOptions::recent_sign_in);
+//! older sessions get 403 `reauthentication_required`): each of them would
+//! let whoever stole a session cookie in again later, or lock the owner out
+//! of a factor.
 
 use super::{ApiError, ApiResult, App, finish, ok, parse_json, read_body, validate_name};
 use crate::otp::qr::Qr;
@@ -206,7 +212,7 @@ async fn enroll<S: Store>(State(app): State<Arc<App<S>>>, method: Method, header
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_session(&headers).await?;
+            let (_, user) = app.require_recent_session(&headers).await?;
             let body = read_body(&headers, body).await?;
             optional_object(&body)?;
             if app.store.totp(&user.handle).await?.is_some() {
@@ -306,7 +312,7 @@ async fn disable<S: Store>(State(app): State<Arc<App<S>>>, method: Method, heade
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_session(&headers).await?;
+            let (_, user) = app.require_recent_session(&headers).await?;
             if !app.store.delete_totp(&user.handle).await? {
                 return Err(ApiError::from_code("totp_not_enabled", "no authenticator app is set up"));
             }
@@ -326,7 +332,7 @@ async fn regenerate<S: Store>(
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_session(&headers).await?;
+            let (_, user) = app.require_recent_session(&headers).await?;
             let body = read_body(&headers, body).await?;
             optional_object(&body)?;
             let (codes, set) = new_recovery_codes().await?;

@@ -38,6 +38,8 @@ pub(crate) struct Session {
     pub id: [u8; 32],
     /// The signed-in user.
     pub user_handle: Vec<u8>,
+    /// When the user signed in (Unix ms).
+    pub issued_ms: i64,
     /// When it stops being valid (Unix ms).
     pub expires_ms: i64,
 }
@@ -80,11 +82,12 @@ pub(crate) fn open(provider: &dyn CryptoProvider, secret: &[u8], token: &[u8], n
     if !ct_eq(&expected, tag) {
         return None;
     }
+    let issued_ms = i64::from_be_bytes(body.get(1..9)?.try_into().ok()?);
     let expires_ms = i64::from_be_bytes(body.get(9..17)?.try_into().ok()?);
     if expires_ms <= now_ms {
         return None;
     }
-    Some(Session { id: expected, user_handle: body[FIXED..].to_vec(), expires_ms })
+    Some(Session { id: expected, user_handle: body[FIXED..].to_vec(), issued_ms, expires_ms })
 }
 
 fn mac(provider: &dyn CryptoProvider, secret: &[u8], body: &[u8]) -> Option<[u8; 32]> {
@@ -107,7 +110,7 @@ mod tests {
         let p = default_provider();
         let (t, id) = issue(p, KEY, b"user-1", &[9; 16], 1_000, 5_000).expect("issue");
         let s = open(p, KEY, &t, 4_999).expect("valid");
-        assert_eq!(s, Session { id, user_handle: b"user-1".to_vec(), expires_ms: 5_000 });
+        assert_eq!(s, Session { id, user_handle: b"user-1".to_vec(), issued_ms: 1_000, expires_ms: 5_000 });
         assert_eq!(open(p, KEY, &t, 5_000), None, "expired at its expiry");
         assert_eq!(open(p, &[8; 32], &t, 2_000), None, "another key");
     }
