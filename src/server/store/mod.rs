@@ -350,6 +350,56 @@ impl AuditQuery {
     pub(crate) fn effective_limit(&self) -> i64 {
         if self.limit == 0 { 100 } else { i64::from(self.limit.min(10_000)) }
     }
+
+    /// The SELECT for this query, with only the filters that are set (so
+    /// that both databases can use an index: `audit_by_username` (username,
+    /// at_ms) with a username, `audit_by_time` (at_ms) without), newest
+    /// first in the order of those indexes, so that the database reads only
+    /// the rows it returns. Parameters, numbered in this order: username,
+    /// kind, since, limit; bind them with [`AuditQuery::bind`].
+    pub(crate) fn select_sql(&self) -> String {
+        let mut sql =
+            String::from("SELECT id, at_ms, event, username, user_handle, credential_id, code, detail FROM audit_log");
+        let mut n = 0;
+        let filters = [
+            (self.username.is_some(), "username = "),
+            (self.kind.is_some(), "event = "),
+            (self.since_unix_ms.is_some(), "at_ms >= "),
+        ];
+        for (set, filter) in filters {
+            if set {
+                n += 1;
+                sql.push_str(if n == 1 { " WHERE " } else { " AND " });
+                sql.push_str(&format!("{filter}${n}"));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY at_ms DESC, id DESC LIMIT ${}", n + 1));
+        sql
+    }
+
+    /// Bind this query's parameters to `sql` from [`AuditQuery::select_sql`].
+    pub(crate) fn bind<'q, DB>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::QueryAs<'q, DB, AuditRow, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        AuditRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let mut q = sqlx::query_as(sql);
+        if let Some(u) = &self.username {
+            q = q.bind(u.as_str());
+        }
+        if let Some(k) = self.kind {
+            q = q.bind(k.as_str());
+        }
+        if let Some(t) = self.since_unix_ms {
+            q = q.bind(t);
+        }
+        q.bind(self.effective_limit())
+    }
 }
 
 /// Storage for the relying party. Implementations must be safe to share

@@ -375,17 +375,8 @@ impl Store for PgStore {
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at_ms, event, username, user_handle, credential_id, code, detail FROM audit_log \
-             WHERE ($1::TEXT IS NULL OR username = $1) AND ($2::TEXT IS NULL OR event = $2) AND ($3::BIGINT IS NULL OR at_ms >= $3) \
-             ORDER BY id DESC LIMIT $4",
-        )
-        .bind(q.username.as_deref())
-        .bind(q.kind.map(|k| k.as_str()))
-        .bind(q.since_unix_ms)
-        .bind(q.effective_limit())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = q.select_sql();
+        let rows: Vec<AuditRow> = q.bind(&sql).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
