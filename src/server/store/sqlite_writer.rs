@@ -11,6 +11,11 @@
 //! as a whole, its parts are written one by one, so one bad sign-in does not
 //! fail the others.
 //!
+//! The WAL is copied back into the database file (checkpointed) mostly by
+//! a second thread, off the sign-in path, and finished by the writer itself
+//! once it passes 16 MiB, so that it starts again from the beginning: its
+//! size stays bounded however steady the load (see [`spawn`]).
+//!
 //! Why a thread of its own rather than sqlx: profiling the demo server under
 //! load showed the sqlx SQLite driver spending more CPU than the signature
 //! check, in its worker-thread hand-offs (a futex wake per statement) and in
@@ -72,11 +77,30 @@ const TOUCH: &str = "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_use
 /// created and migrated) and start the thread. It runs until every sender is
 /// dropped.
 pub(super) fn spawn(path: &Path, cache: Arc<Mutex<UserCache>>) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
+    spawn_with(path, cache, WAL_CHECKPOINT_PAGES)
+}
+
+/// [`spawn`], checkpointing on the writer's connection past `wal_pages`.
+fn spawn_with(
+    path: &Path,
+    cache: Arc<Mutex<UserCache>>,
+    wal_pages: i64,
+) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
     let conn = open(path).map_err(db_err)?;
-    // Checkpoints (copying the WAL back into the database file, with an
-    // fsync) happen on a thread of their own, so that sign-ins never wait
-    // behind one; the writer only nudges it.
-    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
+    // Checkpoints copy the WAL back into the database file, in two parts:
+    //
+    // - A thread of its own copies, every `BACKGROUND_CHECKPOINT_EVERY`,
+    //   whatever was committed (PASSIVE: it never blocks the writer). This
+    //   does nearly all the copying and syncing, off the sign-in path. It
+    //   cannot finish the WAL, though: the writer keeps appending.
+    // - So this connection checkpoints too, right after the commit that
+    //   filled the WAL past `WAL_CHECKPOINT_PAGES`. It is the only writer,
+    //   so it finishes the WAL (copying only the little the other thread
+    //   had not), and the next transaction starts the WAL from the
+    //   beginning: the WAL stays about that size under any load. (With the
+    //   other thread alone, it grew by every commit, without end.)
+    conn.pragma_update(None, "wal_autocheckpoint", wal_pages).map_err(db_err)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(db_err)?;
     let checkpoint_conn = open(path).map_err(db_err)?;
     let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
@@ -91,6 +115,39 @@ pub(super) fn spawn(path: &Path, cache: Arc<Mutex<UserCache>>) -> Result<mpsc::U
     Ok(tx)
 }
 
+/// How often the checkpoint thread copies the WAL back, at most.
+const BACKGROUND_CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
+
+/// Checkpoint (PASSIVE: never blocks the writer or readers) when the writer
+/// committed something and `BACKGROUND_CHECKPOINT_EVERY` passed; ends with
+/// the writer.
+fn checkpointer(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+    let mut dirty = false;
+    let mut last = std::time::Instant::now();
+    loop {
+        match nudged.recv_timeout(BACKGROUND_CHECKPOINT_EVERY) {
+            Ok(()) => dirty = true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if dirty && last.elapsed() >= BACKGROUND_CHECKPOINT_EVERY {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("SQLite checkpoint failed: {e}");
+            }
+            dirty = false;
+            last = std::time::Instant::now();
+        }
+    }
+    // Leave a short WAL behind for the next start.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// WAL pages (4 KiB each) after which a commit checkpoints: 16 MiB.
+const WAL_CHECKPOINT_PAGES: i64 = 4096;
+/// What a WAL file is truncated to when it starts again, in bytes (after a
+/// burst of large transactions made it longer).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -104,32 +161,6 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-/// How often the checkpoint thread copies the WAL back, at most.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Checkpoint (PASSIVE: never blocks the writer or readers) when the writer
-/// committed something and `CHECKPOINT_EVERY` passed; ends with the writer.
-fn checkpointer(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
-    let mut dirty = false;
-    let mut last = std::time::Instant::now();
-    loop {
-        match nudged.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(()) => dirty = true,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if dirty && last.elapsed() >= CHECKPOINT_EVERY {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!("SQLite checkpoint failed: {e}");
-            }
-            dirty = false;
-            last = std::time::Instant::now();
-        }
-    }
-    // Leave a short WAL behind for the next start.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 fn run(
@@ -306,5 +337,50 @@ mod tests {
         assert_eq!(outcome(0, Some(0)).ok(), Some(SignCountUpdate::Advanced));
         assert_eq!(outcome(0, Some(3)).ok(), Some(SignCountUpdate::NotAdvanced { current: 3 }));
         assert!(matches!(outcome(1, Some(-1)), Err(StoreError::Corrupt(_))));
+    }
+
+    /// Under a steady stream of commits the WAL starts again from the
+    /// beginning once it passes the checkpoint size, instead of growing by
+    /// every commit while the background checkpoint chases the writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_steady_writes() {
+        let dir = std::env::temp_dir().join(format!("hwkey-wal-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("wal.sqlite3");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        {
+            let setup = open(&path).expect("open");
+            setup.pragma_update(None, "journal_mode", "WAL").expect("wal");
+            setup
+                .execute_batch(
+                    "CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, \
+                     event TEXT NOT NULL, username TEXT, user_handle BLOB, credential_id BLOB, code TEXT, \
+                     detail TEXT NOT NULL); CREATE INDEX audit_by_username ON audit_log(username, at_ms);",
+                )
+                .expect("schema");
+        }
+        const PAGES: i64 = 64;
+        let tx = spawn_with(&path, Arc::default(), PAGES).expect("writer");
+        // About 24 MiB of audit rows, in many transactions.
+        let detail = "x".repeat(1000);
+        for round in 0..50 {
+            for i in 0..500 {
+                let e = NewAuditEvent::new(super::super::AuditKind::SignIn)
+                    .username(&format!("user-{}", (round * 500 + i) % 97))
+                    .detail(&detail);
+                tx.send(WriteMsg::Event(e, i64::from(round * 500 + i))).expect("send");
+            }
+            let (ack, done) = oneshot::channel();
+            tx.send(WriteMsg::Flush(ack)).expect("flush");
+            done.await.expect("flushed");
+        }
+        let wal = std::fs::metadata(format!("{}-wal", path.display())).map(|m| m.len()).unwrap_or(0);
+        drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
+        // The checkpoint size, plus one batch of up to 512 rows of 1 KB, plus slack.
+        let bound = (PAGES as u64 + 512 / 4 * 2 + 64) * 4120;
+        assert!(wal < bound, "the WAL is {wal} bytes, more than {bound}");
     }
 }
