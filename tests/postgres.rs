@@ -1,7 +1,7 @@
-//! Two relying-party instances (separate routers on separate connection
-//! pools) on one PostgreSQL database: single-use challenges across instances,
-//! compare-and-set sign counters under 200 concurrent sign-ins, and
-//! persistence across a restart.
+//! Two relying-party instances on one PostgreSQL database, as separate
+//! routers on separate connection pools and as two `rp_server` processes
+//! over HTTP: single-use challenges across instances, compare-and-set sign
+//! counters under 200 concurrent sign-ins, and persistence across a restart.
 //!
 //! Runs only when `HWKEY_TEST_POSTGRES_URL` names a server where the user may
 //! create databases (e.g. `postgres://postgres@127.0.0.1:5432/test`); each
@@ -192,5 +192,120 @@ async fn users_and_credentials_survive_a_restart() {
         a.close().await;
         b.close().await;
     }
+    db.drop_db().await;
+}
+
+/// The demo server binary (`cargo test` builds the examples next to the
+/// tests), or `None` with a message when it was not built.
+fn rp_server_bin() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("examples").join(format!("rp_server{}", std::env::consts::EXE_SUFFIX));
+    if bin.exists() {
+        Some(bin)
+    } else {
+        println!("skipped: {} is missing (plain `cargo test` builds it)", bin.display());
+        None
+    }
+}
+
+/// An `rp_server` process, killed when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(bin: &std::path::Path, database: &str) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .args(["--bind", "127.0.0.1:0", "--rp-id", RP_ID, "--origin", ORIGIN, "--database", database])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rp_server");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read its first line");
+        let addr = line.trim().strip_prefix("listening on http://").expect("listening on http://ADDR").parse();
+        ServerProcess { child, addr: addr.expect("an address") }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same checks as above, through two `rp_server` processes over HTTP:
+/// a challenge verified through both at once is accepted exactly once; 200
+/// concurrent sign-ins with one credential, each verified by the other
+/// process than the one that issued its challenge, all pass and leave the
+/// highest counter with no false regression; after both stop, a third
+/// process signs the user in with the counter where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_server_processes_on_one_database() {
+    let Some(admin) = admin_url() else { return };
+    let Some(bin) = rp_server_bin() else { return };
+    let db = TestDb::create(&admin, "procs").await;
+    let (a, b) = (ServerProcess::start(&bin, &db.url), ServerProcess::start(&bin, &db.url));
+    let mut key = SoftKey::new();
+    Client::remote(a.addr).register("rita", &mut key, json!({})).await.ok();
+
+    for round in 0..10 {
+        let mut c = Client::remote(a.addr);
+        let o = c.post("/api/login/options", &json!({"username": "rita"})).await.json;
+        let resp = key.assert(&o, ORIGIN);
+        let mut via_a = c.clone();
+        let mut via_b = Client { remote: Some(b.addr), ..c.clone() };
+        let (r1, r2) = tokio::join!(via_a.post("/api/login/verify", &resp), via_b.post("/api/login/verify", &resp));
+        assert_eq!(
+            [&r1, &r2].iter().filter(|r| r.status == 200).count(),
+            1,
+            "round {round}: {} / {}",
+            r1.json,
+            r2.json
+        );
+        let loser = if r1.status == 200 { &r2 } else { &r1 };
+        loser.assert_error(400, "no_pending_ceremony");
+    }
+
+    const N: u32 = 200;
+    let mut prepared = Vec::new();
+    for i in 0..N {
+        let (issuer, verifier) = if i % 2 == 0 { (a.addr, b.addr) } else { (b.addr, a.addr) };
+        let mut c = Client::remote(issuer);
+        let o = c.post("/api/login/options", &json!({"username": "rita"})).await.json;
+        let resp = key.assert(&o, ORIGIN);
+        c.remote = Some(verifier);
+        prepared.push((c, resp));
+    }
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .rev()
+        .map(|(mut c, resp)| tokio::spawn(async move { c.post("/api/login/verify", &resp).await }))
+        .collect();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let store = PgStore::connect(&db.url).await.expect("store");
+    let (stored, _) = store.credential(&key.credential_id).await.expect("db").expect("credential");
+    assert_eq!(stored.record.sign_count, 10 + N, "the counter holds the highest value seen");
+    let regressions = store
+        .audit_events(&AuditQuery { kind: Some(AuditKind::CounterRegression), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(regressions.is_empty(), "false regressions: {regressions:?}");
+    let sign_ins =
+        store.audit_events(&AuditQuery { kind: Some(AuditKind::SignIn), limit: 1000, ..Default::default() }).await;
+    assert_eq!(sign_ins.unwrap().len(), 10 + N as usize);
+
+    drop((a, b));
+    let c = ServerProcess::start(&bin, &db.url);
+    let v = Client::remote(c.addr).login(Some("rita"), &mut key).await;
+    assert_eq!(v.ok()["signCount"], 10 + N + 1);
+    drop(c);
+    store.close().await;
     db.drop_db().await;
 }

@@ -217,7 +217,7 @@ impl Reply {
     }
 }
 
-/// A browser stand-in: a router and a cookie jar.
+/// A browser stand-in: a router (or a server over TCP) and a cookie jar.
 #[derive(Clone)]
 pub struct Client {
     /// The router under test.
@@ -226,37 +226,104 @@ pub struct Client {
     pub jar: BTreeMap<String, String>,
     /// Send this Origin header.
     pub origin_header: Option<String>,
+    /// Send requests to the server listening here over HTTP/1.1 instead of
+    /// to `app`.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 impl Client {
     /// A client with an empty jar.
     pub fn new(app: Router) -> Self {
-        Client { app, jar: BTreeMap::new(), origin_header: None }
+        Client { app, jar: BTreeMap::new(), origin_header: None, remote: None }
+    }
+
+    /// A client of the server listening at `addr`, with an empty jar.
+    #[allow(dead_code)]
+    pub fn remote(addr: std::net::SocketAddr) -> Self {
+        Client { remote: Some(addr), ..Client::new(Router::new()) }
+    }
+
+    /// One request over a fresh HTTP/1.1 connection (closed after it):
+    /// status, Set-Cookie values, body.
+    async fn send_remote(
+        addr: std::net::SocketAddr,
+        method: &Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (StatusCode, Vec<String>, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the server");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        stream.write_all(&bytes).await.expect("send the request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read the response");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 =
+            lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status line");
+        let mut set_cookies = Vec::new();
+        let mut length = None;
+        for line in lines {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("set-cookie") {
+                    set_cookies.push(v.trim().to_owned());
+                } else if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut body = raw[split + 4..].to_vec();
+        if let Some(n) = length {
+            body.truncate(n);
+        }
+        (StatusCode::from_u16(status).expect("status"), set_cookies, body)
     }
 
     /// Send a request with raw body bytes.
     pub async fn send(&mut self, method: Method, path: &str, body: impl Into<Body>) -> Reply {
         let body: Body = body.into();
-        let mut b = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
-        if let Some(n) = axum::body::HttpBody::size_hint(&body).exact() {
-            b = b.header(header::CONTENT_LENGTH, n);
-        }
+        let mut headers = vec![(header::CONTENT_TYPE.to_string(), "application/json".to_owned())];
         if !self.jar.is_empty() {
             let c: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            b = b.header(header::COOKIE, c.join("; "));
+            headers.push((header::COOKIE.to_string(), c.join("; ")));
         }
         if let Some(o) = &self.origin_header {
-            b = b.header(header::ORIGIN, o);
+            headers.push((header::ORIGIN.to_string(), o.clone()));
         }
-        let req = b.body(body).expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let set_cookies: Vec<String> = resp
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
+        let (status, set_cookies, body) = match self.remote {
+            Some(addr) => {
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+                Self::send_remote(addr, &method, path, &headers, &bytes).await
+            }
+            None => {
+                let mut b = Request::builder().method(method).uri(path);
+                if let Some(n) = axum::body::HttpBody::size_hint(&body).exact() {
+                    b = b.header(header::CONTENT_LENGTH, n);
+                }
+                for (k, v) in &headers {
+                    b = b.header(k.as_str(), v.as_str());
+                }
+                let req = b.body(body).expect("request");
+                let resp = self.app.clone().oneshot(req).await.expect("infallible");
+                let status = resp.status();
+                let set_cookies: Vec<String> = resp
+                    .headers()
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect();
+                let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body").to_vec();
+                (status, set_cookies, body)
+            }
+        };
         for c in &set_cookies {
             let first = c.split(';').next().unwrap_or("");
             if let Some((k, v)) = first.split_once('=') {
@@ -267,7 +334,6 @@ impl Client {
                 }
             }
         }
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body").to_vec();
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
         Reply { status, json, body, set_cookies }
     }
