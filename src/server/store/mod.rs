@@ -377,14 +377,15 @@ impl AuditQuery {
         sql
     }
 
-    /// Bind this query's parameters to `sql` from [`AuditQuery::select_sql`].
-    pub(crate) fn bind<'q, DB>(
+    /// Bind this query's parameters to `sql` from [`AuditQuery::select_sql`]
+    /// (rows of `O`: [`AuditRow`], or the rows of a plan of that query).
+    pub(crate) fn bind<'q, DB, O>(
         &'q self,
         sql: &'q str,
-    ) -> sqlx::query::QueryAs<'q, DB, AuditRow, <DB as sqlx::Database>::Arguments<'q>>
+    ) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
     where
         DB: sqlx::Database,
-        AuditRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+        O: for<'r> sqlx::FromRow<'r, DB::Row>,
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
