@@ -958,13 +958,15 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
     // The session is signed before the sign-in is recorded, so that a
     // recorded sign-in always gets its session; it is handed out only after.
     let cookie = app.start_session(headers, &user.handle.0).await?;
-    let signed_in = NewAuditEvent::new(AuditKind::SignIn)
-        .user(&user.username, &user.handle)
-        .credential(cred_id)
-        .detail(format!("signCount {}", result.reported_sign_count));
+    let signed_in = || {
+        NewAuditEvent::new(AuditKind::SignIn)
+            .user(&user.username, &user.handle)
+            .credential(cred_id)
+            .detail(format!("signCount {}", result.reported_sign_count))
+    };
     let update = app
         .store
-        .record_sign_in_with_event(cred_id, result.new_sign_count, result.backed_up, now, signed_in.clone())
+        .record_sign_in_with_event(cred_id, result.new_sign_count, result.backed_up, now, signed_in())
         .await;
     match update? {
         // Recorded, with its audit event in the same transaction.
@@ -972,7 +974,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         // A concurrent sign-in with a higher counter was recorded first: this
         // assertion was valid against the counter it was checked with.
         SignCountUpdate::NotAdvanced { current } if current > result.reported_sign_count => {
-            app.audit(signed_in).await;
+            app.audit(signed_in()).await;
         }
         SignCountUpdate::NotAdvanced { current } => {
             let detail = format!("stored {current}, received {}", result.reported_sign_count);
