@@ -964,10 +964,8 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             .credential(cred_id)
             .detail(format!("signCount {}", result.reported_sign_count))
     };
-    let update = app
-        .store
-        .record_sign_in_with_event(cred_id, result.new_sign_count, result.backed_up, now, signed_in())
-        .await;
+    let update =
+        app.store.record_sign_in_with_event(cred_id, result.new_sign_count, result.backed_up, now, signed_in()).await;
     match update? {
         // Recorded, with its audit event in the same transaction.
         SignCountUpdate::Advanced => {}
