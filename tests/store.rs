@@ -10,6 +10,8 @@
 //! sign-in recorded with its audit event has exactly that event, and one
 //! that is not recorded has none; purging removes abandoned TOTP enrollments.
 
+mod pgdb;
+
 use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
@@ -18,6 +20,7 @@ use hwkey::server::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord
 use hwkey::server::store::{
     AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord,
 };
+use pgdb::{TestDb, admin_url};
 use std::time::{Duration, SystemTime};
 
 fn credential(user: &UserRecord, id: u8) -> CredentialRecord {
@@ -232,13 +235,14 @@ async fn sqlite_file_keeps_the_contract_and_its_secret_across_reopening() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_keeps_the_contract() {
-    let Ok(url) = std::env::var("HWKEY_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: HWKEY_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-        return;
-    };
-    let a = DbStore::connect(&url).await.expect("store");
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "store").await;
+    let a = DbStore::connect(&db.url).await.expect("store");
     contract(&a).await;
     // A second instance on the same database signs with the same secret.
-    let b = DbStore::connect(&url).await.expect("second instance");
+    let b = DbStore::connect(&db.url).await.expect("second instance");
     assert_eq!(*a.session_secret().await.unwrap(), *b.session_secret().await.unwrap());
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
 }
