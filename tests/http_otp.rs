@@ -5,6 +5,8 @@
 #![cfg(all(feature = "http", feature = "sqlite"))]
 
 mod common;
+#[cfg(feature = "postgres")]
+mod pgdb;
 
 use axum::http::Method;
 use common::{Client, ORIGIN, RP_ID, SoftKey};
@@ -522,49 +524,14 @@ mod postgres {
     //! PostgreSQL database (skipped unless `HWKEY_TEST_POSTGRES_URL` is set).
 
     use super::*;
+    use crate::pgdb::{TestDb, admin_url};
     use hwkey::server::store::postgres::PgStore;
-    use sqlx::Connection;
-
-    fn admin_url() -> Option<String> {
-        match std::env::var("HWKEY_TEST_POSTGRES_URL") {
-            Ok(u) if !u.trim().is_empty() => Some(u),
-            _ => {
-                println!("skipped: set HWKEY_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run");
-                None
-            }
-        }
-    }
-
-    /// Create a database of its own; returns (admin URL, name, URL).
-    async fn create_db(admin: &str) -> (String, String) {
-        let rnd = hwkey::crypto::default_provider().random_bytes(4).expect("rng");
-        let name = format!("hwkey_otp_{}_{:02x}{:02x}{:02x}{:02x}", std::process::id(), rnd[0], rnd[1], rnd[2], rnd[3]);
-        let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect to HWKEY_TEST_POSTGRES_URL");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
-        conn.close().await.ok();
-        let (base, query) = match admin.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin, String::new()),
-        };
-        let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-        let host_part = match base[scheme_end..].find('/') {
-            Some(i) => &base[..scheme_end + i],
-            None => base,
-        };
-        (name.clone(), format!("{host_part}/{name}{query}"))
-    }
-
-    async fn drop_db(admin: &str, name: &str) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-            conn.close().await.ok();
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn replays_are_refused_across_two_instances() {
         let Some(admin) = admin_url() else { return };
-        let (name, url) = create_db(&admin).await;
+        let db = TestDb::create(&admin, "otp").await;
+        let url = db.url.clone();
         let a = PgStore::connect_with_pool_size(&url, 8).await.expect("instance A");
         let b = PgStore::connect_with_pool_size(&url, 8).await.expect("instance B");
         let base = base_time();
@@ -593,7 +560,7 @@ mod postgres {
 
         a.close().await;
         b.close().await;
-        drop_db(&admin, &name).await;
+        db.drop_db().await;
     }
 }
 
