@@ -12,8 +12,8 @@
 
 use axum::serve::ListenerExt;
 use clap::Parser;
-use hwkey::server::http::{HttpOptions, router_with, spawn_maintenance};
-use hwkey::server::store::{DbStore, redact_url};
+use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
+use hwkey::store::{DbStore, redact_url};
 use hwkey::server::{RelyingParty, RpConfig};
 use std::io::Write;
 use std::process::ExitCode;

@@ -7,7 +7,9 @@
 //! | [`proto`] | always | shared wire types: CBOR, COSE, authenticator data, attestation objects, CTAP2 commands, WebAuthn JSON |
 //! | [`crypto`] | `aws-lc` (default) / `rust-crypto` | the crypto provider, COSE signature checks, PIN/UV auth protocols |
 //! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
-//! | `server` | `server` | the WebAuthn relying party: ceremonies, every attestation format, storage, axum router |
+//! | `server` | `server` | the WebAuthn relying party, verification only: ceremonies, every attestation format, trust paths |
+//! | `store` | `store`, `sqlite`, `postgres` | users, credentials, ceremonies, sessions and audit on SQLite or PostgreSQL |
+//! | `http` | `http` | the axum adapter of the HTTP contract and the demo page |
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
 //! | [`derive`](mod@derive) | always (backends: `yubikey`, `client`) | one API for "a stable 32-byte secret from the user's key": YubiKey HMAC-SHA1 or FIDO2 hmac-secret |
 //! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
@@ -25,11 +27,15 @@ pub mod authenticator;
 pub mod client;
 pub mod crypto;
 pub mod derive;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "otp")]
 pub mod otp;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod transport;
 #[cfg(feature = "yubikey")]
 pub mod yubikey;

@@ -7,8 +7,8 @@ mod common;
 use axum::body::Body;
 use axum::http::Method;
 use common::{Client, ORIGIN, RP_ID, SoftKey};
-use hwkey::server::http::{HttpOptions, router_with};
-use hwkey::server::store::{AuditKind, AuditQuery, DbStore, Store};
+use hwkey::http::{HttpOptions, router_with};
+use hwkey::store::{AuditKind, AuditQuery, DbStore, Store};
 use hwkey::server::{RelyingParty, RpConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ async fn env() -> Env {
     env_with("sqlite::memory:").await
 }
 
-async fn events(store: &DbStore, kind: AuditKind) -> Vec<hwkey::server::store::AuditEvent> {
+async fn events(store: &DbStore, kind: AuditKind) -> Vec<hwkey::store::AuditEvent> {
     store.audit_events(&AuditQuery { kind: Some(kind), limit: 1000, ..Default::default() }).await.expect("audit")
 }
 

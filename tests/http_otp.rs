@@ -11,8 +11,8 @@ mod pgdb;
 use axum::http::Method;
 use common::{Client, ORIGIN, RP_ID, SoftKey};
 use hwkey::otp::{Algorithm, Digits, OtpSecret, Totp};
-use hwkey::server::http::{HttpOptions, router_with};
-use hwkey::server::store::{AuditKind, AuditQuery, DbStore, Store};
+use hwkey::http::{HttpOptions, router_with};
+use hwkey::store::{AuditKind, AuditQuery, DbStore, Store};
 use hwkey::server::{RelyingParty, RpConfig};
 use serde_json::json;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ fn wrong_code(secret: &str, t: SystemTime) -> String {
     (0..1_000_000u32).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).expect("some other code")
 }
 
-async fn events(store: &DbStore, kind: AuditKind) -> Vec<hwkey::server::store::AuditEvent> {
+async fn events(store: &DbStore, kind: AuditKind) -> Vec<hwkey::store::AuditEvent> {
     store.audit_events(&AuditQuery { kind: Some(kind), limit: 1000, ..Default::default() }).await.expect("audit")
 }
 
@@ -525,7 +525,7 @@ mod postgres {
 
     use super::*;
     use crate::pgdb::{TestDb, admin_url};
-    use hwkey::server::store::postgres::PgStore;
+    use hwkey::store::postgres::PgStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn replays_are_refused_across_two_instances() {

@@ -12,9 +12,9 @@ mod common;
 mod pgdb;
 
 use common::{Client, ORIGIN, RP_ID, SoftKey};
-use hwkey::server::http::router;
-use hwkey::server::store::postgres::PgStore;
-use hwkey::server::store::{AuditKind, AuditQuery, Store};
+use hwkey::http::router;
+use hwkey::store::postgres::PgStore;
+use hwkey::store::{AuditKind, AuditQuery, Store};
 use hwkey::server::{RelyingParty, RpConfig};
 use pgdb::{TestDb, admin_url};
 use serde_json::json;

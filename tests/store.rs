@@ -16,8 +16,8 @@ use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
 use hwkey::server::attestation::AttestationType;
-use hwkey::server::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord};
-use hwkey::server::store::{
+use hwkey::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord};
+use hwkey::store::{
     AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord,
 };
 use pgdb::{TestDb, admin_url};

@@ -16,12 +16,8 @@ pub mod authentication;
 pub mod cert;
 pub mod client_data;
 pub mod config;
-#[cfg(feature = "http")]
-pub mod http;
 pub mod origin;
 pub mod registration;
-#[cfg(feature = "store")]
-pub mod store;
 pub mod testing;
 pub mod trust;
 

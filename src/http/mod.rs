@@ -40,7 +40,7 @@
 use crate::proto::webauthn::{
     AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
 };
-use crate::server::store::{
+use crate::store::{
     AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
     UserRecord,
 };
@@ -147,7 +147,7 @@ impl LocalCeremonies {
         self.puts = self.puts.wrapping_add(1);
         // Now and then, and whenever full: drop what expired long ago
         // (recently expired ones stay, so a late verify hears "expired").
-        let grace = crate::server::store::CEREMONY_GRACE_MS;
+        let grace = crate::store::CEREMONY_GRACE_MS;
         if self.puts.is_multiple_of(4096) || self.by_id.len() >= MAX_LOCAL_CEREMONIES {
             self.by_id.retain(|_, (_, e)| *e >= now_ms.saturating_sub(grace));
         }
@@ -479,7 +479,7 @@ impl<S: Store> App<S> {
     async fn session(&self, headers: &HeaderMap) -> Result<Option<(session::Session, UserRecord)>, ApiError> {
         let Some(token) = cookie_token(headers, SESSION_COOKIE, 1, session::MAX_TOKEN_LEN) else { return Ok(None) };
         let secret = self.session_secret().await?;
-        let now = crate::server::store::ms(self.now());
+        let now = crate::store::ms(self.now());
         let Some(s) = session::open(self.rp.provider(), secret, &token, now) else { return Ok(None) };
         if self.store.session_revoked(&s.id).await? {
             return Ok(None);
@@ -493,7 +493,7 @@ impl<S: Store> App<S> {
 
     /// Whether `s` began within [`HttpOptions::recent_sign_in`].
     fn is_recent(&self, s: &session::Session) -> bool {
-        let age = crate::server::store::ms(self.now()).saturating_sub(s.issued_ms);
+        let age = crate::store::ms(self.now()).saturating_sub(s.issued_ms);
         u128::try_from(age).is_ok_and(|age| age <= self.opts.recent_sign_in.as_millis())
     }
 
@@ -526,7 +526,7 @@ impl<S: Store> App<S> {
             .ok_or_else(|| ApiError::from_code("internal_error", "the random source failed"))?;
         let now = self.now();
         let expires = now.checked_add(self.opts.session_ttl).unwrap_or(now);
-        let ms = crate::server::store::ms;
+        let ms = crate::store::ms;
         let (token, _) = session::issue(self.rp.provider(), secret, user, &nonce, ms(now), ms(expires))
             .ok_or_else(|| ApiError::from_code("internal_error", "the user handle is not 1 to 64 bytes"))?;
         Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
@@ -540,7 +540,7 @@ impl<S: Store> App<S> {
     ) -> Result<HeaderValue, ApiError> {
         let token = self.new_token()?;
         if let Some(local) = &self.local_ceremonies {
-            let now = crate::server::store::ms(self.now());
+            let now = crate::store::ms(self.now());
             local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(
                 self.digest(&token),
                 pending,
@@ -565,12 +565,12 @@ impl<S: Store> App<S> {
                 local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).by_id.remove(&self.digest(&token));
             return Ok(match taken {
                 None => Taken::Nothing,
-                Some((_, expires)) if expires < crate::server::store::ms(self.now()) => Taken::Expired,
+                Some((_, expires)) if expires < crate::store::ms(self.now()) => Taken::Expired,
                 Some((pending, _)) => Taken::Pending(Box::new(pending)),
             });
         }
         let Some(p) = self.store.take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
-        if p.expires_unix_ms < crate::server::store::ms(self.now()) {
+        if p.expires_unix_ms < crate::store::ms(self.now()) {
             return Ok(Taken::Expired);
         }
         match serde_json::from_str::<Pending>(&p.state) {
@@ -796,7 +796,7 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
             handle: Base64Url(handle.clone()),
             username: username.clone(),
             display_name,
-            created_unix_ms: crate::server::store::ms(now),
+            created_unix_ms: crate::store::ms(now),
         })
     } else {
         None

@@ -50,8 +50,8 @@ use crate::otp::qr::Qr;
 use crate::otp::recovery::RecoveryCodes;
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, KeyUri, OtpError, OtpSecret, Totp};
-use crate::server::store::otp::TotpSecretRecord;
-use crate::server::store::{AuditKind, NewAuditEvent, Store, UserRecord, ms};
+use crate::store::otp::TotpSecretRecord;
+use crate::store::{AuditKind, NewAuditEvent, Store, UserRecord, ms};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -74,7 +74,7 @@ const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long an unconfirmed enrollment stays valid.
 const ENROLLMENT_TTL: Duration = Duration::from_secs(10 * 60);
 // The store purges unconfirmed enrollments only after they expired here.
-const _: () = assert!(ENROLLMENT_TTL.as_secs() < crate::server::store::otp::PENDING_TOTP_MAX_AGE.as_secs());
+const _: () = assert!(ENROLLMENT_TTL.as_secs() < crate::store::otp::PENDING_TOTP_MAX_AGE.as_secs());
 /// Pixels per QR module in the SVG.
 const QR_MODULE_PX: usize = 4;
 /// Longest code input looked at (anything longer is simply wrong).

@@ -21,7 +21,7 @@
 //!
 //! Both backends create their tables on connect (embedded migrations).
 //! Ceremony cookies are stored only as SHA-256 digests. Sessions are signed
-//! tokens (see `server::http`): the store keeps the signing secret
+//! tokens (see `http`): the store keeps the signing secret
 //! ([`Store::session_secret`]) and the sessions signed out before they
 //! expired, nothing per sign-in.
 

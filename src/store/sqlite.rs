@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 /// Embedded schema migrations.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 /// The SQLite store. Cloning shares the pools, the writer thread and the caches.
 #[derive(Debug, Clone)]
@@ -697,10 +697,10 @@ mod tests {
         for (username, kind, since) in [
             (None, None, None),
             (Some("ann"), None, None),
-            (Some("ann"), Some(crate::server::store::AuditKind::SignIn), None),
+            (Some("ann"), Some(crate::store::AuditKind::SignIn), None),
             (Some("ann"), None, Some(5)),
             (None, None, Some(5)),
-            (None, Some(crate::server::store::AuditKind::SignIn), Some(5)),
+            (None, Some(crate::store::AuditKind::SignIn), Some(5)),
         ] {
             let q = AuditQuery { username: username.map(Into::into), kind, since_unix_ms: since, limit: 10 };
             let sql = format!("EXPLAIN QUERY PLAN {}", q.select_sql());

@@ -2,7 +2,7 @@
 //!
 //! A session is not a database row but a token the server signed: who (the
 //! user handle), until when, and a random nonce, under HMAC-SHA256 with a
-//! secret the store keeps ([`Store::session_secret`](crate::server::store::Store::session_secret)),
+//! secret the store keeps ([`Store::session_secret`](crate::store::Store::session_secret)),
 //! so every server process on one database accepts it and it survives a
 //! restart. A sign-in then writes nothing for its session. Signing out
 //! records the token's MAC (its id) as revoked until the token would have

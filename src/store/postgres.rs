@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
 /// Embedded schema migrations.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/server/store/migrations/postgres");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Debug, Clone)]
