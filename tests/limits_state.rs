@@ -1,0 +1,1 @@
+#![cfg(all(feature = "http", feature = "sqlite"))]
