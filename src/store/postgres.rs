@@ -144,6 +144,7 @@ impl Store for PgStore {
         nickname: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
+        super::check_new_credential(new_user, nickname)?;
         let mut tx = self.pool.begin().await?;
         if let Some(u) = new_user {
             sqlx::query("INSERT INTO users (handle, username, display_name, created_ms) VALUES ($1, $2, $3, $4)")
@@ -266,6 +267,7 @@ impl Store for PgStore {
         credential_id: &[u8],
         nickname: &str,
     ) -> Result<bool, StoreError> {
+        super::check_name("the nickname", nickname)?;
         let r = sqlx::query("UPDATE credentials SET nickname = $3 WHERE id = $1 AND user_handle = $2")
             .bind(credential_id)
             .bind(user_handle)
