@@ -145,3 +145,19 @@ async fn one_pending_ceremony_per_browser() {
         c.post("/api/login/options", &json!({})).await.ok();
     }
 }
+
+/// Security changes (registration, key removal, renames, sign-outs, factor
+/// changes) go through the store's write connection: its commits are
+/// fsync'd (`synchronous = FULL`, 2), so a 200 survives a power cut. It was
+/// NORMAL (1): committed, not yet on disk.
+#[tokio::test]
+async fn sqlite_security_writes_are_fsynced() {
+    let dir = std::env::temp_dir().join(format!("hwkey-limits-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}", dir.join("sync.sqlite3").display());
+    let store = hwkey::store::sqlite::SqliteStore::connect(&url).await.expect("store");
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.write_pool()).await.expect("pragma");
+    assert_eq!(level, 2, "synchronous = FULL on the write connection");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -99,6 +99,9 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unavailable(&e) {
+            return StoreError::Overloaded(format!("the database is unavailable: {e}"));
+        }
         StoreError::Database(e.to_string())
     }
 }
@@ -736,6 +739,27 @@ impl CredentialRow {
             created_unix_ms: self.created_ms,
             last_used_unix_ms: self.last_used_ms,
         })
+    }
+}
+
+/// Whether `e` says the database is away or too slow for now (connection
+/// refused or lost, pool exhausted, statement timeout, server shutting
+/// down), as opposed to a statement it refused: a passing condition, which
+/// the HTTP layer answers with 503 `overloaded` and `Retry-After`.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // PostgreSQL SQLSTATE: class 08 connection exception; 57014
+            // query_canceled (statement_timeout); 57P01..57P03 shutdown,
+            // crash shutdown, cannot connect now; 53300 too many connections.
+            c.starts_with("08") || matches!(c.as_ref(), "57014" | "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

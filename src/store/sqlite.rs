@@ -1,9 +1,12 @@
 //! SQLite storage (feature `sqlite`): the embedded default.
 //!
 //! A database file runs in WAL mode (readers never block the writer) with
-//! `synchronous = NORMAL` (no fsync per commit; a committed transaction
-//! survives a process crash, and only a power loss can take the last few)
-//! and a busy timeout. `sqlite::memory:` is a private temporary file, removed
+//! `synchronous = FULL` on every connection that writes (the WAL is
+//! fsync'd at each commit: whatever was answered 200, a registration, a
+//! removed key, a factor change, a session revocation, a recorded sign-in,
+//! survives a power cut as well as a process crash; CONTRACTS §2.2) and a
+//! busy timeout. The writer thread's group commit (`sqlite_writer.rs`)
+//! shares one fsync among all the sign-ins of a batch. `sqlite::memory:` is a private temporary file, removed
 //! when the last clone of the store is dropped.
 //!
 //! The store is built for one server process per database file, and uses
@@ -237,7 +240,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Full);
         let path = opts.get_filename().to_path_buf();
         // Before anything touches the file: a second store on it would serve
         // from caches that the first one's writes do not reach.
