@@ -8,13 +8,24 @@
 //!
 //! Every flag can also be given in the environment variable named in its
 //! help. Prints `listening on http://ADDR` once it accepts connections, and
-//! shuts down gracefully on SIGINT or SIGTERM.
+//! shuts down gracefully on SIGINT or SIGTERM (stops accepting, finishes the
+//! requests in flight, exits 0 within 10 s).
+//!
+//! The limits of CONTRACTS §2.2 ([`hwkey::http::serve::ServeLimits`]):
+//!
+//! | flag (environment) | default | when reached |
+//! |---|---|---|
+//! | `--header-timeout SECS` (`HWKEY_HEADER_TIMEOUT`) | 10 | a connection without a complete request head (also: an idle keep-alive one) is closed |
+//! | `--request-timeout SECS` (`HWKEY_REQUEST_TIMEOUT`) | 30 | 503 `overloaded` + `Retry-After` |
+//! | `--max-header-bytes N` (`HWKEY_MAX_HEADER_BYTES`) | 65536 | 431, connection closed |
+//! | `--max-connections N` (`HWKEY_MAX_CONNECTIONS`) | 2048 per CPU, at least 4096, at most the open-file limit less 128 | not accepted until one closes |
+//! | `--max-in-flight N` (`HWKEY_MAX_IN_FLIGHT`) | 1024 | 503 `overloaded` + `Retry-After` |
 
-use axum::serve::ListenerExt;
 use clap::Parser;
+use hwkey::http::serve::{ServeLimits, serve, shutdown_signal};
 use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
-use hwkey::store::{DbStore, redact_url};
 use hwkey::server::{RelyingParty, RpConfig};
+use hwkey::store::{DbStore, redact_url};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,6 +55,22 @@ struct Args {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "HWKEY_THREADS")]
     threads: Option<usize>,
+    /// Seconds a connection may take to send a complete request head (and
+    /// may stay idle between requests) before it is closed.
+    #[arg(long = "header-timeout", env = "HWKEY_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds one request may take, its body included, before it gets 503 `overloaded`.
+    #[arg(long = "request-timeout", env = "HWKEY_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
+    /// Largest request head in bytes; larger gets 431.
+    #[arg(long = "max-header-bytes", env = "HWKEY_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Open connections at most (default: sized for the machine and the open-file limit).
+    #[arg(long = "max-connections", env = "HWKEY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Requests handled at once at most; more get 503 `overloaded`.
+    #[arg(long = "max-in-flight", env = "HWKEY_MAX_IN_FLIGHT", default_value_t = 1024)]
+    max_in_flight: usize,
 }
 
 fn main() -> ExitCode {
@@ -79,44 +106,26 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot open database {}: {e}", redact_url(&args.database)))?;
     let maintenance = spawn_maintenance(store.clone(), Duration::from_secs(60));
     let app = router_with(rp, store.clone(), HttpOptions::default());
+    let defaults = ServeLimits::default();
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        max_header_bytes: args.max_header_bytes.max(1024),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections).max(1),
+        max_in_flight: args.max_in_flight.max(1),
+        ..defaults
+    };
     let listener =
         tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // Responses go out at once, not held back by Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");
         let _ = out.flush();
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    serve(listener, app, limits, shutdown_signal()).await.map_err(|e| format!("server failed: {e}"))?;
     maintenance.abort();
-    store.close().await;
+    // Bounded, so that SIGTERM still exits within 10 s.
+    let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

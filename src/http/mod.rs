@@ -40,13 +40,14 @@
 use crate::proto::webauthn::{
     AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
 };
-use crate::store::{
-    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
-    UserRecord,
-};
 use crate::server::{
     AttestationConveyance, AuthenticationError, AuthenticationRequest, AuthenticationState, RegistrationError,
     RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
+};
+use crate::store::ceremony_cache::{CeremonyCache, CeremonyLimits, json_size};
+use crate::store::{
+    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
+    UserRecord,
 };
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
@@ -62,6 +63,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod otp;
+pub mod serve;
 mod session;
 
 /// Largest request body accepted; larger ones get 413.
@@ -95,6 +97,10 @@ pub struct HttpOptions {
     pub recent_sign_in: Duration,
     /// The time source.
     pub clock: Clock,
+    /// Caps on pending ceremonies held in this process (SQLite; PostgreSQL
+    /// applies its own, [`crate::store::postgres`]): at a cap, 503
+    /// `overloaded` with `Retry-After`.
+    pub ceremony_limits: CeremonyLimits,
 }
 
 impl Default for HttpOptions {
@@ -105,6 +111,7 @@ impl Default for HttpOptions {
             serve_demo: true,
             recent_sign_in: Duration::from_secs(10 * 60),
             clock: Arc::new(SystemTime::now),
+            ceremony_limits: CeremonyLimits::default(),
         }
     }
 }
@@ -116,6 +123,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("secure_cookies", &self.secure_cookies)
             .field("serve_demo", &self.serve_demo)
             .field("recent_sign_in", &self.recent_sign_in)
+            .field("ceremony_limits", &self.ceremony_limits)
             .finish_non_exhaustive()
     }
 }
@@ -129,37 +137,7 @@ struct App<S> {
     /// Pending ceremonies, typed, when the store keeps them in this process
     /// anyway ([`Store::ceremonies_in_process`]): the same guarantees (taken
     /// once, under a lock; gone after a restart) without a JSON round trip.
-    local_ceremonies: Option<std::sync::Mutex<LocalCeremonies>>,
-}
-
-/// How many pending ceremonies are held in process at most.
-const MAX_LOCAL_CEREMONIES: usize = 200_000;
-
-/// Pending ceremonies by id (digest of the ceremony cookie), with expiry (Unix ms).
-#[derive(Default)]
-struct LocalCeremonies {
-    by_id: std::collections::HashMap<[u8; 32], (Pending, i64)>,
-    puts: u64,
-}
-
-impl LocalCeremonies {
-    fn put(&mut self, id: [u8; 32], pending: Pending, expires_ms: i64, now_ms: i64) -> Result<(), ApiError> {
-        self.puts = self.puts.wrapping_add(1);
-        // Now and then, and whenever full: drop what expired long ago
-        // (recently expired ones stay, so a late verify hears "expired").
-        let grace = crate::store::CEREMONY_GRACE_MS;
-        if self.puts.is_multiple_of(4096) || self.by_id.len() >= MAX_LOCAL_CEREMONIES {
-            self.by_id.retain(|_, (_, e)| *e >= now_ms.saturating_sub(grace));
-        }
-        if self.by_id.len() >= MAX_LOCAL_CEREMONIES {
-            self.by_id.retain(|_, (_, e)| *e >= now_ms);
-        }
-        if self.by_id.len() >= MAX_LOCAL_CEREMONIES {
-            return Err(ApiError::from_code("storage_error", "too many pending ceremonies; try again later"));
-        }
-        self.by_id.insert(id, (pending, expires_ms));
-        Ok(())
-    }
+    local_ceremonies: Option<std::sync::Mutex<CeremonyCache<Pending>>>,
 }
 
 /// The router for `rp` over `store`, with default options.
@@ -170,7 +148,8 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let local_ceremonies = store.ceremonies_in_process().then(|| std::sync::Mutex::new(LocalCeremonies::default()));
+    let local_ceremonies =
+        store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
     let app = Arc::new(App { rp, store, opts, session_secret: tokio::sync::OnceCell::new(), local_ceremonies });
     let mut r = Router::new()
         .route("/api/register/options", post(register_options::<S>))
@@ -269,6 +248,7 @@ pub fn status_for(code: &str) -> StatusCode {
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "reauthentication_required" => StatusCode::FORBIDDEN,
         "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
+        "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
         "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" | "database_in_use" => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -283,6 +263,11 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateCredential => {
                 ApiError::from_code("credential_excluded", "this authenticator is already registered")
             }
+            StoreError::Overloaded(m) => {
+                tracing::warn!("overloaded: {m}");
+                ApiError::from_code("overloaded", "the server is at a limit; try again shortly")
+            }
+            StoreError::Invalid(m) => ApiError::malformed(m),
             other => {
                 tracing::error!("storage failure: {other}");
                 ApiError::from_code(other.code(), "the server's storage failed; try again later")
@@ -309,6 +294,9 @@ impl IntoResponse for ApiError {
         let mut r = json_response(self.status, &body);
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }
@@ -366,9 +354,14 @@ async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiEr
     }
 }
 
+/// Parse a request body that must be a JSON object. serde's derived
+/// structs also accept a JSON array (fields in order), so anything but an
+/// object at the top is refused here, before serde sees it.
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::malformed("the request body is empty; a JSON object is expected"));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::malformed("the request body is empty; a JSON object is expected")),
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::malformed("the request body must be a JSON object")),
     }
     serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("the request body is not valid: {e}")))
 }
@@ -541,16 +534,25 @@ impl<S: Store> App<S> {
         let token = self.new_token()?;
         if let Some(local) = &self.local_ceremonies {
             let now = crate::store::ms(self.now());
-            local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(
-                self.digest(&token),
-                pending,
-                i64::try_from(expires_ms).unwrap_or(i64::MAX),
-                now,
-            )?;
+            // Measured before the lock is taken.
+            let bytes = json_size(&pending);
+            let mut cache = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // One pending ceremony per browser: a new one replaces the last.
+            if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
+                cache.take(&self.digest(&old));
+            }
+            cache
+                .put(self.digest(&token), pending, bytes, i64::try_from(expires_ms).unwrap_or(i64::MAX), now)
+                .map_err(|e| ApiError::from(StoreError::Overloaded(e.to_string())))?;
+            drop(cache);
             return Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout));
         }
         let state = serde_json::to_string(&pending)
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
+        // One pending ceremony per browser: a new one replaces the last.
+        if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
+            self.store.take_ceremony(&self.digest(&old)).await?;
+        }
         let expires =
             SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
         self.store.put_ceremony(&self.digest(&token), &state, expires).await?;
@@ -561,8 +563,7 @@ impl<S: Store> App<S> {
     async fn take_pending(&self, headers: &HeaderMap) -> Result<Taken, ApiError> {
         let Some(token) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) else { return Ok(Taken::Nothing) };
         if let Some(local) = &self.local_ceremonies {
-            let taken =
-                local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).by_id.remove(&self.digest(&token));
+            let taken = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(&self.digest(&token));
             return Ok(match taken {
                 None => Taken::Nothing,
                 Some((_, expires)) if expires < crate::store::ms(self.now()) => Taken::Expired,

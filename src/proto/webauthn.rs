@@ -138,6 +138,30 @@ impl PubKeyCredParam {
     }
 }
 
+/// The transports WebAuthn L3 names (`AuthenticatorTransport`, §5.8.4).
+pub const KNOWN_TRANSPORTS: [&str; 6] = ["ble", "hybrid", "internal", "nfc", "smart-card", "usb"];
+
+/// Most transports kept for one credential.
+pub const MAX_TRANSPORTS: usize = 8;
+
+/// `transports` as a relying party keeps them: the values of
+/// [`KNOWN_TRANSPORTS`] only (clients ignore others, §5.8.4), each once, in
+/// the order given, at most [`MAX_TRANSPORTS`]. A client-supplied list of
+/// any length is reduced to a few bytes.
+pub fn known_transports<S: AsRef<str>>(transports: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in transports {
+        let t = t.as_ref();
+        if KNOWN_TRANSPORTS.contains(&t) && !out.iter().any(|o| o == t) {
+            out.push(t.to_owned());
+            if out.len() == MAX_TRANSPORTS {
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// `PublicKeyCredentialDescriptorJSON`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialDescriptor {

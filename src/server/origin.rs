@@ -39,11 +39,19 @@ impl<'a> Origin<'a> {
 
 /// Whether `host` is `rp_id` or a subdomain of it.
 pub fn host_within_rp_id(host: &str, rp_id: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    host.eq_ignore_ascii_case(rp_id)
-        || (host.len() > rp_id.len()
-            && host[host.len() - rp_id.len()..].eq_ignore_ascii_case(rp_id)
-            && host.as_bytes()[host.len() - rp_id.len() - 1] == b'.')
+    // Compared as bytes: a non-ASCII host never matches an ASCII RP ID's
+    // bytes by accident, and slicing bytes cannot land inside a character.
+    let host = host.trim_end_matches('.').as_bytes();
+    let rp_id = rp_id.as_bytes();
+    if host.eq_ignore_ascii_case(rp_id) {
+        return true;
+    }
+    match host.len().checked_sub(rp_id.len() + 1) {
+        Some(dot) => {
+            host.get(dot) == Some(&b'.') && host.get(dot + 1..).is_some_and(|tail| tail.eq_ignore_ascii_case(rp_id))
+        }
+        None => false,
+    }
 }
 
 /// A client-data origin written as a URL with an empty path
@@ -82,6 +90,21 @@ pub fn origin_allowed(origin: &str, config: &super::RpConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A non-ASCII host whose byte at `len - rp_id.len()` falls inside a
+    /// character used to panic (slicing a `str` off a char boundary).
+    #[test]
+    fn non_ascii_hosts_do_not_panic() {
+        assert!(!host_within_rp_id("xéxample.com", "example.com"));
+        assert!(!host_within_rp_id("é", "example.com"));
+        assert!(!host_within_rp_id("ééééééééé.com", "example.com"));
+        assert!(host_within_rp_id("é.example.com", "example.com"));
+        let mut c = crate::server::RpConfig::new("example.com", "Example", "https://example.com");
+        c.allow_subdomains = true;
+        assert!(!origin_allowed("https://xéxample.com", &c));
+        assert!(!origin_allowed("https://\u{1F600}example.com", &c));
+        assert!(origin_allowed("https://a.example.com", &c));
+    }
     #[test]
     fn parse_origins() {
         assert_eq!(Origin::parse("https://a.example.com").map(|o| o.host), Some("a.example.com"));

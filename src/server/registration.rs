@@ -356,7 +356,9 @@ impl RelyingParty {
             algorithm: alg,
             sign_count: ad.sign_count,
             uv_initialized: ad.flags.uv(),
-            transports: response.response.transports.clone().unwrap_or_default(),
+            transports: crate::proto::webauthn::known_transports(
+                response.response.transports.as_deref().unwrap_or_default(),
+            ),
             backup_eligible: ad.flags.be(),
             backed_up: ad.flags.bs(),
             aaguid: aaguid_to_string(&acd.aaguid),

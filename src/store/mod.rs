@@ -33,6 +33,7 @@ use std::future::Future;
 use std::time::SystemTime;
 use zeroize::Zeroizing;
 
+pub mod ceremony_cache;
 pub mod otp;
 #[cfg(feature = "postgres")]
 mod otp_postgres;
@@ -69,6 +70,15 @@ pub enum StoreError {
     /// server instances belong on PostgreSQL.
     #[error("{0}")]
     InUse(String),
+    /// A cap on held state is reached (pending ceremonies by count or
+    /// bytes), or the database is unreachable or too slow for now: try
+    /// again later (HTTP: 503 `overloaded` with `Retry-After`).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// A value is over one of the store's caps (a name or nickname over
+    /// [`MAX_NAME_CHARS`] characters).
+    #[error("invalid value: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -81,12 +91,17 @@ impl StoreError {
             StoreError::Corrupt(_) => "storage_corrupt",
             StoreError::UnsupportedUrl(_) => "unsupported_database",
             StoreError::InUse(_) => "database_in_use",
+            StoreError::Overloaded(_) => "overloaded",
+            StoreError::Invalid(_) => "malformed_request",
         }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unavailable(&e) {
+            return StoreError::Overloaded(format!("the database is unavailable: {e}"));
+        }
         StoreError::Database(e.to_string())
     }
 }
@@ -699,6 +714,8 @@ impl CredentialRow {
             .map_err(|_| StoreError::Corrupt(format!("sign_count {} out of range", self.sign_count)))?;
         let transports: Vec<String> =
             serde_json::from_str(&self.transports).map_err(|e| StoreError::Corrupt(format!("transports: {e}")))?;
+        // Rows written before the cap: reduced on the way out.
+        let transports = crate::proto::webauthn::known_transports(&transports);
         let attestation_type = attestation_type_from_str(&self.attestation_type)
             .ok_or_else(|| StoreError::Corrupt(format!("attestation type {:?}", self.attestation_type)))?;
         Ok(StoredCredential {
@@ -725,9 +742,51 @@ impl CredentialRow {
     }
 }
 
-/// Transports as stored (a JSON array).
+/// Whether `e` says the database is away or too slow for now (connection
+/// refused or lost, pool exhausted, statement timeout, server shutting
+/// down), as opposed to a statement it refused: a passing condition, which
+/// the HTTP layer answers with 503 `overloaded` and `Retry-After`.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // PostgreSQL SQLSTATE: class 08 connection exception; 57014
+            // query_canceled (statement_timeout); 57P01..57P03 shutdown,
+            // crash shutdown, cannot connect now; 53300 too many connections.
+            c.starts_with("08") || matches!(c.as_ref(), "57014" | "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// Transports as stored (a JSON array): the known values only, at most
+/// [`MAX_TRANSPORTS`](crate::proto::webauthn::MAX_TRANSPORTS).
 pub(crate) fn transports_json(t: &[String]) -> String {
-    serde_json::to_string(t).unwrap_or_else(|_| "[]".into())
+    serde_json::to_string(&crate::proto::webauthn::known_transports(t)).unwrap_or_else(|_| "[]".into())
+}
+
+/// Longest username, display name or nickname the store keeps, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The store's cap on names: [`MAX_NAME_CHARS`] characters.
+pub(crate) fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
+    if s.chars().count() > MAX_NAME_CHARS {
+        return Err(StoreError::Invalid(format!("{what} is longer than {MAX_NAME_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// The caps of [`Store::add_credential`]'s names.
+pub(crate) fn check_new_credential(new_user: Option<&UserRecord>, nickname: &str) -> Result<(), StoreError> {
+    if let Some(u) = new_user {
+        check_name("the username", &u.username)?;
+        check_name("the display name", &u.display_name)?;
+    }
+    check_name("the nickname", nickname)
 }
 
 /// A store chosen at run time from a database URL.

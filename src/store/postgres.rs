@@ -7,7 +7,18 @@
 //! compare-and-set. Deleting a credential locks its user's row, so two
 //! concurrent deletions cannot remove a user's last two credentials.
 //! Migrations run under sqlx's advisory lock, so instances may start together.
+//!
+//! Limits (CONTRACTS §2.2): every session runs with `statement_timeout`
+//! 5 s and `idle_in_transaction_session_timeout` 10 s, and asks the server
+//! for TCP keepalives (idle 30 s, interval 10 s, 3 probes); taking a pooled
+//! connection waits at most 2 s. A database that is away or too slow is
+//! [`StoreError::Overloaded`] (HTTP 503 `overloaded`), and the pool
+//! reconnects by itself once it is back. Pending ceremonies are capped as
+//! in process ([`CeremonyLimits`]): each one by size, and all of them by
+//! count and bytes, counted in the table at most once a second per instance
+//! and estimated in between.
 
+use super::ceremony_cache::CeremonyLimits;
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
     CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SESSION_SECRET_NAME, SignCountUpdate, Store,
@@ -17,7 +28,8 @@ use crate::server::CredentialRecord;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
 
 /// Embedded schema migrations.
@@ -27,7 +39,30 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    ceremony_limits: CeremonyLimits,
+    census: Arc<Mutex<Census>>,
 }
+
+/// Pending ceremonies in the table, as last counted plus what this
+/// instance added since.
+#[derive(Debug, Default)]
+struct Census {
+    count: usize,
+    bytes: usize,
+    counted_at: Option<Instant>,
+}
+
+/// How long a count of the ceremonies table is trusted.
+const CENSUS_TTL: Duration = Duration::from_secs(1);
+
+/// Session settings of every pooled connection (see the module docs).
+const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("statement_timeout", "5s"),
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
 
 impl PgStore {
     /// Connect to `postgres://...` with a pool of 16 connections, and migrate.
@@ -38,17 +73,83 @@ impl PgStore {
     /// Connect with a pool of `max_connections`, and migrate.
     pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::UnsupportedUrl(format!("{}: {e}", super::redact_url(url))))?;
+            .map_err(|e| StoreError::UnsupportedUrl(format!("{}: {e}", super::redact_url(url))))?
+            .options(SESSION_SETTINGS);
         // No ping before each acquire: it would double the round trips of
         // every query; a dead connection shows up as an error on use instead.
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(60))
+            .max_lifetime(Duration::from_secs(30 * 60))
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, ceremony_limits: CeremonyLimits::default(), census: Arc::default() })
+    }
+
+    /// The same store with other caps on pending ceremonies.
+    pub fn with_ceremony_limits(mut self, limits: CeremonyLimits) -> Self {
+        self.ceremony_limits = limits;
+        self
+    }
+
+    /// Whether one more ceremony of `bytes` fits under the caps; counts the
+    /// table when the last count is older than [`CENSUS_TTL`], after
+    /// deleting expired ceremonies if it is full.
+    async fn ceremony_room(&self, bytes: usize) -> Result<(), StoreError> {
+        let l = self.ceremony_limits;
+        let over = |c: &Census| c.count >= l.max_count || c.bytes.saturating_add(bytes) > l.max_bytes;
+        let full = |c: &Census| {
+            StoreError::Overloaded(format!(
+                "too many pending ceremonies ({}, {} bytes); try again later",
+                c.count, c.bytes
+            ))
+        };
+        if bytes > l.max_one_bytes {
+            return Err(StoreError::Overloaded(format!("a ceremony of {bytes} bytes is over the cap")));
+        }
+        let fresh = {
+            let c = self.census.lock().unwrap_or_else(PoisonError::into_inner);
+            let fresh = c.counted_at.is_some_and(|t| t.elapsed() < CENSUS_TTL);
+            if fresh && over(&c) {
+                return Err(full(&c));
+            }
+            fresh
+        };
+        if !fresh {
+            let mut counted = self.count_ceremonies().await?;
+            if over(&counted) {
+                sqlx::query("DELETE FROM ceremonies WHERE expires_ms < $1")
+                    .bind(ms(SystemTime::now()))
+                    .execute(&self.pool)
+                    .await?;
+                counted = self.count_ceremonies().await?;
+            }
+            let mut c = self.census.lock().unwrap_or_else(PoisonError::into_inner);
+            *c = counted;
+            if over(&c) {
+                return Err(full(&c));
+            }
+        }
+        let mut c = self.census.lock().unwrap_or_else(PoisonError::into_inner);
+        c.count = c.count.saturating_add(1);
+        c.bytes = c.bytes.saturating_add(bytes);
+        Ok(())
+    }
+
+    async fn count_ceremonies(&self) -> Result<Census, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*), COALESCE(SUM(octet_length(state)), 0)::BIGINT FROM ceremonies")
+            .fetch_one(&self.pool)
+            .await?;
+        let count: i64 = row.try_get(0)?;
+        let bytes: i64 = row.try_get(1)?;
+        Ok(Census {
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            counted_at: Some(Instant::now()),
+        })
     }
 
     /// Close the pool.
@@ -144,6 +245,7 @@ impl Store for PgStore {
         nickname: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
+        super::check_new_credential(new_user, nickname)?;
         let mut tx = self.pool.begin().await?;
         if let Some(u) = new_user {
             sqlx::query("INSERT INTO users (handle, username, display_name, created_ms) VALUES ($1, $2, $3, $4)")
@@ -266,6 +368,7 @@ impl Store for PgStore {
         credential_id: &[u8],
         nickname: &str,
     ) -> Result<bool, StoreError> {
+        super::check_name("the nickname", nickname)?;
         let r = sqlx::query("UPDATE credentials SET nickname = $3 WHERE id = $1 AND user_handle = $2")
             .bind(credential_id)
             .bind(user_handle)
@@ -308,6 +411,7 @@ impl Store for PgStore {
     }
 
     async fn put_ceremony(&self, id: &[u8], state: &str, expires: SystemTime) -> Result<(), StoreError> {
+        self.ceremony_room(state.len()).await?;
         sqlx::query("INSERT INTO ceremonies (id, state, expires_ms) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(state)

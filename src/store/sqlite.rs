@@ -1,9 +1,12 @@
 //! SQLite storage (feature `sqlite`): the embedded default.
 //!
 //! A database file runs in WAL mode (readers never block the writer) with
-//! `synchronous = NORMAL` (no fsync per commit; a committed transaction
-//! survives a process crash, and only a power loss can take the last few)
-//! and a busy timeout. `sqlite::memory:` is a private temporary file, removed
+//! `synchronous = FULL` on every connection that writes (the WAL is
+//! fsync'd at each commit: whatever was answered 200, a registration, a
+//! removed key, a factor change, a session revocation, a recorded sign-in,
+//! survives a power cut as well as a process crash; CONTRACTS §2.2) and a
+//! busy timeout. The writer thread's group commit (`sqlite_writer.rs`)
+//! shares one fsync among all the sign-ins of a batch. `sqlite::memory:` is a private temporary file, removed
 //! when the last clone of the store is dropped.
 //!
 //! The store is built for one server process per database file, and uses
@@ -24,9 +27,10 @@
 //!   in an in-process map. Taking a ceremony removes it under a lock, so of
 //!   concurrent verifications of one challenge exactly one gets the state,
 //!   as with the database. A ceremony does not survive a restart (the
-//!   browser starts again, as after an expired challenge). At most
-//!   [`MAX_PENDING_CEREMONIES`] are held; beyond that, expired ones are
-//!   dropped first, then new ones are refused.
+//!   browser starts again, as after an expired challenge). The map is a
+//!   [`CeremonyCache`](super::ceremony_cache::CeremonyCache), capped by
+//!   count and bytes; at a cap, expired ones are dropped first, then new
+//!   ones are refused with [`StoreError::Overloaded`].
 //!
 //! Two server processes on one SQLite file would not see each other's
 //! ceremonies nor invalidate each other's caches, so the store refuses to
@@ -36,6 +40,7 @@
 //! on PostgreSQL, which keeps everything in the database. Operators' tools
 //! that only read (the audit log, backups) are fine at any time.
 
+use super::ceremony_cache::{CeremonyCache, CeremonyLimits};
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
@@ -62,35 +67,22 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     writer: mpsc::UnboundedSender<WriteMsg>,
-    ceremonies: Arc<Mutex<Ceremonies>>,
+    ceremonies: Arc<Mutex<CeremonyCache<String>>>,
     users: Arc<Mutex<UserCache>>,
     _temp: Option<Arc<TempDatabase>>,
     /// Held while any clone of the store lives: one store per database file.
     _lock: Arc<std::fs::File>,
 }
 
-/// How many pending ceremonies the SQLite store holds in memory at most.
-pub const MAX_PENDING_CEREMONIES: usize = 200_000;
+/// The cache key of ceremony `id`: the id itself when it is a 32-byte
+/// digest (what the HTTP layer passes), else its SHA-256.
+fn ceremony_key(id: &[u8]) -> [u8; 32] {
+    <[u8; 32]>::try_from(id).unwrap_or_else(|_| crate::crypto::default_provider().sha256(&[id]))
+}
 
 /// How many users (with their credentials) the SQLite store caches at most;
 /// beyond that the cache starts over.
 pub const MAX_CACHED_USERS: usize = 100_000;
-
-/// Pending ceremonies by id (a digest of the ceremony cookie): state and
-/// expiry (Unix ms).
-#[derive(Debug, Default)]
-struct Ceremonies {
-    by_id: HashMap<Box<[u8]>, (String, i64)>,
-}
-
-impl Ceremonies {
-    /// Drop ceremonies that expired before `before_ms`; how many went.
-    fn purge(&mut self, before_ms: i64) -> u64 {
-        let n = self.by_id.len();
-        self.by_id.retain(|_, (_, expires)| *expires >= before_ms);
-        (n - self.by_id.len()) as u64
-    }
-}
 
 /// Users and their credentials as last committed, by username, with indexes
 /// by credential ID and user handle.
@@ -248,7 +240,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Full);
         let path = opts.get_filename().to_path_buf();
         // Before anything touches the file: a second store on it would serve
         // from caches that the first one's writes do not reach.
@@ -273,7 +265,15 @@ impl SqliteStore {
             .await?;
         let users = Arc::new(Mutex::new(UserCache::default()));
         let writer = sqlite_writer::spawn(&path, users.clone())?;
-        Ok(SqliteStore { write, read, writer, ceremonies: Arc::default(), users, _temp: temp, _lock: lock })
+        Ok(SqliteStore {
+            write,
+            read,
+            writer,
+            ceremonies: Arc::new(Mutex::new(CeremonyCache::new(CeremonyLimits::default()))),
+            users,
+            _temp: temp,
+            _lock: lock,
+        })
     }
 
     /// Write queued audit events, then close both pools. The writer thread
@@ -314,7 +314,7 @@ impl SqliteStore {
         answer.await.map_err(|_| writer_gone())?
     }
 
-    fn ceremonies(&self) -> std::sync::MutexGuard<'_, Ceremonies> {
+    fn ceremonies(&self) -> std::sync::MutexGuard<'_, CeremonyCache<String>> {
         // The map stays consistent even if a holder panicked (every update is one call).
         self.ceremonies.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -349,6 +349,7 @@ impl Store for SqliteStore {
         nickname: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
+        super::check_new_credential(new_user, nickname)?;
         let mut tx = self.write.begin().await?;
         if let Some(u) = new_user {
             sqlx::query("INSERT INTO users (handle, username, display_name, created_ms) VALUES ($1, $2, $3, $4)")
@@ -490,6 +491,7 @@ impl Store for SqliteStore {
         credential_id: &[u8],
         nickname: &str,
     ) -> Result<bool, StoreError> {
+        super::check_name("the nickname", nickname)?;
         let r = sqlx::query("UPDATE credentials SET nickname = $3 WHERE id = $1 AND user_handle = $2")
             .bind(credential_id)
             .bind(user_handle)
@@ -523,36 +525,20 @@ impl Store for SqliteStore {
     }
 
     async fn put_ceremony(&self, id: &[u8], state: &str, expires: SystemTime) -> Result<(), StoreError> {
+        let key = ceremony_key(id);
+        let now = ms(SystemTime::now());
         let mut map = self.ceremonies();
-        if map.by_id.len() >= MAX_PENDING_CEREMONIES && !map.by_id.contains_key(id) {
-            // Full: drop what expired long ago, then anything expired.
-            let now = ms(SystemTime::now());
-            if map.purge(now.saturating_sub(CEREMONY_GRACE_MS)) == 0 {
-                map.purge(now);
-            }
-            if map.by_id.len() >= MAX_PENDING_CEREMONIES {
-                return Err(StoreError::Database(format!(
-                    "too many pending ceremonies ({MAX_PENDING_CEREMONIES}); try again later"
-                )));
-            }
-        }
-        match map.by_id.entry(id.into()) {
+        if map.contains(&key) {
             // Same contract as the primary key in the database.
-            std::collections::hash_map::Entry::Occupied(_) => {
-                Err(StoreError::Database("a ceremony with this id is already pending".into()))
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((state.to_owned(), ms(expires)));
-                Ok(())
-            }
+            return Err(StoreError::Database("a ceremony with this id is already pending".into()));
         }
+        map.put(key, state.to_owned(), state.len(), ms(expires), now).map_err(|e| StoreError::Overloaded(e.to_string()))
     }
 
     async fn take_ceremony(&self, id: &[u8]) -> Result<Option<PendingCeremony>, StoreError> {
         Ok(self
             .ceremonies()
-            .by_id
-            .remove(id)
+            .take(&ceremony_key(id))
             .map(|(state, expires_unix_ms)| PendingCeremony { state, expires_unix_ms }))
     }
 
