@@ -52,6 +52,12 @@ struct Args {
     /// `sqlite://FILE`, `sqlite::memory:`, or `postgres://...`.
     #[arg(long, env = "HWKEY_DATABASE", default_value = "sqlite://hwkey-demo.sqlite3")]
     database: String,
+    /// The key file that seals TOTP secrets and the session key (AES-256-GCM;
+    /// one 64-hex-digit key a line, the first seals). Default: beside a
+    /// SQLite database file (`FILE.secret-key`), or `hwkey-secret-key` in
+    /// the working directory; created (mode 0600) when missing.
+    #[arg(long = "secret-key-file", env = "HWKEY_SECRET_KEY_FILE")]
+    secret_key_file: Option<std::path::PathBuf>,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "HWKEY_THREADS")]
     threads: Option<usize>,
@@ -104,8 +110,12 @@ async fn run(args: Args) -> Result<(), String> {
     let store = DbStore::connect(&args.database)
         .await
         .map_err(|e| format!("cannot open database {}: {e}", redact_url(&args.database)))?;
+    let secret_key = secret_key(&args)?;
+    // Seal what older versions stored in the clear, re-seal under a rotated key.
+    hwkey::account::secrets::migrate(&store, &secret_key).await.map_err(|e| format!("secrets at rest: {e}"))?;
     let maintenance = spawn_maintenance(store.clone(), Duration::from_secs(60));
-    let app = router_with(rp, store.clone(), HttpOptions::default());
+    let opts = HttpOptions { secret_key: Some(std::sync::Arc::new(secret_key)), ..HttpOptions::default() };
+    let app = router_with(rp, store.clone(), opts);
     let defaults = ServeLimits::default();
     let limits = ServeLimits {
         header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
@@ -128,4 +138,58 @@ async fn run(args: Args) -> Result<(), String> {
     // Bounded, so that SIGTERM still exits within 10 s.
     let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;
     Ok(())
+}
+
+/// The key file: the flag's, or beside the SQLite file, or in the working
+/// directory; created when missing (said on stderr).
+fn secret_key(args: &Args) -> Result<hwkey::account::SecretKeyring, String> {
+    let db = args.database.as_str();
+    let memory = db.contains(":memory:");
+    let path = match &args.secret_key_file {
+        Some(p) => p.clone(),
+        None if memory => {
+            return hwkey::account::SecretKeyring::ephemeral().map_err(|e| e.to_string());
+        }
+        None => match db.strip_prefix("sqlite://") {
+            Some(file) => {
+                let file = file.split('?').next().unwrap_or(file);
+                std::path::PathBuf::from(format!("{file}.secret-key"))
+            }
+            None => std::path::PathBuf::from("hwkey-secret-key"),
+        },
+    };
+    let (keys, created) = hwkey::account::SecretKeyring::load_or_create(&path).map_err(|e| e.to_string())?;
+    if created {
+        eprintln!(
+            "created the secret key file {} (mode 0600): keep it with the database and back it up",
+            path.display()
+        );
+        if !db.starts_with("sqlite:") {
+            eprintln!(
+                "warning: with PostgreSQL every server instance needs this same file (--secret-key-file / HWKEY_SECRET_KEY_FILE)"
+            );
+        }
+    }
+    Ok(keys)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

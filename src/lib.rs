@@ -21,6 +21,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "account")]
+pub mod account;
 #[cfg(feature = "virtual")]
 pub mod authenticator;
 #[cfg(feature = "client")]

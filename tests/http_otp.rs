@@ -26,6 +26,15 @@ struct Env {
     store: DbStore,
     base: SystemTime,
     offset: Arc<AtomicU64>,
+    /// The key each user registered with, by username.
+    keys: std::collections::HashMap<String, SoftKey>,
+}
+
+/// One key-encryption key for every router of this binary: two instances
+/// on one database need the same one (`--secret-key-file`).
+fn secret_key() -> Arc<hwkey::account::SecretKeyring> {
+    static KEY: std::sync::OnceLock<Arc<hwkey::account::SecretKeyring>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| Arc::new(hwkey::account::SecretKeyring::ephemeral().expect("keyring"))).clone()
 }
 
 fn rp() -> RelyingParty {
@@ -41,10 +50,14 @@ fn env_on(store: DbStore, base: SystemTime, offset: Arc<AtomicU64>) -> Env {
     let o = offset.clone();
     let opts = HttpOptions {
         clock: Arc::new(move || base + Duration::from_secs(o.load(Ordering::SeqCst))),
+        secret_key: Some(secret_key()),
+        // Races below run several recovery checks at once: room for them
+        // (the cap itself is tested in tests/http_account.rs).
+        password_concurrency: Some(8),
         ..Default::default()
     };
     let app = router_with(rp(), store.clone(), opts);
-    Env { client: Client::new(app), store, base, offset }
+    Env { client: Client::new(app), store, base, offset, keys: Default::default() }
 }
 
 async fn env() -> Env {
@@ -61,6 +74,12 @@ impl Env {
     }
     fn fresh_client(&self) -> Client {
         Client::new(self.client.app.clone())
+    }
+    /// Sign `username` in on the main client with their key (a full session).
+    async fn key_login(&mut self, username: &str) {
+        let mut key = self.keys.get(username).expect("a key of this user").clone();
+        self.client.login(Some(username), &mut key).await.ok();
+        self.keys.insert(username.to_owned(), key);
     }
     /// The code an authenticator app with `secret` shows now.
     fn code(&self, secret: &str) -> String {
@@ -90,6 +109,7 @@ async fn events(store: &DbStore, kind: AuditKind) -> Vec<hwkey::store::AuditEven
 async fn enrolled(e: &mut Env, username: &str) -> (String, Vec<String>) {
     let mut key = SoftKey::new();
     e.client.register(username, &mut key, json!({})).await.ok();
+    e.keys.insert(username.to_owned(), key);
     let en = e.client.post("/api/otp/totp/enroll", &json!({})).await;
     let secret = en.ok()["secret"].as_str().expect("secret").to_owned();
     let code = e.code(&secret);
@@ -238,7 +258,13 @@ async fn a_recovery_code_works_once() {
     e.client.post("/api/login/recovery", &json!({"username": "bob", "code": sloppy})).await.ok();
     assert_eq!(events(&e.store, AuditKind::RecoveryCodeUsed).await.len(), 2);
 
-    // Regenerating replaces the whole set: old codes stop working.
+    // A recovery code alone cannot mint new codes (CONTRACTS §2.1).
+    e.client
+        .send(Method::POST, "/api/otp/recovery/regenerate", "")
+        .await
+        .assert_error(403, "reauthentication_required");
+    // Regenerating (after a key sign-in) replaces the whole set: old codes stop working.
+    e.key_login("bob").await;
     let re = e.client.send(Method::POST, "/api/otp/recovery/regenerate", "").await.ok().clone();
     let fresh = re["recoveryCodes"].as_array().unwrap().clone();
     assert_eq!(fresh.len(), 10);
@@ -325,23 +351,32 @@ async fn unknown_users_look_like_wrong_codes() {
     // A user with a key but no authenticator app and no recovery codes.
     let mut key = SoftKey::new();
     e.fresh_client().register("grace", &mut key, json!({})).await.ok();
+    // A user with a password (CONTRACTS §2.1: a code alone is `password_required`).
+    let mut hank = e.fresh_client();
+    hank.register("hank", &mut SoftKey::new(), json!({})).await.ok();
+    hank.post("/api/account/password", &json!({"password": "correct horse battery staple"})).await.ok();
     let bad = wrong_code(&secret, e.now());
     let mut c = e.fresh_client();
     for path in ["/api/login/totp", "/api/login/recovery"] {
         let code = if path.ends_with("totp") { bad.clone() } else { "AAAA-BBBB-CCCC-DDDD".into() };
         let wrong = c.post(path, &json!({"username": "frank", "code": code})).await;
-        let unknown = c.post(path, &json!({"username": "nobody", "code": code})).await;
         let no_factor = c.post(path, &json!({"username": "grace", "code": code})).await;
         wrong.assert_error(400, "invalid_code");
-        assert_eq!((unknown.status, &unknown.json), (wrong.status, &wrong.json), "{path}");
         assert_eq!((no_factor.status, &no_factor.json), (wrong.status, &wrong.json), "{path}");
         // A malformed code is the same answer too.
         let junk = c.post(path, &json!({"username": "frank", "code": "12"})).await;
         assert_eq!((junk.status, &junk.json), (wrong.status, &wrong.json), "{path}");
+        // An unknown username is answered like an account with a password.
+        let unknown = c.post(path, &json!({"username": "nobody", "code": code})).await;
+        let with_password = c.post(path, &json!({"username": "hank", "code": code})).await;
+        unknown.assert_error(401, "password_required");
+        assert_eq!((unknown.status, &unknown.json), (with_password.status, &with_password.json), "{path}");
     }
     // Unknown usernames are throttled the same way (no oracle there either).
     for _ in 0..3 {
-        c.post("/api/login/totp", &json!({"username": "nobody", "code": bad})).await.assert_error(400, "invalid_code");
+        c.post("/api/login/totp", &json!({"username": "nobody", "code": bad}))
+            .await
+            .assert_error(401, "password_required");
     }
     c.post("/api/login/totp", &json!({"username": "nobody", "code": bad})).await.assert_error(429, "too_many_attempts");
     // Failures for unknown names are not filed under the name.
@@ -435,6 +470,9 @@ async fn disabling_totp_stops_code_sign_in_but_keeps_recovery_codes() {
         .await
         .assert_error(400, "invalid_code");
     e.client.post("/api/login/recovery", &json!({"username": "judy", "code": codes[3]})).await.ok();
+    // A recovery-code session cannot set up an app; a key session can.
+    e.client.post("/api/otp/totp/enroll", &json!({})).await.assert_error(403, "reauthentication_required");
+    e.key_login("judy").await;
     // Enroll anew: a different secret; the old one's codes do not work.
     let en = e.client.post("/api/otp/totp/enroll", &json!({})).await;
     let secret2 = en.ok()["secret"].as_str().unwrap().to_owned();
@@ -458,6 +496,12 @@ async fn an_enrollment_expires_and_a_new_one_replaces_the_old() {
             .assert_error(400, "invalid_code");
     }
     e.advance(11 * 60);
+    // Confirming needs a recent sign-in too; after one, the expired enrollment is gone.
+    e.client
+        .post("/api/otp/totp/confirm", &json!({"code": e.code(&second)}))
+        .await
+        .assert_error(403, "reauthentication_required");
+    e.client.login(Some("kim"), &mut key).await.ok();
     e.client
         .post("/api/otp/totp/confirm", &json!({"code": e.code(&second)}))
         .await
@@ -582,8 +626,11 @@ async fn sensitive_changes_need_a_recent_sign_in() {
     let st = e.client.get("/api/otp").await.ok().clone();
     assert_eq!(st["totp"]["enabled"], true);
     assert_eq!(st["recoveryCodesRemaining"], 10);
-    // Signing in again (here with the app) makes the session recent.
+    // Signing in again with the app alone is not enough (a fallback-only
+    // session, CONTRACTS §2.1); with the key it is.
     e.client.post("/api/login/totp", &json!({"username": "pat", "code": e.code(&secret)})).await.ok();
+    e.client.post("/api/otp/recovery/regenerate", &json!({})).await.assert_error(403, "reauthentication_required");
+    e.key_login("pat").await;
     e.client.post("/api/otp/recovery/regenerate", &json!({})).await.ok();
     e.client.send(Method::DELETE, "/api/otp/totp", "").await.ok();
     e.client.post("/api/otp/totp/enroll", &json!({})).await.ok();

@@ -37,6 +37,7 @@
 //! No input reaches a panic: bodies are read and parsed by hand, never by
 //! extractors with their own error formats.
 
+use crate::account::{AccountError, AccountService, Authenticated, KeyRegistration, KeySignIn, SecretKeyring};
 use crate::proto::webauthn::{
     AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
 };
@@ -45,14 +46,11 @@ use crate::server::{
     RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
 };
 use crate::store::ceremony_cache::{CeremonyCache, CeremonyLimits, json_size};
-use crate::store::{
-    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
-    UserRecord,
-};
+use crate::store::{AuditKind, AuditQuery, NewAuditEvent, Store, StoreError, StoredCredential, UserRecord};
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{Path, State, rejection::PathRejection};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -62,9 +60,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod account;
 mod otp;
 pub mod serve;
-mod session;
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -72,11 +70,13 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const CEREMONY_COOKIE: &str = "hwkey_ceremony";
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "hwkey_session";
+/// Name of the cookie that carries an accepted password to the second factor.
+pub const PASSWORD_STEP_COOKIE: &str = "hwkey_password_step";
 /// Longest username, display name or nickname, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// The clock the router reads (tests move it).
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+pub type Clock = crate::account::Clock;
 
 /// Router options beyond the relying-party configuration.
 #[derive(Clone)]
@@ -101,6 +101,16 @@ pub struct HttpOptions {
     /// applies its own, [`crate::store::postgres`]): at a cap, 503
     /// `overloaded` with `Retry-After`.
     pub ceremony_limits: CeremonyLimits,
+    /// The key-encryption keys for TOTP secrets and the session secret
+    /// (`--secret-key-file`). `None`: a fresh key held in memory only, with
+    /// a warning: fine for tests and in-memory databases, but a restart then
+    /// cannot read the secrets stored before it.
+    pub secret_key: Option<Arc<SecretKeyring>>,
+    /// How many Argon2 jobs may run at once (passwords, recovery codes);
+    /// beyond it requests get 503 `overloaded`. `None`: one per CPU.
+    pub password_concurrency: Option<usize>,
+    /// How long audit events are kept (the maintenance task purges older ones).
+    pub audit_retention: Duration,
 }
 
 impl Default for HttpOptions {
@@ -112,6 +122,9 @@ impl Default for HttpOptions {
             recent_sign_in: Duration::from_secs(10 * 60),
             clock: Arc::new(SystemTime::now),
             ceremony_limits: CeremonyLimits::default(),
+            secret_key: None,
+            password_concurrency: None,
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -124,16 +137,18 @@ impl std::fmt::Debug for HttpOptions {
             .field("serve_demo", &self.serve_demo)
             .field("recent_sign_in", &self.recent_sign_in)
             .field("ceremony_limits", &self.ceremony_limits)
+            .field("secret_key", &self.secret_key)
+            .field("password_concurrency", &self.password_concurrency)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
 
 struct App<S> {
     rp: RelyingParty,
-    store: S,
+    /// Users, factors, sessions, policy: everything but the key ceremonies.
+    accounts: AccountService<S>,
     opts: HttpOptions,
-    /// The session-signing secret, read from the store on first use.
-    session_secret: tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>,
     /// Pending ceremonies, typed, when the store keeps them in this process
     /// anyway ([`Store::ceremonies_in_process`]): the same guarantees (taken
     /// once, under a lock; gone after a restart) without a JSON round trip.
@@ -148,9 +163,9 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let local_ceremonies =
-        store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
-    let app = Arc::new(App { rp, store, opts, session_secret: tokio::sync::OnceCell::new(), local_ceremonies });
+    let local_ceremonies = store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
+    let accounts = AccountService::new(store, account::secret_key(&opts), account::config(&rp, &opts));
+    let app = Arc::new(App { rp, accounts, opts, local_ceremonies });
     let mut r = Router::new()
         .route("/api/register/options", post(register_options::<S>))
         .route("/api/register/verify", post(register_verify::<S>))
@@ -161,6 +176,7 @@ pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> R
         .route("/api/credentials/{id}", patch(rename_credential::<S>).delete(delete_credential::<S>))
         .route("/api/logout", post(logout::<S>))
         .merge(otp::routes::<S>())
+        .merge(account::routes::<S>())
         .route("/.well-known/webauthn", get(well_known::<S>));
     if serve_demo {
         r = r
@@ -175,14 +191,29 @@ pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> R
         .with_state(app)
 }
 
-/// Spawn a task that deletes expired ceremonies and sessions every `every`.
+/// Spawn a task that deletes expired ceremonies and sessions every
+/// `every`, and audit events older than the default retention (90 days).
 pub fn spawn_maintenance<S: Store + Clone>(store: S, every: Duration) -> tokio::task::JoinHandle<()> {
+    spawn_maintenance_with(store, every, HttpOptions::default().audit_retention)
+}
+
+/// [`spawn_maintenance`] with an audit retention period.
+pub fn spawn_maintenance_with<S: Store + Clone>(
+    store: S,
+    every: Duration,
+    audit_retention: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = store.purge_expired(SystemTime::now()).await {
+            let now = SystemTime::now();
+            if let Err(e) = store.purge_expired(now).await {
                 tracing::warn!("purging expired ceremonies and sessions failed: {e}");
+            }
+            let before = now.checked_sub(audit_retention).unwrap_or(SystemTime::UNIX_EPOCH);
+            if let Err(e) = store.purge_account_data(before, now).await {
+                tracing::warn!("purging old audit events and expired sessions failed: {e}");
             }
         }
     })
@@ -218,12 +249,14 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
+    /// Seconds for the `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with an explicit status.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 
     /// A 400 `malformed_request`.
@@ -243,8 +276,10 @@ pub fn status_for(code: &str) -> StatusCode {
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "not_signed_in" => StatusCode::UNAUTHORIZED,
         "too_many_attempts" => StatusCode::TOO_MANY_REQUESTS,
+        "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
+        "invalid_credentials" | "password_required" => StatusCode::UNAUTHORIZED,
         "cross_site_request" => StatusCode::FORBIDDEN,
-        "unknown_user" | "no_credentials" | "not_found" | "totp_not_enabled" => StatusCode::NOT_FOUND,
+        "unknown_user" | "no_credentials" | "not_found" | "totp_not_enabled" | "no_password" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "reauthentication_required" => StatusCode::FORBIDDEN,
         "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
@@ -276,6 +311,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match &e {
+            AccountError::Storage(s) => tracing::error!("storage failure: {s}"),
+            AccountError::Secret(s) => tracing::error!("secrets at rest: {s}"),
+            AccountError::Internal(s) => tracing::error!("internal error: {s}"),
+            _ => {}
+        }
+        let mut a = ApiError::from_code(e.code(), e.to_string());
+        if matches!(e, AccountError::UnknownCredential) {
+            a.status = StatusCode::NOT_FOUND;
+        }
+        a.retry_after = e.retry_after();
+        a
+    }
+}
+
 impl From<RegistrationError> for ApiError {
     fn from(e: RegistrationError) -> Self {
         ApiError::from_code(e.code(), e.to_string())
@@ -292,6 +344,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "verified": false, "error": self.code, "message": self.message });
         let mut r = json_response(self.status, &body);
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(RETRY_AFTER, v);
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             r.headers_mut().insert("connection", HeaderValue::from_static("close"));
         }
@@ -461,68 +518,35 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// The secret that signs session tokens, read from the store once.
-    async fn session_secret(&self) -> Result<&[u8], ApiError> {
-        let s = self.session_secret.get_or_try_init(|| self.store.session_secret()).await?;
-        Ok(s.as_slice())
+    fn store(&self) -> &S {
+        self.accounts.store()
     }
 
-    /// The caller's session: a valid, unexpired, not signed-out token of an
-    /// existing user.
-    async fn session(&self, headers: &HeaderMap) -> Result<Option<(session::Session, UserRecord)>, ApiError> {
-        let Some(token) = cookie_token(headers, SESSION_COOKIE, 1, session::MAX_TOKEN_LEN) else { return Ok(None) };
-        let secret = self.session_secret().await?;
-        let now = crate::store::ms(self.now());
-        let Some(s) = session::open(self.rp.provider(), secret, &token, now) else { return Ok(None) };
-        if self.store.session_revoked(&s.id).await? {
+    /// The caller's session: a valid, unexpired token with its session row,
+    /// of an existing user.
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Authenticated>, ApiError> {
+        let Some(token) = cookie_token(headers, SESSION_COOKIE, 1, crate::account::sessions::MAX_TOKEN_LEN) else {
             return Ok(None);
-        }
-        Ok(self.store.user_by_handle(&s.user_handle).await?.map(|u| (s, u)))
+        };
+        Ok(self.accounts.authenticate(&token).await?)
     }
 
-    async fn require_session(&self, headers: &HeaderMap) -> Result<(session::Session, UserRecord), ApiError> {
+    async fn require_session(&self, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
         self.session(headers).await?.ok_or_else(|| ApiError::from_code("not_signed_in", "sign in first"))
     }
 
-    /// Whether `s` began within [`HttpOptions::recent_sign_in`].
-    fn is_recent(&self, s: &session::Session) -> bool {
-        let age = crate::store::ms(self.now()).saturating_sub(s.issued_ms);
-        u128::try_from(age).is_ok_and(|age| age <= self.opts.recent_sign_in.as_millis())
+    /// The Set-Cookie value of a new session.
+    fn session_cookie(&self, headers: &HeaderMap, s: &crate::account::NewSession) -> HeaderValue {
+        self.cookie(headers, SESSION_COOKIE, Some(&s.token), self.opts.session_ttl)
     }
 
-    /// A session that began within [`HttpOptions::recent_sign_in`].
-    async fn require_recent_session(&self, headers: &HeaderMap) -> Result<(session::Session, UserRecord), ApiError> {
-        let (s, user) = self.require_session(headers).await?;
-        if !self.is_recent(&s) {
-            return Err(self.reauthentication_required());
-        }
-        Ok((s, user))
-    }
-
-    fn reauthentication_required(&self) -> ApiError {
-        ApiError::from_code(
-            "reauthentication_required",
-            format!(
-                "this needs a sign-in within the last {} minutes: sign in again, then retry",
-                self.opts.recent_sign_in.as_secs().div_ceil(60)
-            ),
-        )
-    }
-
-    /// Sign a session token for `user` (a user handle): the Set-Cookie value.
-    async fn start_session(&self, headers: &HeaderMap, user: &[u8]) -> Result<HeaderValue, ApiError> {
-        let secret = self.session_secret().await?;
-        let nonce: [u8; 16] = self
-            .new_token()?
-            .get(..16)
-            .and_then(|n| n.try_into().ok())
-            .ok_or_else(|| ApiError::from_code("internal_error", "the random source failed"))?;
-        let now = self.now();
-        let expires = now.checked_add(self.opts.session_ttl).unwrap_or(now);
-        let ms = crate::store::ms;
-        let (token, _) = session::issue(self.rp.provider(), secret, user, &nonce, ms(now), ms(expires))
-            .ok_or_else(|| ApiError::from_code("internal_error", "the user handle is not 1 to 64 bytes"))?;
-        Ok(self.cookie(headers, SESSION_COOKIE, Some(&token), self.opts.session_ttl))
+    /// The caller's password step (password accepted, second factor pending).
+    async fn password_step(&self, headers: &HeaderMap) -> Result<Option<crate::account::PasswordAccepted>, ApiError> {
+        let Some(token) = cookie_token(headers, PASSWORD_STEP_COOKIE, 1, crate::account::sessions::MAX_TOKEN_LEN)
+        else {
+            return Ok(None);
+        };
+        Ok(self.accounts.password_step(&token).await?)
     }
 
     async fn put_pending(
@@ -551,11 +575,11 @@ impl<S: Store> App<S> {
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
         // One pending ceremony per browser: a new one replaces the last.
         if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
-            self.store.take_ceremony(&self.digest(&old)).await?;
+            self.store().take_ceremony(&self.digest(&old)).await?;
         }
         let expires =
             SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
-        self.store.put_ceremony(&self.digest(&token), &state, expires).await?;
+        self.store().put_ceremony(&self.digest(&token), &state, expires).await?;
         Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout))
     }
 
@@ -570,7 +594,7 @@ impl<S: Store> App<S> {
                 Some((pending, _)) => Taken::Pending(Box::new(pending)),
             });
         }
-        let Some(p) = self.store.take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
+        let Some(p) = self.store().take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
         if p.expires_unix_ms < crate::store::ms(self.now()) {
             return Ok(Taken::Expired);
         }
@@ -580,10 +604,9 @@ impl<S: Store> App<S> {
         }
     }
 
+    /// An audit event for a request without a session (fields bounded small).
     async fn audit(&self, event: NewAuditEvent) {
-        if let Err(e) = self.store.audit(event, self.now()).await {
-            tracing::error!("audit log write failed: {e}");
-        }
+        self.accounts.audit(event, false).await;
     }
 }
 
@@ -676,38 +699,35 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
     app.check_origin(method, headers)?;
     let body = read_body(headers, body).await?;
     let req: RegisterOptionsBody = parse_json(&body)?;
-    validate_name("username", &req.username)?;
+    let username = app.accounts.normalize_username(&req.username)?;
     let display_name = match req.display_name.as_deref().map(str::trim) {
         Some(d) if !d.is_empty() => {
             validate_name("displayName", d)?;
             d.to_owned()
         }
-        _ => req.username.clone(),
+        _ => req.username.trim().to_owned(),
     };
     let resident_key = parse_enum("residentKey", req.resident_key.as_deref(), ResidentKeyRequirement::parse)?;
-    let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let requested = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let user_verification =
+        Some(crate::account::policy::user_verification(app.rp.config().user_verification, requested));
     let attestation = parse_enum("attestation", req.attestation.as_deref(), AttestationConveyance::parse)?;
 
-    let existing_user = app.store.user_by_username(&req.username).await?;
-    let (handle, new_user, authorized, creds) = match existing_user {
-        Some(u) => {
-            let session = app.session(headers).await?.filter(|(_, s)| s.handle == u.handle);
-            // Adding a key to an account needs a recent sign-in to it.
-            if session.as_ref().is_some_and(|(s, _)| !app.is_recent(s)) {
-                return Err(app.reauthentication_required());
-            }
-            let authorized = session.is_some();
-            let creds = app.store.credentials_of_user(&u.handle).await?;
-            (u.handle.0, false, authorized, creds)
+    let caller = app.session(headers).await?;
+    // A taken name is 409 `username_taken` with nothing of that account,
+    // unless the caller is signed in as it (recently enough to add a key).
+    let (handle, new_user, authorized, creds) = match app.accounts.key_registration(&username, caller.as_ref()).await? {
+        KeyRegistration::OwnAccount { user, credentials } => (user.handle.0, false, true, credentials),
+        KeyRegistration::NewAccount { .. } => {
+            (UserRecord::new(&username, &display_name, app.now())?.handle.0, true, false, Vec::new())
         }
-        None => (UserRecord::new(&req.username, &display_name, app.now())?.handle.0, true, false, Vec::new()),
     };
     let (options, state) = app
         .rp
         .start_registration(
             RegistrationRequest {
                 user_id: handle,
-                user_name: req.username.clone(),
+                user_name: username.clone(),
                 display_name: display_name.clone(),
                 exclude_credentials: descriptors(&creds),
                 resident_key,
@@ -776,7 +796,7 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
         }
     };
     let cred = &result.credential;
-    if app.store.credential(&cred.credential_id).await?.is_some() {
+    if app.store().credential(&cred.credential_id).await?.is_some() {
         let (ev, e) = fail(ApiError::from_code("credential_excluded", "this authenticator is already registered"));
         app.audit(ev).await;
         return Err(e);
@@ -802,7 +822,7 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
     } else {
         None
     };
-    if let Err(e) = app.store.add_credential(user.as_ref(), cred, &nickname, now).await {
+    if let Err(e) = app.store().add_credential(user.as_ref(), cred, &nickname, now).await {
         let (ev, e) = fail(e.into());
         app.audit(ev).await;
         return Err(e);
@@ -825,8 +845,9 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
         "backedUp": cred.backed_up,
     });
     let mut r = ok(&body);
-    if !authorized {
-        r.headers_mut().append(SET_COOKIE, app.start_session(headers, &handle).await?);
+    if !authorized && let Some(u) = &user {
+        let s = app.accounts.start_session(u, crate::account::SignInMethod::Key).await?;
+        r.headers_mut().append(SET_COOKIE, app.session_cookie(headers, &s));
     }
     Ok(r)
 }
@@ -855,27 +876,39 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
     app.check_origin(method, headers)?;
     let body = read_body(headers, body).await?;
     let req: LoginOptionsBody = parse_json(&body)?;
-    let user_verification = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    let requested = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
+    // A request may ask for more user verification than configured, never less.
+    let user_verification =
+        Some(crate::account::policy::user_verification(app.rp.config().user_verification, requested));
     let mut snapshot = (None, Vec::new());
     let request = match req.username {
         Some(name) => {
-            validate_name("username", &name)?;
-            let (user, creds) = app
-                .store
-                .user_with_credentials(&name)
-                .await?
-                .ok_or_else(|| ApiError::from_code("unknown_user", "no account has that username"))?;
-            if creds.is_empty() {
-                return Err(ApiError::from_code("no_credentials", "that account has no security key"));
+            let name = app.accounts.normalize_username(&name)?;
+            match app.store().user_with_credentials(&name).await? {
+                Some((user, creds)) if !creds.is_empty() => {
+                    let request = AuthenticationRequest {
+                        user_id: Some(user.handle.0.clone()),
+                        allow_credentials: descriptors(&creds),
+                        user_verification,
+                        ..Default::default()
+                    };
+                    snapshot = (Some(user), creds);
+                    request
+                }
+                // No such account: the same answer, with made-up credential
+                // ids that stay the same for this name (WebAuthn L3 §14.6.2).
+                _ => {
+                    let ids = app.accounts.made_up_credentials(&name).await?;
+                    AuthenticationRequest {
+                        allow_credentials: ids
+                            .into_iter()
+                            .map(|id| CredentialDescriptor::public_key(id, Some(vec!["usb".to_owned()])))
+                            .collect(),
+                        user_verification,
+                        ..Default::default()
+                    }
+                }
             }
-            let request = AuthenticationRequest {
-                user_id: Some(user.handle.0.clone()),
-                allow_credentials: descriptors(&creds),
-                user_verification,
-                ..Default::default()
-            };
-            snapshot = (Some(user), creds);
-            request
         }
         None => AuthenticationRequest { user_verification, ..Default::default() },
     };
@@ -930,7 +963,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
     };
     let found = match snapshot {
         Some(found) => Some(found),
-        None => app.store.credential(cred_id).await?,
+        None => app.store().credential(cred_id).await?,
     };
     let Some((stored, user)) = found else {
         let e = ApiError::from_code("unknown_credential", "this security key is not registered here");
@@ -956,26 +989,28 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
     };
-    // The session is signed before the sign-in is recorded, so that a
-    // recorded sign-in always gets its session; it is handed out only after.
-    let cookie = app.start_session(headers, &user.handle.0).await?;
-    let signed_in = || {
-        NewAuditEvent::new(AuditKind::SignIn)
-            .user(&user.username, &user.handle)
-            .credential(cred_id)
-            .detail(format!("signCount {}", result.reported_sign_count))
-    };
-    let update =
-        app.store.record_sign_in_with_event(cred_id, result.new_sign_count, result.backed_up, now, signed_in()).await;
-    match update? {
-        // Recorded, with its audit event in the same transaction.
-        SignCountUpdate::Advanced => {}
-        // A concurrent sign-in with a higher counter was recorded first: this
-        // assertion was valid against the counter it was checked with.
-        SignCountUpdate::NotAdvanced { current } if current > result.reported_sign_count => {
-            app.audit(signed_in()).await;
-        }
-        SignCountUpdate::NotAdvanced { current } => {
+    let step = app.password_step(headers).await?;
+    let had_step = step.is_some();
+    let signed_in = NewAuditEvent::new(AuditKind::SignIn)
+        .user(&user.username, &user.handle)
+        .credential(cred_id)
+        .detail(format!("signCount {}", result.reported_sign_count));
+    // Counter, audit event and session row in one statement or transaction.
+    let outcome = app
+        .accounts
+        .finish_key_sign_in(
+            &user,
+            step,
+            cred_id,
+            result.new_sign_count,
+            result.reported_sign_count,
+            result.backed_up,
+            signed_in,
+        )
+        .await?;
+    let new_session = match outcome {
+        KeySignIn::SignedIn(s) => s,
+        KeySignIn::CounterRegression { current } => {
             let detail = format!("stored {current}, received {}", result.reported_sign_count);
             app.audit(
                 NewAuditEvent::new(AuditKind::CounterRegression)
@@ -992,12 +1027,13 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
             return Err(e);
         }
-        SignCountUpdate::NotFound => {
+        KeySignIn::Removed => {
             let e = ApiError::from_code("unknown_credential", "this security key was removed");
             app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
             return Err(e);
         }
-    }
+    };
+    let cookie = app.session_cookie(headers, &new_session);
     if result.counter_regressed {
         app.audit(
             NewAuditEvent::new(AuditKind::CounterRegression)
@@ -1020,6 +1056,9 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
     });
     let mut r = ok(&body);
     r.headers_mut().append(SET_COOKIE, cookie);
+    if had_step {
+        r.headers_mut().append(SET_COOKIE, app.cookie(headers, PASSWORD_STEP_COOKIE, None, Duration::ZERO));
+    }
     Ok(r)
 }
 
@@ -1047,13 +1086,18 @@ fn credential_json(c: &StoredCredential) -> Value {
 async fn me<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
     finish(
         async {
-            let (_, user) = app.require_session(&headers).await?;
-            let creds = app.store.credentials_of_user(&user.handle).await?;
+            let Authenticated { user, session } = app.require_session(&headers).await?;
+            let creds = app.store().credentials_of_user(&user.handle).await?;
             Ok(ok(&json!({
                 "username": user.username,
                 "displayName": user.display_name,
                 "userHandle": user.handle.encode(),
                 "createdAt": user.created_unix_ms,
+                "signedInWith": session.method.as_str(),
+                "sessionStrength": match session.method.strength() {
+                    crate::account::Strength::Full => "full",
+                    crate::account::Strength::FallbackOnly => "fallback_only",
+                },
                 "credentials": creds.iter().map(credential_json).collect::<Vec<_>>(),
             })))
         }
@@ -1064,9 +1108,9 @@ async fn me<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Res
 async fn activity<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
     finish(
         async {
-            let (_, user) = app.require_session(&headers).await?;
+            let Authenticated { user, .. } = app.require_session(&headers).await?;
             let events = app
-                .store
+                .store()
                 .audit_events(&AuditQuery { username: Some(user.username.clone()), limit: 20, ..Default::default() })
                 .await?;
             let events: Vec<Value> = events
@@ -1110,26 +1154,28 @@ async fn rename_credential<S: Store>(
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_session(&headers).await?;
+            let Authenticated { user, .. } = app.require_session(&headers).await?;
             let id = credential_path(id)?;
             let body = read_body(&headers, body).await?;
             let req: RenameBody = parse_json(&body)?;
             let nickname = req.nickname.trim();
             validate_name("nickname", nickname)?;
-            if !app.store.rename_credential(&user.handle, &id, nickname).await? {
+            if !app.store().rename_credential(&user.handle, &id, nickname).await? {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "unknown_credential",
                     "you have no security key with that ID",
                 ));
             }
-            app.audit(
-                NewAuditEvent::new(AuditKind::CredentialRenamed)
-                    .user(&user.username, &user.handle)
-                    .credential(&id)
-                    .detail(nickname),
-            )
-            .await;
+            app.accounts
+                .audit(
+                    NewAuditEvent::new(AuditKind::CredentialRenamed)
+                        .user(&user.username, &user.handle)
+                        .credential(&id)
+                        .detail(nickname),
+                    true,
+                )
+                .await;
             Ok(ok(&json!({ "ok": true, "credentialId": b64url_encode(&id), "nickname": nickname })))
         }
         .await,
@@ -1145,28 +1191,9 @@ async fn delete_credential<S: Store>(
     finish(
         async {
             app.check_origin(&method, &headers)?;
-            let (_, user) = app.require_recent_session(&headers).await?;
+            let auth = app.require_session(&headers).await?;
             let id = credential_path(id)?;
-            match app.store.delete_credential(&user.handle, &id).await? {
-                DeleteOutcome::Deleted => {}
-                DeleteOutcome::NotFound => {
-                    return Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "unknown_credential",
-                        "you have no security key with that ID",
-                    ));
-                }
-                DeleteOutcome::LastCredential => {
-                    return Err(ApiError::from_code(
-                        "last_credential",
-                        "this is your only security key; add another before removing it",
-                    ));
-                }
-            }
-            app.audit(
-                NewAuditEvent::new(AuditKind::CredentialRemoved).user(&user.username, &user.handle).credential(&id),
-            )
-            .await;
+            app.accounts.remove_key(app.accounts.step_up(&auth)?, &id).await?;
             Ok(ok(&json!({ "ok": true, "credentialId": b64url_encode(&id) })))
         }
         .await,
@@ -1177,12 +1204,8 @@ async fn logout<S: Store>(State(app): State<Arc<App<S>>>, method: Method, header
     let mut r = finish(
         async {
             app.check_origin(&method, &headers)?;
-            if let Some((session, user)) = app.session(&headers).await? {
-                let expires = SystemTime::UNIX_EPOCH
-                    .checked_add(Duration::from_millis(u64::try_from(session.expires_ms).unwrap_or(0)))
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                app.store.revoke_session(&session.id, expires).await?;
-                app.audit(NewAuditEvent::new(AuditKind::SignOut).user(&user.username, &user.handle)).await;
+            if let Some(auth) = app.session(&headers).await? {
+                app.accounts.sign_out(&auth).await?;
             }
             Ok(ok(&json!({ "ok": true })))
         }

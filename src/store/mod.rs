@@ -33,6 +33,7 @@ use std::future::Future;
 use std::time::SystemTime;
 use zeroize::Zeroizing;
 
+pub mod account;
 pub mod ceremony_cache;
 pub mod otp;
 #[cfg(feature = "postgres")]
@@ -222,6 +223,8 @@ pub enum AuditKind {
     RecoveryCodesGenerated,
     /// A recovery code was used to sign in.
     RecoveryCodeUsed,
+    /// The password was set, changed or removed.
+    PasswordChanged,
 }
 
 impl AuditKind {
@@ -241,6 +244,7 @@ impl AuditKind {
             AuditKind::TotpDisabled => "totp_disabled",
             AuditKind::RecoveryCodesGenerated => "recovery_codes_generated",
             AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::PasswordChanged => "password_changed",
         }
     }
 
@@ -260,6 +264,7 @@ impl AuditKind {
             "totp_disabled" => AuditKind::TotpDisabled,
             "recovery_codes_generated" => AuditKind::RecoveryCodesGenerated,
             "recovery_code_used" => AuditKind::RecoveryCodeUsed,
+            "password_changed" => AuditKind::PasswordChanged,
             _ => return None,
         })
     }
@@ -420,7 +425,7 @@ impl AuditQuery {
 
 /// Storage for the relying party. Implementations must be safe to share
 /// between tasks and between server instances on one database.
-pub trait Store: otp::OtpStore + Send + Sync + 'static {
+pub trait Store: otp::OtpStore + account::AccountStore + Send + Sync + 'static {
     /// Store a newly registered credential, creating `new_user` first when
     /// given (atomically: both or neither). Fails with
     /// [`StoreError::UsernameTaken`] or [`StoreError::DuplicateCredential`].
@@ -973,6 +978,7 @@ mod tests {
             AuditKind::TotpDisabled,
             AuditKind::RecoveryCodesGenerated,
             AuditKind::RecoveryCodeUsed,
+            AuditKind::PasswordChanged,
         ] {
             assert_eq!(AuditKind::parse(k.as_str()), Some(k));
         }

@@ -187,7 +187,87 @@ const TOUCH_LOGGED: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GRE
                             SELECT $4, $5, $6, $7, $1, $8, $9 FROM t WHERE t.sign_count = $2) \
                             SELECT sign_count FROM t";
 
+/// [`ADVANCE_LOGGED`] and the session row ($10 id, $11 user handle, $12
+/// method, $13 expiry) of a key sign-in, in one statement.
+const ADVANCE_SESSION: &str = "WITH adv AS (UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                              WHERE id = $1 AND sign_count < $2 RETURNING sign_count), \
+                              ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+                              SELECT $4, $5, $6, $7, $1, $8, $9 FROM adv), \
+                              se AS (INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
+                              SELECT $10, $11, $12, $4, $4, $13 FROM adv) \
+                              SELECT sign_count FROM adv";
+/// [`TOUCH_LOGGED`] and the session row, in one statement.
+const TOUCH_SESSION: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $4), \
+                            backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
+                            WHERE id = $1 RETURNING sign_count), \
+                            ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+                            SELECT $4, $5, $6, $7, $1, $8, $9 FROM t WHERE t.sign_count = $2), \
+                            se AS (INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
+                            SELECT $10, $11, $12, $4, $4, $13 FROM t WHERE t.sign_count = $2) \
+                            SELECT sign_count FROM t";
+
 impl PgStore {
+    /// A key sign-in: counter, audit event and session row in one statement.
+    pub(crate) async fn key_sign_in(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+        session: &super::account::SessionRow,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let now = ms(now);
+        let run = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(credential_id)
+                .bind(i64::from(new_sign_count))
+                .bind(backed_up)
+                .bind(now)
+                .bind(event.kind.as_str())
+                .bind(event.username.as_deref())
+                .bind(event.user_handle.as_deref())
+                .bind(event.code.as_deref())
+                .bind(event.detail.as_str())
+                .bind(session.id.as_slice())
+                .bind(session.user_handle.as_slice())
+                .bind(session.method.as_str())
+                .bind(session.expires_unix_ms)
+                .fetch_optional(&self.pool)
+        };
+        if new_sign_count > 0 && run(ADVANCE_SESSION).await?.is_some() {
+            return Ok(SignCountUpdate::Advanced);
+        }
+        let row = if new_sign_count == 0 {
+            run(TOUCH_SESSION).await?
+        } else {
+            self.touch(credential_id, backed_up, now).await?
+        };
+        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
+        let current: i64 = row.try_get(0)?;
+        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
+        if new_sign_count == 0 && current == 0 {
+            Ok(SignCountUpdate::Advanced)
+        } else {
+            Ok(SignCountUpdate::NotAdvanced { current })
+        }
+    }
+
+    async fn touch(
+        &self,
+        credential_id: &[u8],
+        backed_up: bool,
+        now: i64,
+    ) -> Result<Option<sqlx::postgres::PgRow>, StoreError> {
+        Ok(sqlx::query(TOUCH)
+            .bind(credential_id)
+            .bind(0i64)
+            .bind(backed_up)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// The sign-in update, with its audit event in the same statement when
     /// one is given.
     async fn sign_in(

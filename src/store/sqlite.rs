@@ -308,6 +308,7 @@ impl SqliteStore {
             backed_up,
             now_ms: ms(now),
             event,
+            session: None,
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
@@ -326,6 +327,36 @@ impl SqliteStore {
     /// The writer pool (one connection), for operators' own queries. Writing
     /// through it bypasses the store's cache: change users and credentials
     /// through the [`Store`] methods instead.
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// A key sign-in through the writer thread, with its session row in the
+    /// same transaction as the counter and the audit event.
+    pub(crate) async fn key_sign_in(
+        &self,
+        credential_id: &[u8],
+        new_sign_count: u32,
+        backed_up: bool,
+        now: SystemTime,
+        event: NewAuditEvent,
+        session: &super::account::SessionRow,
+    ) -> Result<SignCountUpdate, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let w = Box::new(SignInWrite {
+            credential_id: credential_id.to_vec(),
+            new_sign_count,
+            backed_up,
+            now_ms: ms(now),
+            event: Some(event),
+            session: Some(session.clone()),
+            reply,
+        });
+        self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// The pool for writes (one connection).
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
     }

@@ -51,6 +51,8 @@ pub(super) struct SignInWrite {
     pub backed_up: bool,
     pub now_ms: i64,
     pub event: Option<NewAuditEvent>,
+    /// The session row of a key sign-in, inserted when the sign-in is recorded.
+    pub session: Option<super::account::SessionRow>,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
@@ -64,6 +66,8 @@ const SIGN_IN_BATCH: usize = 128;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_SESSION: &str = "INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
+                              VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = ?2, backed_up = ?3, last_used_ms = ?4 \
                        WHERE id = ?1 AND sign_count < ?2 RETURNING sign_count";
@@ -293,6 +297,16 @@ fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCo
     let outcome = counter(conn, w)?;
     if let (Ok(SignCountUpdate::Advanced), Some(e)) = (&outcome, &w.event) {
         insert_audit(conn, e, w.now_ms)?;
+    }
+    if let (Ok(SignCountUpdate::Advanced), Some(s)) = (&outcome, &w.session) {
+        conn.prepare_cached(INSERT_SESSION)?.execute(params![
+            s.id,
+            s.user_handle,
+            s.method,
+            s.created_unix_ms,
+            s.last_seen_unix_ms,
+            s.expires_unix_ms
+        ])?;
     }
     Ok(outcome)
 }
