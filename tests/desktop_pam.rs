@@ -207,7 +207,10 @@ fn another_origin_is_refused() {
     let k = key();
     let c = enroll_on(&k, &enroll_opts("alice"), None);
     home.write(&authfile::format_line("alice", &[c]));
-    assert_eq!(run(&opts(&["origin=pam://elsewhere"]), &home.user("alice"), &mut Conv::default(), &[&k]), PamCode::AuthErr);
+    assert_eq!(
+        run(&opts(&["origin=pam://elsewhere"]), &home.user("alice"), &mut Conv::default(), &[&k]),
+        PamCode::AuthErr
+    );
     // And the right one named explicitly works.
     let o = format!("origin=pam://{HOST}");
     assert_eq!(run(&opts(&[&o]), &home.user("alice"), &mut Conv::default(), &[&k]), PamCode::Success);
@@ -259,7 +262,8 @@ fn an_unsafe_authfile_is_refused_even_with_nouserok() {
         let o = PamOptions::parse(args).unwrap().0;
         let mut conv = Conv::default();
         let user = home.user("alice");
-        let mut req = Request { options: &o, user: &user, hostname: HOST, conv: &mut conv, devices: &source, log: &log };
+        let mut req =
+            Request { options: &o, user: &user, hostname: HOST, conv: &mut conv, devices: &source, log: &log };
         warned.push(authenticate(&mut req));
     }
     assert_eq!(warned, vec![PamCode::AuthInfoUnavail, PamCode::AuthInfoUnavail]);
@@ -275,11 +279,18 @@ fn central_authfile_and_relative_authfile() {
     let ca = enroll_on(&k, &enroll_opts("alice"), None);
     let cb = enroll_on(&k, &enroll_opts("bob"), None);
     let central = home.dir.join("u2f_mappings");
-    write_file(&central, &format!("{}\n{}\n", authfile::format_line("alice", &[ca]), authfile::format_line("bob", &[cb])), 0o644);
+    write_file(
+        &central,
+        &format!("{}\n{}\n", authfile::format_line("alice", &[ca]), authfile::format_line("bob", &[cb])),
+        0o644,
+    );
     let arg = format!("authfile={}", central.display());
     assert_eq!(run(&opts(&[&arg]), &home.user("bob"), &mut Conv::default(), &[&k]), PamCode::Success);
     assert_eq!(run(&opts(&[&arg]), &home.user("alice"), &mut Conv::default(), &[&k]), PamCode::Success);
-    assert_eq!(run(&opts(&["authfile=u2f_mappings"]), &home.user("bob"), &mut Conv::default(), &[&k]), PamCode::Success);
+    assert_eq!(
+        run(&opts(&["authfile=u2f_mappings"]), &home.user("bob"), &mut Conv::default(), &[&k]),
+        PamCode::Success
+    );
     let expanded = format!("authfile={}/%u_keys", home.dir.display());
     write_file(&home.dir.join("bob_keys"), &std::fs::read_to_string(&central).unwrap(), 0o600);
     assert_eq!(run(&opts(&["expand", &expanded]), &home.user("bob"), &mut Conv::default(), &[&k]), PamCode::Success);

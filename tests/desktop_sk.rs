@@ -64,7 +64,9 @@ fn ssh_verify(alg: SkAlg, public_key: &[u8], application: &str, data: &[u8], sig
     msg.extend_from_slice(&sig.counter.to_be_bytes());
     msg.extend_from_slice(&p.sha256(&[data]));
     match alg {
-        SkAlg::Ecdsa => p.verify_ecdsa(EcCurve::P256, HashAlg::Sha256, public_key, &msg, &der(&sig.sig_r, &sig.sig_s)).is_ok(),
+        SkAlg::Ecdsa => {
+            p.verify_ecdsa(EcCurve::P256, HashAlg::Sha256, public_key, &msg, &der(&sig.sig_r, &sig.sig_s)).is_ok()
+        }
         SkAlg::Ed25519 => sig.sig_s.is_empty() && p.verify_ed25519(public_key, &msg, &sig.sig_r).is_ok(),
     }
 }
@@ -100,7 +102,10 @@ fn sign_finds_the_key_that_holds_the_credential() {
     // A key without it: not found.
     let r = with(&[&b], |p| p.sign(SkAlg::Ecdsa, b"m", "ssh:", &e.key_handle, UP, None, &SkOptions::default()));
     assert_eq!(r.unwrap_err(), SkError::DeviceNotFound);
-    assert_eq!(with(&[], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", UP, None, &SkOptions::default())).unwrap_err(), SkError::DeviceNotFound);
+    assert_eq!(
+        with(&[], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", UP, None, &SkOptions::default())).unwrap_err(),
+        SkError::DeviceNotFound
+    );
 }
 
 #[test]
@@ -108,7 +113,8 @@ fn no_touch_required() {
     let k = key(None);
     let e = with(&[&k], |p| p.enroll(SkAlg::Ed25519, b"c", "ssh:", 0, None, &SkOptions::default())).unwrap();
     k.grant.store(false, Ordering::SeqCst);
-    let s = with(&[&k], |p| p.sign(SkAlg::Ed25519, b"m", "ssh:", &e.key_handle, 0, None, &SkOptions::default())).unwrap();
+    let s =
+        with(&[&k], |p| p.sign(SkAlg::Ed25519, b"m", "ssh:", &e.key_handle, 0, None, &SkOptions::default())).unwrap();
     assert_eq!(s.flags & 0x01, 0, "no UP flag");
     assert!(ssh_verify(SkAlg::Ed25519, &e.public_key, "ssh:", b"m", &s));
     // With touch required and the touch refused: an error, not a hang.
@@ -120,18 +126,23 @@ fn no_touch_required() {
 fn resident_keys_need_the_pin_and_load_back() {
     let k = key(Some("1234"));
     let rk = UP | flags::RESIDENT_KEY;
-    let o = sk::SkOptions::parse(
-        &[sk::SkOption { name: "user".into(), value: "alice".into(), required: true }],
-        true,
-    )
-    .unwrap();
+    let o = sk::SkOptions::parse(&[sk::SkOption { name: "user".into(), value: "alice".into(), required: true }], true)
+        .unwrap();
     assert_eq!(with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, None, &o)).unwrap_err(), SkError::PinRequired);
-    assert_eq!(with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, Some("0000"), &o)).unwrap_err(), SkError::PinRequired);
+    assert_eq!(
+        with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, Some("0000"), &o)).unwrap_err(),
+        SkError::PinRequired
+    );
     let e = with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, Some("1234"), &o)).unwrap();
     // The same application and user again: exists, unless forced.
-    assert_eq!(with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, Some("1234"), &o)).unwrap_err(), SkError::CredentialExists);
-    let forced = with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk | flags::FORCE_OPERATION, Some("1234"), &o)).unwrap();
-    let e2 = with(&[&k], |p| p.enroll(SkAlg::Ed25519, b"c", "ssh:work", rk, Some("1234"), &SkOptions::default())).unwrap();
+    assert_eq!(
+        with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk, Some("1234"), &o)).unwrap_err(),
+        SkError::CredentialExists
+    );
+    let forced =
+        with(&[&k], |p| p.enroll(SkAlg::Ecdsa, b"c", "ssh:", rk | flags::FORCE_OPERATION, Some("1234"), &o)).unwrap();
+    let e2 =
+        with(&[&k], |p| p.enroll(SkAlg::Ed25519, b"c", "ssh:work", rk, Some("1234"), &SkOptions::default())).unwrap();
     // A non-ssh resident credential is not listed.
     let _ = e;
     assert_eq!(with(&[&k], |p| p.load_resident_keys(None, &SkOptions::default())).unwrap_err(), SkError::PinRequired);
@@ -145,8 +156,10 @@ fn resident_keys_need_the_pin_and_load_back() {
     let work = keys.iter().find(|r| r.application == "ssh:work").unwrap();
     assert_eq!(work.key.key_handle, e2.key_handle);
     // The loaded key signs.
-    let s = with(&[&k], |p| p.sign(SkAlg::Ed25519, b"m", "ssh:work", &work.key.key_handle, UP, None, &SkOptions::default()))
-        .unwrap();
+    let s = with(&[&k], |p| {
+        p.sign(SkAlg::Ed25519, b"m", "ssh:work", &work.key.key_handle, UP, None, &SkOptions::default())
+    })
+    .unwrap();
     assert!(ssh_verify(SkAlg::Ed25519, &work.key.public_key, "ssh:work", b"m", &s));
 }
 

@@ -18,8 +18,8 @@
 
 use hwkey::desktop::pam::{self, Conversation, LogLevel, PamCode, PamOptions, Request, UserInfo};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::os::unix::ffi::OsStrExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -142,9 +142,8 @@ fn lookup_user(name: &CStr) -> Option<UserInfo> {
     // `pw` and `result` are locals, `buf` is a writable buffer of the length
     // passed; on success `pw`'s strings point into `buf`, read below while
     // `buf` lives.
-    let rc = unsafe {
-        libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut result)
-    };
+    let rc =
+        unsafe { libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut result) };
     if rc != 0 || result.is_null() || pw.pw_dir.is_null() {
         return None;
     }
@@ -215,13 +214,25 @@ unsafe fn authenticate(pamh: *mut PamHandle, flags: c_int, argc: c_int, argv: *c
     };
     let host = hostname();
     let mut conv = PamConversation { pamh, silent: flags & PAM_SILENT != 0 };
-    let log = |l: LogLevel, m: &str| syslog(l, m);
-    let mut req =
-        Request { options: &options, user: &info, hostname: &host, conv: &mut conv, devices: &options.devices, log: &log };
+    let to_stderr = options.debug_stderr;
+    let log = |l: LogLevel, m: &str| {
+        if to_stderr {
+            eprintln!("pam_hwkey: {m}");
+        }
+        syslog(l, m)
+    };
+    let mut req = Request {
+        options: &options,
+        user: &info,
+        hostname: &host,
+        conv: &mut conv,
+        devices: &options.devices,
+        log: &log,
+    };
     let t = std::time::Instant::now();
     let code = pam::authenticate(&mut req);
     if options.debug {
-        syslog(LogLevel::Debug, &format!("{} ({}) after {} ms", code.name(), code.value(), t.elapsed().as_millis()));
+        log(LogLevel::Debug, &format!("{} ({}) after {} us", code.name(), code.value(), t.elapsed().as_micros()));
     }
     code
 }

@@ -246,7 +246,9 @@ pub unsafe extern "C" fn sk_enroll(
         let pin = unsafe { read_pin(pin) }?;
         // SAFETY: per the contract.
         let opts = SkOptions::parse(&unsafe { read_options(options) }?, true)?;
-        let r = with_provider(&opts, |p| p.enroll(alg, challenge, application, flags, pin.as_deref().map(|s| s.as_str()), &opts))??;
+        let r = with_provider(&opts, |p| {
+            p.enroll(alg, challenge, application, flags, pin.as_deref().map(|s| s.as_str()), &opts)
+        })??;
         let out = c_calloc::<SkEnrollResponse>()?;
         // SAFETY: `out` is a fresh zeroed allocation of the struct.
         let filled = fill_enroll(unsafe { &mut *out }, &r);
@@ -299,7 +301,9 @@ pub unsafe extern "C" fn sk_sign(
         let pin = unsafe { read_pin(pin) }?;
         // SAFETY: per the contract.
         let opts = SkOptions::parse(&unsafe { read_options(options) }?, false)?;
-        let r = with_provider(&opts, |p| p.sign(alg, data, application, kh, flags, pin.as_deref().map(|s| s.as_str()), &opts))??;
+        let r = with_provider(&opts, |p| {
+            p.sign(alg, data, application, kh, flags, pin.as_deref().map(|s| s.as_str()), &opts)
+        })??;
         let out = c_calloc::<SkSignResponse>()?;
         let r_copy = c_copy(&r.sig_r);
         let s_copy = c_copy(&r.sig_s);
@@ -404,8 +408,8 @@ pub unsafe extern "C" fn sk_load_resident_keys(
             return Ok(());
         }
         // SAFETY: calloc of `len` pointers; checked for null.
-        let arr = unsafe { libc::calloc(keys.len(), std::mem::size_of::<*mut SkResidentKey>()) }
-            as *mut *mut SkResidentKey;
+        let arr =
+            unsafe { libc::calloc(keys.len(), std::mem::size_of::<*mut SkResidentKey>()) } as *mut *mut SkResidentKey;
         if arr.is_null() {
             return Err(SkError::General);
         }

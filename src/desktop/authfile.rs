@@ -525,9 +525,18 @@ mod tests {
         assert!(check_permissions(&ok, 1000).is_ok());
         assert!(check_permissions(&FileFacts { uid: 0, ..ok }, 1000).is_ok());
         assert_eq!(check_permissions(&FileFacts { uid: 1001, ..ok }, 1000).unwrap_err().code(), "authfile_bad_owner");
-        assert_eq!(check_permissions(&FileFacts { mode: 0o100664, ..ok }, 1000).unwrap_err().code(), "authfile_too_open");
-        assert_eq!(check_permissions(&FileFacts { mode: 0o100646, ..ok }, 1000).unwrap_err().code(), "authfile_too_open");
-        assert_eq!(check_permissions(&FileFacts { is_file: false, ..ok }, 1000).unwrap_err().code(), "authfile_not_regular");
+        assert_eq!(
+            check_permissions(&FileFacts { mode: 0o100664, ..ok }, 1000).unwrap_err().code(),
+            "authfile_too_open"
+        );
+        assert_eq!(
+            check_permissions(&FileFacts { mode: 0o100646, ..ok }, 1000).unwrap_err().code(),
+            "authfile_too_open"
+        );
+        assert_eq!(
+            check_permissions(&FileFacts { is_file: false, ..ok }, 1000).unwrap_err().code(),
+            "authfile_not_regular"
+        );
     }
 
     #[test]

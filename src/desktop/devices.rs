@@ -105,8 +105,9 @@ mod tests {
         let s = Specs::parse(&format!("udp:{addr}")).unwrap();
         let t = std::time::Instant::now();
         let logged = std::sync::Mutex::new(Vec::new());
-        let devs =
-            s.open_all(&Op::timeout(std::time::Duration::from_millis(300)), &|m| logged.lock().unwrap().push(m.to_owned()));
+        let devs = s.open_all(&Op::timeout(std::time::Duration::from_millis(300)), &|m| {
+            logged.lock().unwrap().push(m.to_owned())
+        });
         assert!(devs.is_empty());
         assert!(t.elapsed() < std::time::Duration::from_secs(3));
         assert_eq!(logged.lock().unwrap().len(), 1);

@@ -97,10 +97,7 @@ pub fn enroll(
     let ad = resp.parsed_auth_data().map_err(|e| ClientError::Malformed(format!("authenticator data: {e}")))?;
     let att = ad.attested_credential.ok_or_else(|| ClientError::Malformed("no attested credential data".into()))?;
     let kh = if o.resident { KeyHandle::Resident } else { KeyHandle::Id(att.credential_id) };
-    let options = CredentialOptions {
-        presence: !o.no_user_presence,
-        verification: o.user_verification,
-        pin: o.pin_verification,
-    };
+    let options =
+        CredentialOptions { presence: !o.no_user_presence, verification: o.user_verification, pin: o.pin_verification };
     Credential::from_cose_key(kh, &att.public_key, options).map_err(|e| ClientError::Unsupported(e.into()))
 }

@@ -112,6 +112,9 @@ pub struct PamOptions {
     pub pinverification: Option<bool>,
     /// `debug`.
     pub debug: bool,
+    /// `debug_file=stderr`: debug messages to stderr as well as syslog
+    /// (other `debug_file` values are not supported).
+    pub debug_stderr: bool,
     /// `device=SPEC[,SPEC...]` (default: every FIDO HID device).
     pub devices: Specs,
     /// `max_devices=` (keys per user; default 24).
@@ -136,6 +139,7 @@ impl Default for PamOptions {
             userverification: None,
             pinverification: None,
             debug: false,
+            debug_stderr: false,
             devices: Specs::default(),
             max_devices: authfile::DEFAULT_MAX_DEVICES,
             nodetect: false,
@@ -145,17 +149,8 @@ impl Default for PamOptions {
 }
 
 /// pam-u2f options hwkey knows and deliberately does not implement.
-pub const UNSUPPORTED_OPTIONS: &[&str] = &[
-    "debug_file",
-    "authpending_file",
-    "openasuser",
-    "alwaysok",
-    "interactive",
-    "prompt",
-    "manual",
-    "sshformat",
-    "conf",
-];
+pub const UNSUPPORTED_OPTIONS: &[&str] =
+    &["authpending_file", "openasuser", "alwaysok", "interactive", "prompt", "manual", "sshformat", "conf"];
 
 impl PamOptions {
     /// Parse module arguments. Returns the options and one message per
@@ -187,6 +182,11 @@ impl PamOptions {
                 ("cue_prompt", Some(v)) => o.cue_prompt = Some(v.to_owned()),
                 ("nouserok", None) => o.nouserok = true,
                 ("debug", None) => o.debug = true,
+                ("debug_file", Some("stderr")) => o.debug_stderr = true,
+                ("debug_file", Some("syslog")) => {}
+                ("debug_file", Some(v)) => {
+                    warnings.push(format!("debug_file={v}: only stderr and syslog are supported"))
+                }
                 ("nodetect", None) => o.nodetect = true,
                 ("userpresence", v) if flag01(v).is_some() => o.userpresence = flag01(v).flatten(),
                 ("userverification", v) if flag01(v).is_some() => o.userverification = flag01(v).flatten(),

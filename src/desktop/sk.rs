@@ -357,7 +357,14 @@ impl<'a> SkProvider<'a> {
         }
     }
 
-    fn token(&self, dev: &mut Device, pin: &str, perms: u8, rp: Option<&str>, op: &Op) -> Result<PinUvAuthToken, SkError> {
+    fn token(
+        &self,
+        dev: &mut Device,
+        pin: &str,
+        perms: u8,
+        rp: Option<&str>,
+        op: &Op,
+    ) -> Result<PinUvAuthToken, SkError> {
         dev.pin_token(pin, perms, rp, op).map_err(|e| {
             self.log(&format!("PIN: {e}"));
             SkError::from_client(&e)
@@ -383,7 +390,10 @@ impl<'a> SkProvider<'a> {
         let user_id = options.user.unwrap_or([0u8; 32]);
         let resident = key_flags & flags::RESIDENT_KEY != 0;
         let verify_required = key_flags & flags::USER_VERIFICATION_REQD != 0;
-        if resident && key_flags & flags::FORCE_OPERATION == 0 && self.exists(&mut dev, application, &user_id, pin, &op)? {
+        if resident
+            && key_flags & flags::FORCE_OPERATION == 0
+            && self.exists(&mut dev, application, &user_id, pin, &op)?
+        {
             return Err(SkError::CredentialExists);
         }
         let provider = default_provider();

@@ -79,7 +79,8 @@ pub fn run(cmd: PamCommand) -> Result<(), String> {
     let user = user.or_else(current_user).ok_or("no user name: pass --user")?;
     let origin = origin.unwrap_or_else(|| format!("pam://{}", hostname()));
     let appid = appid.unwrap_or_else(|| origin.clone());
-    let cose_type = CoseType::parse(&r#type).ok_or_else(|| format!("--type {type:?}: expected es256, eddsa or rs256", type = r#type))?;
+    let cose_type = CoseType::parse(&r#type)
+        .ok_or_else(|| format!("--type {type:?}: expected es256, eddsa or rs256", type = r#type))?;
     let o = EnrollOptions {
         user: user.clone(),
         origin,
