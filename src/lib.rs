@@ -13,6 +13,7 @@
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
 //! | [`derive`](mod@derive) | always (backends: `yubikey`, `client`) | one API for "a stable 32-byte secret from the user's key": YubiKey HMAC-SHA1 or FIDO2 hmac-secret |
 //! | [`transport`] | always (`hid` for USB) | CTAPHID framing, both ends; in-memory, UDP and USB HID transports |
+//! | `desktop` | `desktop` | desktop login: pam-u2f authfiles, the PAM authentication decision, the OpenSSH sk-api mapping (the `pam/` and `sk/` cdylibs are thin over it) |
 //! | `otp` | `otp` | HOTP/TOTP, otpauth URIs, QR codes, recovery codes |
 //! | `yubikey` | `yubikey` | the YubiKey OTP HID interface (challenge-response, programming) and a software YubiKey |
 //!
@@ -29,6 +30,8 @@ pub mod authenticator;
 pub mod client;
 pub mod crypto;
 pub mod derive;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "otp")]

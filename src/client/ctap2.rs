@@ -168,6 +168,8 @@ pub struct ResidentCredential {
     pub credential_id: Vec<u8>,
     /// credProtect level.
     pub cred_protect: Option<u64>,
+    /// The credential's public key (when the key reported it).
+    pub public_key: Option<crate::proto::cose::CoseKey>,
 }
 
 impl Device {
@@ -238,6 +240,7 @@ impl Device {
                     user: c.user,
                     credential_id: id.id,
                     cred_protect: c.cred_protect,
+                    public_key: c.public_key,
                 });
             }
         }

@@ -12,6 +12,7 @@ mod common;
 mod creds;
 mod info;
 mod otp;
+mod pam;
 mod pin;
 mod reset;
 mod virtual_device;
@@ -74,6 +75,9 @@ enum Command {
     /// The YubiKey OTP interface: info, serial, challenge-response, programming.
     #[command(subcommand)]
     Yubikey(yubikey::YubikeyCommand),
+    /// Desktop login: pam-u2f authfile lines for pam_hwkey (and pam_u2f).
+    #[command(subcommand)]
+    Pam(pam::PamCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +134,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Otp(c) => otp::run(c),
         Command::Yubikey(c) => yubikey::run(c),
+        Command::Pam(c) => pam::run(c),
     }
 }
 
