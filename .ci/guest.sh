@@ -21,7 +21,7 @@ t_start=$(date +%s)
 skip() { echo "SKIP guest suite: $*"; exit 0; }
 
 pkgs=(qemu-system-x86 linux-image-amd64 busybox-static fido2-tools libhidapi-hidraw0 python3-hid
-      libpam-u2f pamu2fcfg pamtester yubikey-manager udev python3-venv util-linux)
+      libpam-u2f pamu2fcfg pamtester yubikey-manager udev python3-venv util-linux openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -53,7 +53,7 @@ if [ -w /dev/kvm ] && { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd
 echo "booting one guest ($(basename "$KERNEL"), ${accel[*]:-kvm})"
 export PATH="$VENV/bin:$PATH"
 t0=$(date +%s.%N)
-guest_cmd="modprobe uhid; cd $(printf %q "$PWD") && bash tests/guest/run.sh $(printf %q "$HWKEY") $(printf %q "$VENV/bin/python")"
+guest_cmd="modprobe uhid; cd $(printf %q "$PWD") && HWKEY_UNFIXED=${HWKEY_UNFIXED:-} bash tests/guest/run.sh $(printf %q "$HWKEY") $(printf %q "$VENV/bin/python")"
 # stdout through a pipe: vng's QEMU reopens its stdout, which truncates a file.
 timeout --foreground -k 10 "$GUEST_TIMEOUT" nice -n 15 vng "${accel[@]}" --run "$KERNEL" --memory 1G --cpus 2 \
     --rwdir "$PWD" --cwd "$PWD" --exec "$guest_cmd" </dev/null 2>&1 | {
