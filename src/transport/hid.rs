@@ -34,6 +34,25 @@ fn hid_err(e: hidapi::HidError) -> TransportError {
     TransportError::Hid(e.to_string())
 }
 
+/// An error reading or writing an open device: the device being gone
+/// (unplugged, or a uhid device destroyed) is [`TransportError::Disconnected`],
+/// whatever form hidapi gives it: the node vanished, ENODEV/EIO/ENXIO from
+/// the kernel, or hidraw's POLLHUP/POLLERR (hidapi: "unexpected poll error
+/// (device disconnected)"). Found by the guest suite (tests/guest): a device
+/// removed mid-request used to surface as "HID error: hidapi error: ...".
+pub(crate) fn io_error(e: hidapi::HidError, node_exists: bool) -> TransportError {
+    const EIO: i32 = 5;
+    const ENXIO: i32 = 6;
+    const ENODEV: i32 = 19;
+    let gone = !node_exists
+        || match &e {
+            hidapi::HidError::IoError { error } => matches!(error.raw_os_error(), Some(EIO | ENXIO | ENODEV)),
+            hidapi::HidError::HidApiError { message } => message.contains("disconnected"),
+            _ => false,
+        };
+    if gone { TransportError::Disconnected } else { hid_err(e) }
+}
+
 /// All connected FIDO HID devices.
 pub fn list_devices() -> Result<Vec<HidDeviceInfo>, TransportError> {
     let api = hidapi::HidApi::new().map_err(hid_err)?;
@@ -95,6 +114,10 @@ impl HidTransport {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    fn io_error(&self, e: hidapi::HidError) -> TransportError {
+        io_error(e, std::path::Path::new(&self.path).exists())
+    }
 }
 
 impl ReportTransport for HidTransport {
@@ -102,7 +125,7 @@ impl ReportTransport for HidTransport {
         // hidapi wants the report id first: 0 for devices without report ids.
         let mut buf = [0u8; REPORT_LEN + 1];
         buf[1..].copy_from_slice(report);
-        self.device.write(&buf).map_err(hid_err)?;
+        self.device.write(&buf).map_err(|e| self.io_error(e))?;
         Ok(())
     }
 
@@ -114,7 +137,7 @@ impl ReportTransport for HidTransport {
                 return Ok(None);
             }
             let ms = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
-            let n = self.device.read_timeout(&mut buf, ms).map_err(hid_err)?;
+            let n = self.device.read_timeout(&mut buf, ms).map_err(|e| self.io_error(e))?;
             if n == REPORT_LEN {
                 return Ok(Some(buf));
             }
@@ -129,5 +152,23 @@ impl ReportTransport for HidTransport {
 
     fn describe(&self) -> String {
         format!("hid:{}", self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_device_is_disconnected_not_a_hid_error() {
+        let poll = || hidapi::HidError::HidApiError { message: "unexpected poll error (device disconnected)".into() };
+        assert!(matches!(io_error(poll(), true), TransportError::Disconnected));
+        let enodev = hidapi::HidError::IoError { error: std::io::Error::from_raw_os_error(19) };
+        assert!(matches!(io_error(enodev, true), TransportError::Disconnected));
+        let other = || hidapi::HidError::HidApiError { message: "ioctl failed".into() };
+        assert!(matches!(io_error(other(), true), TransportError::Hid(_)));
+        // Whatever the error, a node that vanished means the device is gone.
+        assert!(matches!(io_error(other(), false), TransportError::Disconnected));
+        assert_eq!(TransportError::Disconnected.code(), "disconnected");
     }
 }

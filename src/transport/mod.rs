@@ -1,7 +1,8 @@
 //! Transports: CTAPHID framing ([`ctaphid`]) and the ways 64-byte reports
 //! travel between a host and an authenticator: in memory ([`memory`]), over
 //! UDP ([`udp`], the framing of CONTRACTS §3) and through USB HID ([`hid`],
-//! feature `hid`).
+//! feature `hid`); the software devices also become kernel HID devices
+//! through `/dev/uhid` (`uhid`, feature `uhid`, Linux).
 //!
 //! The host side talks to any [`ReportTransport`]; the device side is a
 //! sans-I/O state machine ([`ctaphid::DeviceChannel`]) that the in-memory and
@@ -14,6 +15,8 @@ pub mod ctaphid;
 pub mod hid;
 pub mod memory;
 pub mod udp;
+#[cfg(all(feature = "uhid", target_os = "linux"))]
+pub mod uhid;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

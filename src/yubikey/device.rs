@@ -106,12 +106,24 @@ impl FeatureReportTransport for UdpTransport {
 #[cfg(feature = "hid")]
 pub struct HidTransport {
     device: hidapi::HidDevice,
+    path: String,
+}
+
+/// Why opening `path` failed, as the OS says it (hidapi's message does not
+/// say): a permission error names the node and the udev rules.
+#[cfg(feature = "hid")]
+fn open_error(path: &str, e: hidapi::HidError) -> YubikeyError {
+    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => YubikeyError::PermissionDenied(path.to_owned()),
+        Err(io) => YubikeyError::Io(format!("{path}: {io}")),
+        Ok(_) => YubikeyError::Io(format!("{path}: {e}")),
+    }
 }
 
 #[cfg(feature = "hid")]
 impl std::fmt::Debug for HidTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HidTransport")
+        f.debug_struct("HidTransport").field("path", &self.path).finish()
     }
 }
 
@@ -139,8 +151,9 @@ impl HidTransport {
         match paths.len() {
             0 => Err(YubikeyError::NoDevice),
             1 => {
-                let device = api.open_path(&paths[0]).map_err(|e| YubikeyError::Io(e.to_string()))?;
-                Ok(HidTransport { device })
+                let path = paths[0].to_string_lossy().into_owned();
+                let device = api.open_path(&paths[0]).map_err(|e| open_error(&path, e))?;
+                Ok(HidTransport { device, path })
             }
             n => Err(YubikeyError::MultipleDevices(n)),
         }
@@ -150,8 +163,15 @@ impl HidTransport {
     pub fn open_path(path: &str) -> Result<HidTransport, YubikeyError> {
         let api = hidapi::HidApi::new().map_err(|e| YubikeyError::Io(e.to_string()))?;
         let c = std::ffi::CString::new(path).map_err(|_| YubikeyError::BadDeviceSpec(format!("hid:{path}")))?;
-        let device = api.open_path(&c).map_err(|e| YubikeyError::Io(format!("{path}: {e}")))?;
-        Ok(HidTransport { device })
+        let device = api.open_path(&c).map_err(|e| open_error(path, e))?;
+        Ok(HidTransport { device, path: path.to_owned() })
+    }
+
+    fn io_error(&self, e: hidapi::HidError) -> YubikeyError {
+        match crate::transport::hid::io_error(e, std::path::Path::new(&self.path).exists()) {
+            crate::transport::TransportError::Disconnected => YubikeyError::Disconnected,
+            e => YubikeyError::Io(e.to_string()),
+        }
     }
 }
 
@@ -160,12 +180,12 @@ impl FeatureReportTransport for HidTransport {
     fn set_feature(&mut self, report: &Report) -> Result<(), YubikeyError> {
         let mut buf = [0u8; FEATURE_RPT_SIZE + 1];
         buf[1..].copy_from_slice(report);
-        self.device.send_feature_report(&buf).map_err(|e| YubikeyError::Io(e.to_string()))
+        self.device.send_feature_report(&buf).map_err(|e| self.io_error(e))
     }
 
     fn get_feature(&mut self) -> Result<Report, YubikeyError> {
         let mut buf = [0u8; FEATURE_RPT_SIZE + 1];
-        let n = self.device.get_feature_report(&mut buf).map_err(|e| YubikeyError::Io(e.to_string()))?;
+        let n = self.device.get_feature_report(&mut buf).map_err(|e| self.io_error(e))?;
         if n < FEATURE_RPT_SIZE + 1 {
             return Err(YubikeyError::Garbage(format!("a {n}-byte feature report")));
         }

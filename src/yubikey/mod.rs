@@ -48,6 +48,14 @@ pub enum YubikeyError {
     /// A HID or socket operation failed.
     #[error("device I/O failed: {0}")]
     Io(String),
+    /// The device went away (unplugged) during the command.
+    #[error("the YubiKey was disconnected")]
+    Disconnected,
+    /// The device node exists but the user may not open it.
+    #[error(
+        "permission denied opening {0}: install the udev rules from udev/70-hwkey.rules (see udev/README.md), then replug the key"
+    )]
+    PermissionDenied(String),
     /// The device did not answer a feature report read (UDP timeout).
     #[error("the device did not answer (no reply from {0})")]
     NotAnswering(String),

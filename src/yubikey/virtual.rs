@@ -28,6 +28,10 @@ use super::status::{CONFIG1_TOUCH, CONFIG1_VALID, CONFIG2_TOUCH, CONFIG2_VALID, 
 use crate::crypto::HashAlg;
 use std::net::UdpSocket;
 
+/// The YubiKey 4/5 "read device info" command of the management
+/// application over the OTP interface (what ykman sends first).
+pub const SLOT_YK4_CAPABILITIES: u8 = 0x13;
+
 /// What a slot holds.
 #[derive(Debug, Clone)]
 enum SlotState {
@@ -119,6 +123,32 @@ impl VirtualYubikey {
         self.slots[i] = SlotState::Hmac(cfg);
         self.bump_seq();
         Ok(())
+    }
+
+    /// The device information a YubiKey 5 returns to
+    /// [`SLOT_YK4_CAPABILITIES`]: a length byte, then tag-length-value
+    /// entries: 0x01 USB capabilities supported and 0x03 enabled (OTP 0x01,
+    /// U2F 0x02, FIDO2 0x200: the interfaces this key has), 0x02 the serial
+    /// (big-endian), 0x04 the form factor (0x01, USB-A keychain), 0x05 the
+    /// firmware version.
+    pub fn device_info(&self) -> Vec<u8> {
+        let caps: [u8; 2] = 0x0203u16.to_be_bytes();
+        let (a, b, c) = self.version;
+        let mut tlv = Vec::with_capacity(32);
+        for (tag, value) in [
+            (0x01u8, &caps[..]),
+            (0x02, &self.serial.to_be_bytes()[..]),
+            (0x03, &caps[..]),
+            (0x04, &[0x01][..]),
+            (0x05, &[a, b, c][..]),
+        ] {
+            tlv.push(tag);
+            tlv.push(value.len() as u8);
+            tlv.extend_from_slice(value);
+        }
+        let mut out = vec![tlv.len() as u8];
+        out.extend_from_slice(&tlv);
+        out
     }
 
     /// The serial number.
@@ -243,6 +273,10 @@ impl VirtualYubikey {
                 let s = self.serial.to_be_bytes();
                 self.respond(&s, false);
             }
+            SLOT_YK4_CAPABILITIES => {
+                let info = self.device_info();
+                self.respond(&info, false);
+            }
             SLOT_CONFIG | SLOT_CONFIG2 => {
                 let i = usize::from(frame.slot == SLOT_CONFIG2);
                 let mut cfg = [0u8; CONFIG_SIZE];
@@ -318,4 +352,21 @@ impl FeatureReportTransport for VirtualYubikey {
 /// Serve `key` on `socket` (see [`VirtualYubikey::serve_udp`]).
 pub fn serve_udp(key: VirtualYubikey, socket: &UdpSocket) -> std::io::Result<()> {
     key.serve_udp(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yubikey::OtpConnection;
+
+    #[test]
+    fn device_info_through_the_otp_interface() {
+        let mut conn = OtpConnection::new(VirtualYubikey::new(12_345_678));
+        let info = conn.transact_data(SLOT_YK4_CAPABILITIES, &[], 23, &mut |_| {}).unwrap();
+        assert_eq!(info[0], 22);
+        assert_eq!(&info[1..5], &[0x01, 2, 0x02, 0x03]);
+        assert_eq!(&info[5..11], &[0x02, 4, 0x00, 0xbc, 0x61, 0x4e]); // 12345678
+        assert_eq!(&info[11..18], &[0x03, 2, 0x02, 0x03, 0x04, 1, 0x01]);
+        assert_eq!(&info[18..23], &[0x05, 3, 5, 4, 3]);
+    }
 }

@@ -82,11 +82,15 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum VirtualCommand {
-    /// A software CTAP2.1 authenticator speaking CTAPHID over UDP.
+    /// A software CTAP2.1 authenticator speaking CTAPHID over UDP, or a
+    /// kernel HID device through /dev/uhid (--uhid).
     Serve {
         /// Address to bind, e.g. 127.0.0.1:0 (port 0 picks a free port).
+        #[arg(long, required_unless_present = "uhid", conflicts_with = "uhid")]
+        udp: Option<String>,
+        /// Create a Linux HID device through /dev/uhid instead (prints listening on hid:/dev/hidrawN).
         #[arg(long)]
-        udp: String,
+        uhid: bool,
         /// State file (credentials, PIN); kept in memory without it.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -97,11 +101,15 @@ enum VirtualCommand {
         #[arg(long, value_name = "MS")]
         touch_delay: Option<u64>,
     },
-    /// A software YubiKey OTP interface over UDP.
+    /// A software YubiKey OTP interface over UDP, or a YubiKey 5 (OTP and
+    /// FIDO interfaces) as kernel HID devices through /dev/uhid (--uhid).
     Yubikey {
         /// Address to bind, e.g. 127.0.0.1:0.
+        #[arg(long, required_unless_present = "uhid", conflicts_with = "uhid")]
+        udp: Option<String>,
+        /// Create Linux HID devices through /dev/uhid instead.
         #[arg(long)]
-        udp: String,
+        uhid: bool,
         /// Serial number.
         #[arg(long)]
         serial: Option<u32>,
@@ -126,10 +134,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Pin(c) => pin::run(c),
         Command::Creds(c) => creds::run(c),
         Command::Reset { device, yes } => reset::run(&device, yes),
-        Command::Virtual(VirtualCommand::Serve { udp, state, pin, touch_delay }) => {
-            virtual_device::serve(&udp, state, pin, touch_delay)
+        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay }) => {
+            let listen = match udp {
+                Some(a) if !uhid => virtual_device::Listen::Udp(a),
+                _ => virtual_device::Listen::Uhid,
+            };
+            virtual_device::serve(listen, state, pin, touch_delay)
         }
-        Command::Virtual(VirtualCommand::Yubikey { udp, serial, slot1_hmac, slot2_hmac, version }) => {
+        Command::Virtual(VirtualCommand::Yubikey { udp, uhid, serial, slot1_hmac, slot2_hmac, version }) => {
+            let udp = if uhid { None } else { udp };
             yubikey::run_virtual_yubikey(udp, serial, slot1_hmac, slot2_hmac, version)
         }
         Command::Otp(c) => otp::run(c),

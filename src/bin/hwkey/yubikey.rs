@@ -145,10 +145,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `hwkey virtual yubikey`: serve a software YubiKey OTP interface over UDP.
-/// Prints `listening on udp://ADDR` once ready, then serves until killed.
+/// `hwkey virtual yubikey`: serve a software YubiKey OTP interface over UDP
+/// (`udp` given) or as uhid devices (`None`). Prints `listening on
+/// udp://ADDR` (or `listening on hid:/dev/hidrawN`) once ready, then serves
+/// until killed.
 pub fn run_virtual_yubikey(
-    udp: String,
+    udp: Option<String>,
     serial: Option<u32>,
     slot1_hmac: Option<String>,
     slot2_hmac: Option<String>,
@@ -164,6 +166,9 @@ pub fn run_virtual_yubikey(
             key.set_hmac_slot(n, &k, false).map_err(err)?;
         }
     }
+    let Some(udp) = udp else {
+        return crate::virtual_device::uhid::serve_yubikey(key);
+    };
     let socket = std::net::UdpSocket::bind(&udp).map_err(|e| format!("cannot bind udp {udp}: {e}"))?;
     let addr = socket.local_addr().map_err(|e| e.to_string())?;
     println!("listening on udp://{addr}");
