@@ -13,8 +13,8 @@
 use axum::serve::ListenerExt;
 use clap::Parser;
 use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
-use hwkey::store::{DbStore, redact_url};
 use hwkey::server::{RelyingParty, RpConfig};
+use hwkey::store::{DbStore, redact_url};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -10,10 +10,10 @@ mod pgdb;
 
 use axum::http::Method;
 use common::{Client, ORIGIN, RP_ID, SoftKey};
-use hwkey::otp::{Algorithm, Digits, OtpSecret, Totp};
 use hwkey::http::{HttpOptions, router_with};
-use hwkey::store::{AuditKind, AuditQuery, DbStore, Store};
+use hwkey::otp::{Algorithm, Digits, OtpSecret, Totp};
 use hwkey::server::{RelyingParty, RpConfig};
+use hwkey::store::{AuditKind, AuditQuery, DbStore, Store};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,9 +13,9 @@ mod pgdb;
 
 use common::{Client, ORIGIN, RP_ID, SoftKey};
 use hwkey::http::router;
+use hwkey::server::{RelyingParty, RpConfig};
 use hwkey::store::postgres::PgStore;
 use hwkey::store::{AuditKind, AuditQuery, Store};
-use hwkey::server::{RelyingParty, RpConfig};
 use pgdb::{TestDb, admin_url};
 use serde_json::json;
 

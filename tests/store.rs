@@ -17,9 +17,7 @@ use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
 use hwkey::server::attestation::AttestationType;
 use hwkey::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord};
-use hwkey::store::{
-    AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord,
-};
+use hwkey::store::{AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord};
 use pgdb::{TestDb, admin_url};
 use std::time::{Duration, SystemTime};
 

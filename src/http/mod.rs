@@ -40,13 +40,13 @@
 use crate::proto::webauthn::{
     AuthenticationResponseJson, Base64Url, CredentialDescriptor, RegistrationResponseJson, b64url_decode, b64url_encode,
 };
-use crate::store::{
-    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
-    UserRecord,
-};
 use crate::server::{
     AttestationConveyance, AuthenticationError, AuthenticationRequest, AuthenticationState, RegistrationError,
     RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
+};
+use crate::store::{
+    AuditKind, AuditQuery, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, StoreError, StoredCredential,
+    UserRecord,
 };
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
