@@ -149,6 +149,19 @@ fn reg_step10_cross_origin_and_top_origin() {
     assert_eq!(code.unwrap_err(), "top_origin_mismatch");
 }
 
+/// Review finding (#13): cross-origin allowed with no top origins configured
+/// accepted any embedding site; it must accept none.
+#[test]
+fn cross_origin_with_no_configured_top_origins_refuses_every_top_origin() {
+    let mut p = params();
+    p.cross_origin = Some(true);
+    p.top_origin = Some("https://evil.example.net".into());
+    let mut cfg = RpConfig::new(RP, "Example", ORIGIN);
+    cfg.allow_cross_origin = true;
+    let rp = RelyingParty::new(cfg).unwrap();
+    assert_eq!(reg_with(&rp, &new_cred(), &p, |_, _| {}).unwrap_err(), "top_origin_mismatch");
+}
+
 #[test]
 fn reg_step12_attestation_object() {
     assert_eq!(
@@ -548,4 +561,73 @@ fn state_round_trips_through_json_and_expires() {
     let resp = cred.assert(&opts.challenge, &params()).unwrap();
     let record = reg_with(&rp, &cred, &params(), |_, _| {}).unwrap().credential;
     assert_eq!(rp.finish_authentication(state, &resp, &record, later).unwrap_err().code(), "challenge_expired");
+}
+
+/// Review finding (#13): credential public keys were only checked at the
+/// first sign-in, so unusable keys registered. Each of these must be refused
+/// at registration.
+#[test]
+fn unusable_credential_keys_are_refused_at_registration() {
+    use hwkey::proto::cose::{CoseKey, curve};
+    let rp = rp();
+    // An EC2 point off the curve.
+    let mut c = new_cred();
+    c.public_key = CoseKey::Ec2 { alg: Some(CoseAlgorithm::ES256), crv: curve::P256, x: vec![1; 32], y: vec![2; 32] };
+    assert_eq!(reg_with(&rp, &c, &params(), |_, _| {}).unwrap_err(), "invalid_credential_key");
+    // ES256 on a P-384 key.
+    let mut c = new_cred();
+    c.public_key = CoseKey::Ec2 { alg: Some(CoseAlgorithm::ES256), crv: curve::P384, x: vec![1; 48], y: vec![2; 48] };
+    assert!(reg_with(&rp, &c, &params(), |_, _| {}).is_err());
+    // An X25519 key labelled EdDSA.
+    let mut c = SoftCredential::new(default_provider(), CoseAlgorithm::EDDSA).unwrap();
+    if let CoseKey::Okp { crv, .. } = &mut c.public_key {
+        *crv = curve::X25519;
+    }
+    assert_eq!(reg_with(&rp, &c, &params(), |_, _| {}).unwrap_err(), "invalid_credential_key");
+    // The Ed25519 identity point (small order).
+    let mut c = SoftCredential::new(default_provider(), CoseAlgorithm::EDDSA).unwrap();
+    let mut id = vec![0u8; 32];
+    id[0] = 1;
+    c.public_key = CoseKey::Okp { alg: Some(CoseAlgorithm::EDDSA), crv: curve::ED25519, x: id };
+    assert_eq!(reg_with(&rp, &c, &params(), |_, _| {}).unwrap_err(), "invalid_credential_key");
+    // A good key still registers.
+    assert!(reg_with(&rp, &new_cred(), &params(), |_, _| {}).is_ok());
+}
+
+/// Review finding (#13): a zero-length credential ID registered.
+#[test]
+fn empty_credential_id_is_refused() {
+    let rp = rp();
+    let mut c = new_cred();
+    c.credential_id = Vec::new();
+    let err = reg_with(&rp, &c, &params(), |r, _| {
+        r.id = String::new();
+        r.raw_id = Base64Url(Vec::new());
+    })
+    .unwrap_err();
+    assert!(err == "invalid_credential_id" || err == "malformed_attestation_object", "{err}");
+}
+
+/// A conditional create (L3 §7.1 step 14) registers without user presence;
+/// an ordinary one does not.
+#[test]
+fn conditional_create_does_not_require_user_presence() {
+    let rp = rp();
+    let cred = new_cred();
+    let mut p = params();
+    p.flags &= !0x01; // UP clear
+    assert_eq!(reg_with(&rp, &cred, &p, |_, _| {}).unwrap_err(), "user_presence_required");
+    let (opts, state) = rp
+        .start_registration(
+            RegistrationRequest {
+                user_id: b"user-1".to_vec(),
+                user_name: "alice".into(),
+                conditional: true,
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
+    let resp = cred.register(&opts.challenge.0, &p).unwrap();
+    assert!(rp.finish_registration(state, &resp, now()).is_ok());
 }

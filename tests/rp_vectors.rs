@@ -122,6 +122,7 @@ fn reg_state(challenge: Vec<u8>, uv: UserVerification) -> RegistrationState {
         enforce_cred_protect: None,
         created_unix_ms: 0,
         expires_unix_ms: u64::MAX,
+        conditional: false,
     }
 }
 

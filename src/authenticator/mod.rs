@@ -43,6 +43,7 @@
 //! auth protocol they were issued under.
 
 mod cert;
+pub use cert::generate_attestation;
 mod client_pin;
 mod config;
 mod credential_management;

@@ -114,9 +114,29 @@ impl CryptoProvider for AwsLcProvider {
         signature::UnparsedPublicKey::new(alg, point).verify(msg, sig).map_err(|_| CryptoError::BadSignature)
     }
 
+    fn validate_ec_point(&self, curve: EcCurve, point: &[u8]) -> Result<(), CryptoError> {
+        let alg: &'static signature::EcdsaVerificationAlgorithm = match curve {
+            EcCurve::P256 => &signature::ECDSA_P256_SHA256_ASN1,
+            EcCurve::P384 => &signature::ECDSA_P384_SHA384_ASN1,
+            EcCurve::P521 => &signature::ECDSA_P521_SHA512_ASN1,
+        };
+        if point.first() != Some(&4) {
+            return Err(CryptoError::InvalidKey("EC point must be uncompressed"));
+        }
+        signature::ParsedPublicKey::new(alg, point)
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidKey("not a point on the curve"))
+    }
+
     fn verify_ed25519(&self, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         if pk.len() != 32 {
             return Err(CryptoError::InvalidKey("Ed25519 public key must be 32 bytes"));
+        }
+        // aws-lc accepts small-order keys (for which, e.g., R = identity and
+        // S = 0 verify for every message); refuse them as RustCrypto's
+        // verify_strict does.
+        if ed25519_key_is_weak(pk) {
+            return Err(CryptoError::BadSignature);
         }
         signature::UnparsedPublicKey::new(&signature::ED25519, pk)
             .verify(msg, sig)

@@ -18,7 +18,9 @@ pub mod aws_lc;
 #[cfg(feature = "rust-crypto")]
 pub mod rust_crypto;
 
-pub use provider::{CryptoError, CryptoProvider, EcCurve, HashAlg, RsaPadding, SecretBytes, ct_eq};
+pub use provider::{
+    CryptoError, CryptoProvider, EcCurve, HashAlg, RsaPadding, SecretBytes, ct_eq, ed25519_key_is_weak,
+};
 
 #[cfg(not(any(feature = "aws-lc", feature = "rust-crypto")))]
 compile_error!("hwkey needs a crypto provider: enable feature `aws-lc` (default) or `rust-crypto`");

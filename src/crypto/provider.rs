@@ -81,6 +81,46 @@ pub(crate) fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     b.get(i..).unwrap_or_default()
 }
 
+/// Is this 32-byte Ed25519 public key one no honest signer has: a point of
+/// small order (whose signatures verify for many messages), or a
+/// non-canonical encoding (y not reduced modulo 2^255 - 19)? Both providers
+/// refuse such keys, for signatures and at registration.
+pub fn ed25519_key_is_weak(pk: &[u8]) -> bool {
+    let Ok(pk) = <[u8; 32]>::try_from(pk) else {
+        return true;
+    };
+    // y (the sign bit of x cleared) >= p = 2^255 - 19: non-canonical.
+    let top = pk[31] & 0x7f;
+    if top == 0x7f && pk[1..31].iter().all(|&b| b == 0xff) && pk[0] >= 0xed {
+        return true;
+    }
+    // The canonical encodings of the eight points of small order, with
+    // either sign bit (a "negative zero" x is non-canonical too).
+    const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+        // y = 1: the identity (order 1).
+        [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        // y = -1 (order 2).
+        [
+            0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ],
+        // y = 0 (order 4).
+        [0; 32],
+        // The two y of the points of order 8.
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+            0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+            0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+        ],
+    ];
+    let mut y = pk;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.iter().any(|w| *w == y)
+}
+
 /// Compare two byte strings in constant time (for equal lengths).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -123,7 +163,13 @@ pub trait CryptoProvider: Send + Sync + Debug {
         der_sig: &[u8],
     ) -> Result<(), CryptoError>;
 
-    /// Verify an Ed25519 signature.
+    /// Check that `sec1_point` is an uncompressed point on `curve` (not the
+    /// point at infinity): what a credential public key must be before it is
+    /// stored.
+    fn validate_ec_point(&self, curve: EcCurve, sec1_point: &[u8]) -> Result<(), CryptoError>;
+
+    /// Verify an Ed25519 signature. Keys for which [`ed25519_key_is_weak`]
+    /// holds are refused.
     fn verify_ed25519(&self, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
 
     /// Verify an RSA signature given the modulus and exponent (big-endian).

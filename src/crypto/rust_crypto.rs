@@ -135,7 +135,22 @@ impl CryptoProvider for RustCryptoProvider {
         }
     }
 
+    fn validate_ec_point(&self, curve: EcCurve, point: &[u8]) -> Result<(), CryptoError> {
+        if point.first() != Some(&4) {
+            return Err(CryptoError::InvalidKey("EC point must be uncompressed"));
+        }
+        let ok = match curve {
+            EcCurve::P256 => p256::PublicKey::from_sec1_bytes(point).is_ok(),
+            EcCurve::P384 => p384::PublicKey::from_sec1_bytes(point).is_ok(),
+            EcCurve::P521 => p521::PublicKey::from_sec1_bytes(point).is_ok(),
+        };
+        if ok { Ok(()) } else { Err(CryptoError::InvalidKey("not a point on the curve")) }
+    }
+
     fn verify_ed25519(&self, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if ed25519_key_is_weak(pk) {
+            return Err(CryptoError::BadSignature);
+        }
         let pk: [u8; 32] = pk.try_into().map_err(|_| CryptoError::InvalidKey("Ed25519 public key must be 32 bytes"))?;
         // As aws-lc-rs does: a key that is not a curve point made no signature.
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| CryptoError::BadSignature)?;

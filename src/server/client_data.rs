@@ -74,13 +74,19 @@ pub fn check_client_data(
     if cross && !config.allow_cross_origin {
         return Err(ClientDataError::CrossOriginNotAllowed);
     }
-    if let Some(top) = &c.top_origin {
-        if !cross {
+    match (&c.top_origin, cross) {
+        (Some(top), false) => return Err(ClientDataError::TopOriginMismatch(top.clone())),
+        // A cross-origin ceremony is accepted only inside a top-level origin
+        // the relying party named: none named, none accepted.
+        (Some(top), true) if !config.allowed_top_origins.iter().any(|o| o == top) => {
             return Err(ClientDataError::TopOriginMismatch(top.clone()));
         }
-        if !config.allowed_top_origins.is_empty() && !config.allowed_top_origins.iter().any(|o| o == top) {
-            return Err(ClientDataError::TopOriginMismatch(top.clone()));
+        // Without topOrigin (clients before Level 3) the embedding site is
+        // unknown: accepted only when no top origin is configured to check.
+        (None, true) if !config.allowed_top_origins.is_empty() => {
+            return Err(ClientDataError::TopOriginMismatch(String::new()));
         }
+        _ => {}
     }
     check_token_binding(json)?;
     Ok(c)

@@ -105,6 +105,18 @@ pub struct AttestationPolicy {
     /// Format-specific knobs (android-key TEE, SafetyNet timestamp window and CTS profile).
     #[serde(default)]
     pub formats: super::attestation::AttestationPolicy,
+    /// What the attestation must show against FIDO metadata
+    /// ([`RelyingParty::with_metadata`](super::RelyingParty::with_metadata)):
+    /// `any` (default), `metadata` or `certified`.
+    #[serde(default)]
+    pub requirement: super::metadata::AttestationRequirement,
+    /// AAGUIDs (UUID strings) allowed to register; empty: all.
+    #[serde(default)]
+    pub allowed_aaguids: Vec<String>,
+    /// Accept SHA-1 signatures and RSA keys under 2048 bits in attestation
+    /// certificate chains (some old TPMs); off by default.
+    #[serde(default)]
+    pub allow_legacy_chains: bool,
 }
 
 impl Default for AttestationPolicy {
@@ -116,6 +128,9 @@ impl Default for AttestationPolicy {
             allow_safetynet: false,
             allow_rs1: false,
             formats: Default::default(),
+            requirement: Default::default(),
+            allowed_aaguids: Vec::new(),
+            allow_legacy_chains: false,
         }
     }
 }
@@ -133,7 +148,8 @@ pub struct RpConfig {
     pub allow_subdomains: bool,
     /// Accept ceremonies from cross-origin iframes (`crossOrigin: true`).
     pub allow_cross_origin: bool,
-    /// Top-level origins allowed to embed such iframes (`topOrigin`); empty: any, when cross-origin is allowed.
+    /// Top-level origins allowed to embed such iframes (`topOrigin`); empty:
+    /// none (a cross-origin ceremony that names its top origin is refused).
     pub allowed_top_origins: Vec<String>,
     /// Related origins (WebAuthn L3 §5.11) listed in `/.well-known/webauthn` and accepted as origins.
     pub related_origins: Vec<String>,

@@ -9,13 +9,15 @@
 //! consumes it. One file per attestation format lives under [`attestation`];
 //! certificate-path trust decisions are in [`trust`]. Origin rules (exact
 //! origins, opt-in subdomains, cross-origin iframes, Related Origin Requests)
-//! are in [`origin`].
+//! are in [`origin`]. FIDO metadata (MDS3) and the attestation policy built
+//! on it are in [`metadata`].
 
 pub mod attestation;
 pub mod authentication;
 pub mod cert;
 pub mod client_data;
 pub mod config;
+pub mod metadata;
 pub mod origin;
 pub mod registration;
 pub mod testing;
@@ -39,6 +41,7 @@ pub struct RelyingParty {
     pub(crate) config: RpConfig,
     pub(crate) provider: &'static dyn CryptoProvider,
     pub(crate) rp_id_hash: [u8; 32],
+    pub(crate) metadata: Option<std::sync::Arc<metadata::MetadataService>>,
 }
 
 /// Errors in setting up a relying party or starting a ceremony (caller errors).
@@ -72,7 +75,21 @@ impl RelyingParty {
     pub fn with_provider(config: RpConfig, provider: &'static dyn CryptoProvider) -> Result<Self, ConfigError> {
         config.validate()?;
         let rp_id_hash = provider.sha256(&[config.rp_id.as_bytes()]);
-        Ok(RelyingParty { config, provider, rp_id_hash })
+        Ok(RelyingParty { config, provider, rp_id_hash, metadata: None })
+    }
+
+    /// Use FIDO metadata: registrations are named from it, refused when it
+    /// reports a revocation or compromise, and judged by
+    /// [`AttestationPolicy::requirement`]. The service can be reloaded while
+    /// the relying party is in use.
+    pub fn with_metadata(mut self, metadata: std::sync::Arc<metadata::MetadataService>) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// The metadata service in use, if any.
+    pub fn metadata(&self) -> Option<&std::sync::Arc<metadata::MetadataService>> {
+        self.metadata.as_ref()
     }
 
     /// The configuration.

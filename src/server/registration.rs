@@ -4,6 +4,7 @@
 use super::attestation::{self, AttestationContext, AttestationError, AttestationType, VerifiedAttestation};
 use super::client_data::{ClientDataError, check_client_data};
 use super::config::{AttestationConveyance, ResidentKeyRequirement, UserVerification};
+use super::metadata::{AuthenticatorInfo, MetadataRefusal};
 use super::{ConfigError, RelyingParty, unix_ms};
 use crate::proto::attestation::AttestationObject;
 use crate::proto::auth_data::aaguid_to_string;
@@ -42,6 +43,10 @@ pub struct RegistrationRequest {
     pub hints: Vec<String>,
     /// Extension inputs (credProps is always requested).
     pub extensions: Option<ClientExtensionInputs>,
+    /// A conditional create (WebAuthn L3 `mediation: "conditional"`): the
+    /// browser creates a passkey without a dialog, after a password sign-in,
+    /// so user presence is not required (§7.1 step 14).
+    pub conditional: bool,
 }
 
 /// The pending registration: store it (e.g. in a session or database) and
@@ -65,6 +70,9 @@ pub struct RegistrationState {
     pub created_unix_ms: u64,
     /// Expires, milliseconds since the Unix epoch.
     pub expires_unix_ms: u64,
+    /// A conditional create: user presence is not required.
+    #[serde(default)]
+    pub conditional: bool,
 }
 
 /// A stored credential (WebAuthn L3 "credential record").
@@ -116,6 +124,9 @@ pub struct RegistrationResult {
     pub client_extension_results: ClientExtensionOutputs,
     /// Authenticator extension outputs (CBOR), if any.
     pub authenticator_extensions: Option<crate::proto::cbor::Value>,
+    /// The authenticator's name, icon and certification, when its AAGUID is
+    /// known to the metadata or to the bundled passkey-provider list.
+    pub authenticator: Option<AuthenticatorInfo>,
 }
 
 /// Why a registration failed: one variant per §7.1 step.
@@ -166,6 +177,16 @@ pub enum RegistrationError {
     /// Step 26 (in part): the authenticator returned an excluded credential.
     #[error("the authenticator already holds a credential of this user")]
     CredentialExcluded,
+    /// The credential ID is empty.
+    #[error("the credential ID is empty")]
+    EmptyCredentialId,
+    /// The credential public key could never verify a signature (off its
+    /// curve, too short, of the wrong type for its algorithm).
+    #[error("the credential public key is not usable: {0}")]
+    InvalidCredentialKey(String),
+    /// FIDO metadata refuses the authenticator, or the attestation policy is not met.
+    #[error(transparent)]
+    Metadata(#[from] MetadataRefusal),
 }
 
 impl RegistrationError {
@@ -187,6 +208,9 @@ impl RegistrationError {
             Self::AttestationUntrusted(_) => "attestation_untrusted",
             Self::CredentialIdTooLong => "credential_id_too_long",
             Self::CredentialExcluded => "credential_excluded",
+            Self::EmptyCredentialId => "invalid_credential_id",
+            Self::InvalidCredentialKey(_) => "invalid_credential_key",
+            Self::Metadata(e) => e.code(),
         }
     }
 }
@@ -241,6 +265,7 @@ impl RelyingParty {
             enforce_cred_protect,
             created_unix_ms: created,
             expires_unix_ms: created.saturating_add(timeout_ms),
+            conditional: req.conditional,
         };
         Ok((options, state))
     }
@@ -284,8 +309,8 @@ impl RelyingParty {
         if !crate::crypto::ct_eq(&ad.rp_id_hash, &self.rp_id_hash) {
             return Err(RegistrationError::RpIdMismatch);
         }
-        // Step 14.
-        if !ad.flags.up() {
+        // Step 14: user presence, unless this is a conditional create.
+        if !state.conditional && !ad.flags.up() {
             return Err(RegistrationError::UserPresenceRequired);
         }
         // Step 15.
@@ -302,6 +327,13 @@ impl RelyingParty {
             acd.public_key.alg().ok_or_else(|| RegistrationError::AlgorithmNotAllowed("key has no alg".into()))?;
         if !self.config.algorithms.contains(&alg) {
             return Err(RegistrationError::AlgorithmNotAllowed(alg.to_string()));
+        }
+        // A key that could never verify a signature is refused now, not at
+        // its first sign-in.
+        crate::crypto::cose_verify::validate_credential_key(self.provider, alg, &acd.public_key)
+            .map_err(|e| RegistrationError::InvalidCredentialKey(e.to_string()))?;
+        if acd.credential_id.is_empty() {
+            return Err(RegistrationError::EmptyCredentialId);
         }
         // Step 20: extension outputs.
         if let Some(level) = state.enforce_cred_protect {
@@ -336,6 +368,18 @@ impl RelyingParty {
                 untrusted_reason.clone().unwrap_or_else(|| "not trusted".into()),
             ));
         }
+        // Metadata: revoked or compromised models, the attestation policy,
+        // and the authenticator's name.
+        let metadata = self.metadata.as_ref().map(|m| m.current());
+        let authenticator = super::metadata::decide(
+            self.provider,
+            metadata.as_deref(),
+            policy.requirement,
+            &policy.allowed_aaguids,
+            &acd.aaguid,
+            &verified,
+            now,
+        )?;
         // Step 25.
         if acd.credential_id.len() > super::registration::MAX_CREDENTIAL_ID_LEN {
             return Err(RegistrationError::CredentialIdTooLong);
@@ -374,12 +418,15 @@ impl RelyingParty {
             untrusted_reason,
             client_extension_results: ext.clone(),
             authenticator_extensions: ad.extensions.clone(),
+            authenticator,
         })
     }
 
     fn assess_trust(&self, verified: &VerifiedAttestation, now_unix: i64) -> (bool, Option<String>) {
-        use super::trust::{TrustVerdict, evaluate_attestation};
-        match evaluate_attestation(self.provider, verified, &self.config.attestation_policy.trust_anchors, now_unix) {
+        use super::trust::{ChainOptions, TrustVerdict, evaluate_attestation_with};
+        let policy = &self.config.attestation_policy;
+        let options = ChainOptions { allow_legacy: policy.allow_legacy_chains };
+        match evaluate_attestation_with(self.provider, verified, &policy.trust_anchors, now_unix, options) {
             TrustVerdict::Trusted { .. } => (true, None),
             TrustVerdict::Untrusted(e) => (false, Some(e.to_string())),
             TrustVerdict::SelfOrNone => {

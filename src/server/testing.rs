@@ -26,6 +26,9 @@ pub struct SoftCredential {
     pub aaguid: [u8; 16],
     /// The next signature counter.
     pub sign_count: u32,
+    /// Packed basic attestation: the batch certificate chain (DER, leaf
+    /// first) and the leaf's P-256 private scalar. `None`: self attestation.
+    pub attestation: Option<(Vec<Vec<u8>>, SecretBytes)>,
 }
 
 /// Knobs for one ceremony response; defaults produce a valid response.
@@ -91,6 +94,7 @@ impl SoftCredential {
             public_key,
             aaguid: [0x11; 16],
             sign_count: 1,
+            attestation: None,
         })
     }
 
@@ -137,8 +141,22 @@ impl SoftCredential {
         let att_stmt = match p.fmt.as_str() {
             "packed" => {
                 let cdh = self.provider.sha256(&[&cdj]);
-                let sig = self.sign(&[&ad[..], &cdh[..]].concat())?;
-                MapBuilder::new().insert("alg", self.alg.0).insert("sig", sig).build()
+                let msg = [&ad[..], &cdh[..]].concat();
+                match &self.attestation {
+                    Some((chain, key)) => {
+                        let sig = self.provider.p256_sign(key, &msg)?;
+                        let x5c = Value::Array(chain.iter().map(|c| Value::Bytes(c.clone())).collect());
+                        MapBuilder::new()
+                            .insert("alg", CoseAlgorithm::ES256.0)
+                            .insert("sig", sig)
+                            .insert("x5c", x5c)
+                            .build()
+                    }
+                    None => {
+                        let sig = self.sign(&msg)?;
+                        MapBuilder::new().insert("alg", self.alg.0).insert("sig", sig).build()
+                    }
+                }
             }
             _ => Value::Map(vec![]),
         };

@@ -16,7 +16,8 @@
 
 use crate::crypto::CryptoProvider;
 use crate::server::attestation::{AttestationType, VerifiedAttestation};
-use crate::server::cert::ParsedCert;
+use crate::server::cert::{ParsedCert, PublicKey, oid};
+use const_oid::ObjectIdentifier;
 
 /// The outcome of path validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,17 @@ pub enum TrustError {
     /// Trust-anchor PEM text could not be read.
     #[error("trust anchor PEM is malformed: {0}")]
     Pem(&'static str),
+    /// A SHA-1 signature or an RSA key under 2048 bits, without the legacy option.
+    #[error("certificate {0} uses SHA-1 or an RSA key under 2048 bits")]
+    WeakAlgorithm(usize),
+    /// A critical extension the validator does not process.
+    #[error("certificate {index} has an unknown critical extension {oid}")]
+    UnknownCriticalExtension {
+        /// Position in the chain.
+        index: usize,
+        /// The extension's OID.
+        oid: String,
+    },
 }
 
 impl TrustError {
@@ -82,8 +94,52 @@ impl TrustError {
             TrustError::NotCa(_) => "trust_issuer_not_ca",
             TrustError::NoAnchor => "trust_no_anchor",
             TrustError::Pem(_) => "trust_anchor_pem_malformed",
+            TrustError::WeakAlgorithm(_) => "trust_weak_algorithm",
+            TrustError::UnknownCriticalExtension { .. } => "trust_unknown_critical_extension",
         }
     }
+}
+
+/// How strict path validation is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainOptions {
+    /// Accept SHA-1 signatures and RSA keys under 2048 bits (legacy TPMs).
+    pub allow_legacy: bool,
+}
+
+/// Extensions this validator processes, or that carry no constraint on the
+/// path: a critical extension outside this list refuses the certificate.
+const UNDERSTOOD_EXTENSIONS: [ObjectIdentifier; 8] = [
+    oid::BASIC_CONSTRAINTS,
+    oid::KEY_USAGE,
+    oid::EXT_KEY_USAGE,
+    oid::SUBJECT_ALT_NAME,
+    oid::FIDO_AAGUID,
+    ObjectIdentifier::new_unwrap("2.5.29.14"), // subjectKeyIdentifier
+    ObjectIdentifier::new_unwrap("2.5.29.35"), // authorityKeyIdentifier
+    ObjectIdentifier::new_unwrap("2.5.29.32"), // certificatePolicies (no policy is required)
+];
+
+fn rsa_bits(n: &[u8]) -> usize {
+    let i = n.iter().position(|&b| b != 0).unwrap_or(n.len());
+    let n = n.get(i..).unwrap_or_default();
+    n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize)
+}
+
+/// An RSA key under 2048 bits.
+fn weak_key(cert: &ParsedCert) -> bool {
+    matches!(cert.public_key(), Ok(PublicKey::Rsa { n, .. }) if rsa_bits(&n) < 2048)
+}
+
+/// SHA-1 signed, or an RSA key under 2048 bits.
+fn weak(cert: &ParsedCert) -> bool {
+    let alg = cert.cert.signature_algorithm.oid;
+    alg == oid::ECDSA_SHA1 || alg == oid::RSA_SHA1 || weak_key(cert)
+}
+
+fn unknown_critical(cert: &ParsedCert) -> Option<String> {
+    let exts = cert.cert.tbs_certificate.extensions.as_ref()?;
+    exts.iter().find(|e| e.critical && !UNDERSTOOD_EXTENSIONS.contains(&e.extn_id)).map(|e| e.extn_id.to_string())
 }
 
 fn issues(provider: &dyn CryptoProvider, child: &ParsedCert, issuer: &ParsedCert) -> bool {
@@ -138,9 +194,20 @@ pub fn evaluate_attestation(
     anchors: &[Vec<u8>],
     now_unix: i64,
 ) -> TrustVerdict {
+    evaluate_attestation_with(provider, verified, anchors, now_unix, ChainOptions::default())
+}
+
+/// [`evaluate_attestation`] with explicit [`ChainOptions`].
+pub fn evaluate_attestation_with(
+    provider: &dyn CryptoProvider,
+    verified: &VerifiedAttestation,
+    anchors: &[Vec<u8>],
+    now_unix: i64,
+    options: ChainOptions,
+) -> TrustVerdict {
     match verified.attestation_type {
         AttestationType::None | AttestationType::SelfAttestation => TrustVerdict::SelfOrNone,
-        _ => evaluate(provider, &verified.chain, anchors, now_unix),
+        _ => evaluate_with(provider, &verified.chain, anchors, now_unix, options),
     }
 }
 
@@ -148,6 +215,17 @@ pub fn evaluate_attestation(
 /// intermediate certificates) at `now_unix`. An empty chain gives
 /// [`TrustVerdict::SelfOrNone`].
 pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec<u8>], now_unix: i64) -> TrustVerdict {
+    evaluate_with(provider, chain, anchors, now_unix, ChainOptions::default())
+}
+
+/// [`evaluate`] with explicit [`ChainOptions`].
+pub fn evaluate_with(
+    provider: &dyn CryptoProvider,
+    chain: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    now_unix: i64,
+    options: ChainOptions,
+) -> TrustVerdict {
     if chain.is_empty() {
         return TrustVerdict::SelfOrNone;
     }
@@ -167,6 +245,15 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
         if cert.check_validity(now_unix).is_err() {
             return TrustVerdict::Untrusted(TrustError::Expired(k));
         }
+        if let Some(oid) = unknown_critical(cert) {
+            return TrustVerdict::Untrusted(TrustError::UnknownCriticalExtension { index: k, oid });
+        }
+        // An anchor is trusted by choice, whatever it is signed with; every
+        // certificate below it must be strong.
+        let is_anchor = parsed_anchors.iter().any(|(_, a)| a.der == cert.der);
+        if !options.allow_legacy && !is_anchor && weak(cert) {
+            return TrustVerdict::Untrusted(TrustError::WeakAlgorithm(k));
+        }
         // Does the path end here? Either this certificate is an anchor, or an
         // anchor issued it.
         if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| a.der == cert.der) {
@@ -174,6 +261,7 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
         }
         if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| {
             a.der != cert.der
+                && (options.allow_legacy || !weak_key(a))
                 && anchor_may_issue(a, k)
                 && a.check_validity(now_unix).is_ok()
                 && issues(provider, cert, a)
@@ -189,6 +277,9 @@ pub fn evaluate(provider: &dyn CryptoProvider, chain: &[Vec<u8>], anchors: &[Vec
         }
         if !may_issue(next, k) {
             return TrustVerdict::Untrusted(TrustError::NotCa(k + 1));
+        }
+        if !options.allow_legacy && weak(next) {
+            return TrustVerdict::Untrusted(TrustError::WeakAlgorithm(k + 1));
         }
         let ok = next.public_key().is_ok_and(|key| cert.verify_signed_by(provider, &key).is_ok());
         if !ok {
