@@ -346,3 +346,105 @@ fn passkey_providers_are_named_without_attestation() {
     // An unknown AAGUID has no name.
     assert_eq!(register(&rp, None, [0x42; 16]).unwrap(), Value::Null);
 }
+
+// ------------------------------------------------------------ real statements
+//
+// The metadata statements of four real authenticators (tests/data/mds/, with
+// their public origin in its README), in a BLOB signed here; and real
+// attestation chains from ../shared/vectors.
+
+#[path = "support/vectors.rs"]
+mod vectors;
+
+fn real_entries() -> Vec<Value> {
+    ["yubikey5", "yubikey_bio", "feitian", "solokeys"]
+        .iter()
+        .map(|n| {
+            let p = format!("{}/tests/data/mds/{n}.json", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// The x5c chain of a real registration in the shared vectors.
+fn real_chain(case_name: &str) -> Vec<Vec<u8>> {
+    let file = vectors::load("real-device-registrations.json");
+    let case = file["cases"].as_array().unwrap().iter().find(|c| c["name"] == case_name).expect(case_name);
+    let cred: Value = match &case["credential"] {
+        Value::String(s) => serde_json::from_str(s).unwrap(),
+        v => v.clone(),
+    };
+    let ao = vectors::b64(cred["response"]["attestationObject"].as_str().unwrap());
+    let obj = hwkey::proto::attestation::AttestationObject::parse(&ao).unwrap();
+    match obj.att_stmt.get_text("x5c") {
+        Some(hwkey::proto::cbor::Value::Array(a)) => a.iter().filter_map(|c| c.as_bytes().map(<[u8]>::to_vec)).collect(),
+        _ => panic!("{case_name} has no x5c"),
+    }
+}
+
+fn basic(chain: Vec<Vec<u8>>) -> hwkey::server::attestation::VerifiedAttestation {
+    hwkey::server::attestation::VerifiedAttestation {
+        fmt: "packed".into(),
+        attestation_type: hwkey::server::attestation::AttestationType::Basic,
+        chain,
+    }
+}
+
+const YUBIKEY_5CI_CASE: &str = "py_webauthn/TestVerifyRegistrationResponsePacked.test_verify_attestation_with_okp_public_key";
+const FEITIAN_CASE: &str = "go-webauthn/Test_VerifyPackedFormat/ShouldSuccessfullyVerifyES256";
+
+#[test]
+fn real_metadata_statements_index_and_report_their_certification() {
+    let w = world();
+    let md = service(&w, real_entries());
+    let cur = md.current();
+    assert_eq!(cur.len(), 4, "every real entry parses ({} skipped)", cur.skipped());
+    let aaguid = |s| hwkey::proto::auth_data::aaguid_from_string(s).unwrap();
+    let today = SystemTime::now();
+    let y5 = cur.by_aaguid(&aaguid("fa2b99dc-9e39-4257-8f92-4a30d23c4118")).unwrap();
+    assert_eq!(y5.name, "YubiKey 5 Series with NFC");
+    let bio = cur.by_aaguid(&aaguid("d8522d9f-575b-4866-88a9-ba99fa02f35b")).unwrap();
+    assert_eq!(bio.name, "YubiKey Bio Series");
+    let days = (today.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400) as i64;
+    assert_eq!(bio.certification(days).map(|s| s.as_str()), Some("FIDO_CERTIFIED_L1"));
+    assert!(bio.refusal(&[], days).is_none());
+    let solo = cur.by_aaguid(&aaguid("8876631b-d4a0-427f-5773-0ec71c9e0279")).unwrap();
+    assert!(solo.name.starts_with("Solo"));
+    // The U2F Feitian entry has no AAGUID: it is indexed by its attestation
+    // key identifiers, not by AAID.
+    assert!(cur.by_aaid("f4b64a68c334e901b8e23c6e66e6866c31931f5d").is_none());
+}
+
+#[test]
+fn a_real_yubikey_chain_ends_in_the_yubico_root_of_the_real_statement_and_a_feitian_chain_does_not() {
+    let w = world();
+    let md = service(&w, real_entries());
+    let cur = md.current();
+    let p = default_provider();
+    let y5_aaguid = hwkey::proto::auth_data::aaguid_from_string("fa2b99dc-9e39-4257-8f92-4a30d23c4118").unwrap();
+    let roots = cur.by_aaguid(&y5_aaguid).unwrap().roots.clone();
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let yubikey = real_chain(YUBIKEY_5CI_CASE);
+    let feitian = real_chain(FEITIAN_CASE);
+    assert!(hwkey::server::trust::evaluate(p, &yubikey, &roots, now).is_trusted(), "a real YubiKey chain, Yubico's root");
+    assert!(!hwkey::server::trust::evaluate(p, &feitian, &roots, now).is_trusted(), "Feitian's chain, Yubico's root");
+    // Scoped anchors with real chains: a Feitian chain claiming the YubiKey 5
+    // AAGUID is refused under `metadata`, a Yubico chain is accepted (the
+    // real chain comes from a 5Ci; the policy checks the chain against the
+    // entry's roots, which are the same Yubico root for every YubiKey).
+    let decide = |chain: Vec<Vec<u8>>| {
+        hwkey::server::metadata::decide(
+            p,
+            Some(&cur),
+            AttestationRequirement::Metadata,
+            &[],
+            &y5_aaguid,
+            &basic(chain),
+            SystemTime::now(),
+        )
+    };
+    assert_eq!(decide(feitian).unwrap_err().code(), "attestation_not_trusted");
+    let info = decide(yubikey).unwrap().unwrap();
+    assert_eq!(info.name, "YubiKey 5 Series with NFC");
+    assert!(info.attested);
+}

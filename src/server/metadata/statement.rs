@@ -64,9 +64,10 @@ pub struct MetadataStatement {
     /// end in: trust anchors scoped to this entry.
     #[serde(rename = "attestationRootCertificates", default)]
     pub attestation_root_certificates: Vec<String>,
-    /// Attestation types the model uses (`basic_full`, `attca`, ...).
+    /// Attestation types the model uses (`basic_full`, `attca`, ...; the
+    /// numeric codes of metadata statements before MDS3 are kept as they are).
     #[serde(rename = "attestationTypes", default)]
-    pub attestation_types: Vec<String>,
+    pub attestation_types: Vec<serde_json::Value>,
 }
 
 /// A status report (MDS3 §3.1.3).
