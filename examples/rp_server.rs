@@ -24,11 +24,12 @@
 use clap::Parser;
 use hwkey::http::serve::{ServeLimits, serve, shutdown_signal};
 use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
+use hwkey::server::metadata::{AttestationRequirement, MetadataService, default_roots};
 use hwkey::server::{RelyingParty, RpConfig};
 use hwkey::store::{DbStore, redact_url};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -58,6 +59,16 @@ struct Args {
     /// the working directory; created (mode 0600) when missing.
     #[arg(long = "secret-key-file", env = "HWKEY_SECRET_KEY_FILE")]
     secret_key_file: Option<std::path::PathBuf>,
+    /// A FIDO Metadata Service (MDS3) BLOB, the JWS as downloaded; verified at start.
+    #[arg(long, env = "HWKEY_METADATA")]
+    metadata: Option<std::path::PathBuf>,
+    /// PEM root(s) the BLOB's chain must end in (default: the FIDO Alliance MDS roots, bundled).
+    #[arg(long = "metadata-root", env = "HWKEY_METADATA_ROOT")]
+    metadata_root: Option<std::path::PathBuf>,
+    /// What a registration's attestation must show: `any`, `metadata` (a chain to a root the
+    /// AAGUID's metadata statement lists) or `certified` (that, and a FIDO certification).
+    #[arg(long = "attestation-policy", env = "HWKEY_ATTESTATION_POLICY", default_value = "any")]
+    attestation_policy: String,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "HWKEY_THREADS")]
     threads: Option<usize>,
@@ -106,7 +117,20 @@ async fn run(args: Args) -> Result<(), String> {
         args.origin.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect();
     let mut config = RpConfig::new(args.rp_id.clone(), args.rp_name.clone(), String::new());
     config.origins = origins;
-    let rp = RelyingParty::new(config).map_err(|e| e.to_string())?;
+    config.attestation_policy.requirement = AttestationRequirement::parse(&args.attestation_policy)
+        .ok_or_else(|| format!("--attestation-policy {:?}: use any, metadata or certified", args.attestation_policy))?;
+    if config.attestation_policy.requirement != AttestationRequirement::Any {
+        // A chain is needed: ask authenticators for their attestation.
+        config.attestation = hwkey::server::AttestationConveyance::Direct;
+    }
+    let mut rp = RelyingParty::new(config).map_err(|e| e.to_string())?;
+    match load_metadata(&args)? {
+        Some(md) => rp = rp.with_metadata(std::sync::Arc::new(md)),
+        None if rp.config().attestation_policy.requirement != AttestationRequirement::Any => {
+            return Err(format!("--attestation-policy {} needs --metadata FILE", args.attestation_policy));
+        }
+        None => {}
+    }
     let store = DbStore::connect(&args.database)
         .await
         .map_err(|e| format!("cannot open database {}: {e}", redact_url(&args.database)))?;
@@ -173,23 +197,26 @@ fn secret_key(args: &Args) -> Result<hwkey::account::SecretKeyring, String> {
     Ok(keys)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The MDS3 BLOB of `--metadata`, verified against `--metadata-root` (or
+/// the bundled FIDO roots); an unreadable or unverifiable BLOB stops the
+/// server with the reason.
+fn load_metadata(args: &Args) -> Result<Option<MetadataService>, String> {
+    let Some(path) = &args.metadata else { return Ok(None) };
+    let blob = std::fs::read(path).map_err(|e| format!("cannot read --metadata {}: {e}", path.display()))?;
+    let roots = match &args.metadata_root {
+        Some(p) => {
+            let pem = std::fs::read_to_string(p).map_err(|e| format!("cannot read --metadata-root {}: {e}", p.display()))?;
+            hwkey::server::trust::certificates_from_pem(&pem).map_err(|e| format!("--metadata-root {}: {e}", p.display()))?
         }
+        None => default_roots(),
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    let md = MetadataService::load(hwkey::crypto::default_provider(), &blob, roots, SystemTime::now())
+        .map_err(|e| format!("--metadata {}: {e} ({})", path.display(), e.code()))?;
+    let cur = md.current();
+    eprintln!("metadata: BLOB #{} with {} entries ({} skipped)", cur.serial(), cur.len(), cur.skipped());
+    if cur.is_stale(SystemTime::now()) {
+        eprintln!("warning: the metadata BLOB is past its nextUpdate; download a newer one");
     }
+    drop(cur);
+    Ok(Some(md))
 }

@@ -251,12 +251,21 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for the `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// More members of the error body (`credentialId` and `rpId` of an
+    /// `unknown_credential`, for the Signal API).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     /// An error with an explicit status.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, extra: Vec::new() }
+    }
+
+    /// The error with one more member in its body.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((key, value.into()));
+        self
     }
 
     /// A 400 `malformed_request`.
@@ -283,7 +292,6 @@ pub fn status_for(code: &str) -> StatusCode {
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "reauthentication_required" => StatusCode::FORBIDDEN,
         "credential_excluded" | "username_taken" | "last_credential" | "totp_already_enabled" => StatusCode::CONFLICT,
-        "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
         "storage_error" | "storage_corrupt" | "internal_error" | "unsupported_database" | "database_in_use" => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -342,7 +350,12 @@ impl From<AuthenticationError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "verified": false, "error": self.code, "message": self.message });
+        let mut body = json!({ "verified": false, "error": self.code, "message": self.message });
+        if let Value::Object(m) = &mut body {
+            for (k, v) in self.extra {
+                m.insert(k.to_owned(), Value::String(v));
+            }
+        }
         let mut r = json_response(self.status, &body);
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
@@ -684,6 +697,10 @@ struct RegisterOptionsBody {
     user_verification: Option<String>,
     #[serde(default)]
     attestation: Option<String>,
+    /// `"conditional"`: a passkey created without a dialog (WebAuthn L3
+    /// conditional create), offered after a password sign-in.
+    #[serde(default)]
+    mediation: Option<String>,
 }
 
 async fn register_options<S: Store>(
@@ -712,6 +729,11 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
     let user_verification =
         Some(crate::account::policy::user_verification(app.rp.config().user_verification, requested));
     let attestation = parse_enum("attestation", req.attestation.as_deref(), AttestationConveyance::parse)?;
+    let conditional = match req.mediation.as_deref() {
+        None | Some("optional" | "required" | "silent") => false,
+        Some("conditional") => true,
+        Some(other) => return Err(ApiError::malformed(format!("mediation {other:?} is not a mediation requirement"))),
+    };
 
     let caller = app.session(headers).await?;
     // A taken name is 409 `username_taken` with nothing of that account,
@@ -722,6 +744,11 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
             (UserRecord::new(&username, &display_name, app.now())?.handle.0, true, false, Vec::new())
         }
     };
+    // A conditional create adds a passkey to the signed-in account without
+    // user presence; it never creates an account.
+    if conditional && !authorized {
+        return Err(ApiError::from_code("not_signed_in", "a conditional create adds a passkey to your own account: sign in first"));
+    }
     let (options, state) = app
         .rp
         .start_registration(
@@ -733,6 +760,7 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
                 resident_key,
                 user_verification,
                 attestation,
+                conditional,
                 ..Default::default()
             },
             app.now(),
@@ -844,6 +872,10 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
         "backupEligible": cred.backup_eligible,
         "backedUp": cred.backed_up,
     });
+    let mut body = body;
+    if let (Some(info), Value::Object(m)) = (&result.authenticator, &mut body) {
+        m.insert("authenticator".into(), json!(info));
+    }
     let mut r = ok(&body);
     if !authorized && let Some(u) = &user {
         let s = app.accounts.start_session(u, crate::account::SignInMethod::Key).await?;
@@ -966,7 +998,11 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         None => app.store().credential(cred_id).await?,
     };
     let Some((stored, user)) = found else {
-        let e = ApiError::from_code("unknown_credential", "this security key is not registered here");
+        // credentialId and rpId let the page tell the browser's passkey
+        // manager to forget it (PublicKeyCredential.signalUnknownCredential).
+        let e = ApiError::from_code("unknown_credential", "this security key is not registered here")
+            .with("credentialId", b64url_encode(cred_id))
+            .with("rpId", app.rp.config().rp_id.clone());
         app.audit(failed(e.code, &e.message)).await;
         return Err(e);
     };
@@ -1028,7 +1064,9 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             return Err(e);
         }
         KeySignIn::Removed => {
-            let e = ApiError::from_code("unknown_credential", "this security key was removed");
+            let e = ApiError::from_code("unknown_credential", "this security key was removed")
+                .with("credentialId", b64url_encode(cred_id))
+                .with("rpId", app.rp.config().rp_id.clone());
             app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
             return Err(e);
         }
