@@ -9,6 +9,7 @@
 //! | `authenticator` | `virtual` | a software CTAP 2.1 authenticator (sans-I/O): CBOR and U2F messages in, responses out |
 //! | `server` | `server` | the WebAuthn relying party, verification only: ceremonies, every attestation format, trust paths |
 //! | `store` | `store`, `sqlite`, `postgres` | users, credentials, ceremonies, sessions and audit on SQLite or PostgreSQL |
+//! | `account` | `account` | the account service: users, factors (keys, password, TOTP, recovery codes), sign-in flows, sessions, policy, throttling, secrets at rest; no HTTP |
 //! | `http` | `http` | the axum adapter of the HTTP contract and the demo page |
 //! | `client` | `client` | the platform side: CTAP2/U2F driver, PIN/UV, discovery, WebAuthn client |
 //! | [`derive`](mod@derive) | always (backends: `yubikey`, `client`) | one API for "a stable 32-byte secret from the user's key": YubiKey HMAC-SHA1 or FIDO2 hmac-secret |

@@ -167,7 +167,7 @@ async fn a_totp_code_alone_gives_a_session_that_can_only_add_a_key() {
 /// key sign-in.
 #[tokio::test]
 async fn a_hundred_failures_in_a_row_lock_the_codes_until_a_key_sign_in() {
-    let mut e = env().await;
+    let e = env().await;
     let mut owner = e.client.clone();
     let mut key = register(&mut owner, "lena").await;
     let (secret, codes) = enroll_totp(&e, &mut owner).await;
@@ -196,7 +196,7 @@ async fn a_hundred_failures_in_a_row_lock_the_codes_until_a_key_sign_in() {
 /// recovery codes), and did not need a recent sign-in.
 #[tokio::test]
 async fn totp_confirm_is_throttled_and_needs_a_recent_sign_in() {
-    let mut e = env().await;
+    let e = env().await;
     let mut c = e.client.clone();
     register(&mut c, "cora").await;
     let en = c.post("/api/otp/totp/enroll", &json!({})).await;
@@ -266,7 +266,7 @@ async fn factor_changes_end_every_other_session() {
     let opts = a.post("/api/register/options", &json!({"username": "fred"})).await.ok().clone();
     a.post("/api/register/verify", &k2.register(&opts, ORIGIN)).await.ok();
     e.client = a.clone();
-    let mut sign_in_b = async |e: &Env, key: &mut SoftKey| {
+    let sign_in_b = async |e: &Env, key: &mut SoftKey| {
         let mut b = e.fresh();
         b.login(Some("fred"), key).await.ok();
         b.get("/api/me").await.ok();
@@ -420,7 +420,7 @@ async fn unknown_usernames_on_the_recovery_endpoint_are_cheap_and_throttled_per_
 /// second factor sign in fully.
 #[tokio::test]
 async fn password_then_second_factor() {
-    let mut e = env().await;
+    let e = env().await;
     let mut c = e.client.clone();
     let mut key = register(&mut c, "paula").await;
     let (secret, codes) = enroll_totp(&e, &mut c).await;

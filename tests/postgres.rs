@@ -12,7 +12,7 @@ mod common;
 mod pgdb;
 
 use common::{Client, ORIGIN, RP_ID, SoftKey};
-use hwkey::http::router;
+use hwkey::http::{HttpOptions, router_with};
 use hwkey::server::{RelyingParty, RpConfig};
 use hwkey::store::postgres::PgStore;
 use hwkey::store::{AuditKind, AuditQuery, Store};
@@ -23,6 +23,17 @@ fn rp() -> RelyingParty {
     RelyingParty::new(RpConfig::new(RP_ID, "hwkey test", ORIGIN)).expect("rp")
 }
 
+/// One key-encryption key for every instance (as `--secret-key-file` gives
+/// every server process on one database the same file).
+fn secret_key() -> std::sync::Arc<hwkey::account::SecretKeyring> {
+    static KEY: std::sync::OnceLock<std::sync::Arc<hwkey::account::SecretKeyring>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| std::sync::Arc::new(hwkey::account::SecretKeyring::ephemeral().expect("keyring"))).clone()
+}
+
+fn router(rp: RelyingParty, store: PgStore) -> axum::Router {
+    router_with(rp, store, HttpOptions { secret_key: Some(secret_key()), ..HttpOptions::default() })
+}
+
 /// Two instances: their own pool each.
 async fn two_instances(url: &str) -> (PgStore, Client, PgStore, Client) {
     let a = PgStore::connect_with_pool_size(url, 8).await.expect("instance A");
@@ -30,6 +41,55 @@ async fn two_instances(url: &str) -> (PgStore, Client, PgStore, Client) {
     let ca = Client::new(router(rp(), a.clone()));
     let cb = Client::new(router(rp(), b.clone()));
     (a, ca, b, cb)
+}
+
+/// After enrollment, no row of any table holds the TOTP secret (base32 or
+/// raw) or the session-signing key (searched as every 32-byte window that
+/// would sign the session token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_row_holds_a_totp_secret_or_the_session_key() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "atrest").await;
+    let (a, mut ca, b, _) = two_instances(&db.url).await;
+    ca.register("tess", &mut SoftKey::new(), json!({})).await.ok();
+    let en = ca.post("/api/otp/totp/enroll", &json!({})).await.ok().clone();
+    let secret = en["secret"].as_str().expect("secret").to_owned();
+    let token = hwkey::proto::webauthn::b64url_decode(ca.jar.get("hwkey_session").expect("cookie")).expect("token");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(a.pool())
+    .await
+    .expect("tables");
+    assert!(tables.iter().any(|t| t == "otp_totp_pending") && tables.iter().any(|t| t == "server_secrets"));
+    let mut text = String::new();
+    for t in &tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT row_to_json(x)::text FROM \"{t}\" x"))
+            .fetch_all(a.pool())
+            .await
+            .expect("rows");
+        for r in rows {
+            text.push_str(&r);
+            text.push('\n');
+        }
+    }
+    // bytea columns render as \\x<hex>: decode every hex run to bytes too.
+    let mut bytes = text.clone().into_bytes();
+    for run in text.split("\\\\x").skip(1) {
+        let hex: String = run.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        bytes.extend(hex::decode(&hex[..hex.len() - hex.len() % 2]).unwrap_or_default());
+    }
+    let raw = hwkey::otp::OtpSecret::from_base32(&secret).expect("b32").as_bytes().to_vec();
+    let find = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!find(secret.as_bytes()), "the base32 secret is in a row");
+    assert!(!find(&raw), "the raw TOTP secret is in a row");
+    let (body, mac) = token.split_at(token.len() - 32);
+    let p = hwkey::crypto::default_provider();
+    let signs = |k: &[u8]| p.hmac(hwkey::crypto::HashAlg::Sha256, k, &[b"hwkey-session-v2", body]) == mac;
+    assert!(!bytes.windows(32).any(signs), "the session key is in a row");
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -172,8 +232,13 @@ struct ServerProcess {
 impl ServerProcess {
     fn start(bin: &std::path::Path, database: &str) -> ServerProcess {
         use std::io::BufRead;
+        // Every process on one database shares one key file.
+        let key_file = std::env::temp_dir().join(format!("hwkey-pg-test-{}.secret-key", std::process::id()));
+        hwkey::account::SecretKeyring::load_or_create(&key_file).expect("key file");
         let mut child = std::process::Command::new(bin)
             .args(["--bind", "127.0.0.1:0", "--rp-id", RP_ID, "--origin", ORIGIN, "--database", database])
+            .arg("--secret-key-file")
+            .arg(&key_file)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start rp_server");

@@ -245,6 +245,7 @@ impl<S: Store> AccountService<S> {
             .ok_or(AccountError::NoPendingEnrollment)?;
         let totp = self.totp_of(&user.handle, &pending)?;
         let Ok(step) = totp.verify(&code, unix_secs(now), Window::default(), None) else {
+            throttle::address_failed(self.store(), addr, now).await?;
             return Err(AccountError::WrongEnrollmentCode);
         };
         let (codes, set) = self.new_recovery_codes().await?;

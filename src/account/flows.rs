@@ -93,6 +93,19 @@ pub struct NewSession {
     pub user: UserRecord,
 }
 
+/// A verified key assertion, as the ceremony left it, to record.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedAssertion<'a> {
+    /// The credential.
+    pub credential_id: &'a [u8],
+    /// The counter to store (compare-and-set).
+    pub new_sign_count: u32,
+    /// The counter the authenticator reported.
+    pub reported_sign_count: u32,
+    /// The backup state it reported.
+    pub backed_up: bool,
+}
+
 /// How a key sign-in's recording went.
 #[derive(Debug)]
 pub enum KeySignIn {
@@ -270,12 +283,10 @@ impl<S: Store> AccountService<S> {
         &self,
         user: &UserRecord,
         step: Option<PasswordAccepted>,
-        credential_id: &[u8],
-        new_sign_count: u32,
-        reported_sign_count: u32,
-        backed_up: bool,
+        assertion: VerifiedAssertion<'_>,
         event: NewAuditEvent,
     ) -> Result<KeySignIn, AccountError> {
+        let VerifiedAssertion { credential_id, new_sign_count, reported_sign_count, backed_up } = assertion;
         let method = match step {
             Some(s) if s.user.handle == user.handle => SignInMethod::PasswordKey,
             _ => SignInMethod::Key,
@@ -298,9 +309,13 @@ impl<S: Store> AccountService<S> {
             SignCountUpdate::NotAdvanced { current } => return Ok(KeySignIn::CounterRegression { current }),
             SignCountUpdate::NotFound => return Ok(KeySignIn::Removed),
         }
-        // A key sign-in lifts the lockout of the fallback factors.
-        self.store().clear_failures(&user.handle).await?;
-        throttle::succeeded(self.store(), &throttle::account_subject(&user.username)).await?;
+        // A key sign-in lifts the lockout of the fallback factors and starts
+        // the account's attempt window over (each read first: the hot path
+        // writes nothing more when there is nothing to clear).
+        if self.store().failures(&user.handle).await? > 0 {
+            self.store().clear_failures(&user.handle).await?;
+        }
+        throttle::succeeded_if_any(self.store(), &throttle::account_subject(&user.username), now).await?;
         Ok(KeySignIn::SignedIn(new))
     }
 
@@ -356,6 +371,7 @@ impl<S: Store> AccountService<S> {
         let has_hash = stored.is_some();
         let ok = self.hasher().verify(stored, password).await?;
         let (Some(user), true, true) = (user, has_hash, ok) else {
+            throttle::address_failed(self.store(), addr, now).await?;
             if let Some(u) = self.store().user_by_username(&username).await? {
                 throttle::failed(self.store(), &u.handle, now).await?;
                 self.audit(
@@ -409,9 +425,11 @@ impl<S: Store> AccountService<S> {
         let Some(user) = self.store().user_by_username(&username).await? else {
             // Same lookups as for an account with a password.
             let _ = self.store().password_hash(&[]).await?;
+            throttle::address_failed(self.store(), addr, now).await?;
             return Err(AccountError::PasswordRequired);
         };
         if self.store().password_hash(&user.handle).await?.is_some() {
+            throttle::address_failed(self.store(), addr, now).await?;
             return Err(AccountError::PasswordRequired);
         }
         throttle::check_lockout(self.store(), &user.handle).await?;
@@ -425,8 +443,11 @@ impl<S: Store> AccountService<S> {
         }
     }
 
-    async fn code_failed(&self, user: &UserRecord, what: &str, logged: &str) -> AccountError {
+    async fn code_failed(&self, user: &UserRecord, addr: Option<IpAddr>, what: &str, logged: &str) -> AccountError {
         if let Err(e) = throttle::failed(self.store(), &user.handle, self.now()).await {
+            return e;
+        }
+        if let Err(e) = throttle::address_failed(self.store(), addr, self.now()).await {
             return e;
         }
         self.audit(user_event(AuditKind::SignInFailed, user).code(logged).detail(what), false).await;
@@ -473,7 +494,7 @@ impl<S: Store> AccountService<S> {
         let method = if step.is_some() { SignInMethod::PasswordTotp } else { SignInMethod::Totp };
         let now = self.now();
         let Some(stored) = self.store().totp(&user.handle).await? else {
-            return Err(self.code_failed(&user, "authenticator app code (none set up)", "invalid_code").await);
+            return Err(self.code_failed(&user, addr, "authenticator app code (none set up)", "invalid_code").await);
         };
         let totp = self.totp_of(&user.handle, &stored)?;
         match totp.verify(&code, unix_secs(now), Window::default(), stored.last_step) {
@@ -482,9 +503,9 @@ impl<S: Store> AccountService<S> {
                 self.code_accepted(&user, method, "authenticator app code").await
             }
             Ok(_) | Err(OtpError::Replayed) => {
-                Err(self.code_failed(&user, "authenticator app code", "code_replayed").await)
+                Err(self.code_failed(&user, addr, "authenticator app code", "code_replayed").await)
             }
-            Err(_) => Err(self.code_failed(&user, "authenticator app code", "invalid_code").await),
+            Err(_) => Err(self.code_failed(&user, addr, "authenticator app code", "invalid_code").await),
         }
     }
 
@@ -506,11 +527,11 @@ impl<S: Store> AccountService<S> {
         let pairs: Vec<(i64, String)> = stored.into_iter().map(|h| (h.id, h.hash)).collect();
         let matched = self.hasher().run(move || super::factors::match_recovery_code(&code, &pairs)).await?;
         let Some(id) = matched else {
-            return Err(self.code_failed(&user, "recovery code", "invalid_code").await);
+            return Err(self.code_failed(&user, addr, "recovery code", "invalid_code").await);
         };
         // One atomic delete: of concurrent uses of one code, one wins.
         if !self.store().consume_recovery_code(&user.handle, id, self.now()).await? {
-            return Err(self.code_failed(&user, "recovery code", "code_replayed").await);
+            return Err(self.code_failed(&user, addr, "recovery code", "code_replayed").await);
         }
         let left = remaining.saturating_sub(1);
         self.audit(user_event(AuditKind::RecoveryCodeUsed, &user).detail(format!("{left} left")), true).await;

@@ -63,7 +63,7 @@ pub mod throttle;
 pub mod username;
 
 pub use factors::{OtpStatus, TotpEnrollment};
-pub use flows::{KeyRegistration, KeySignIn, NewSession, PasswordAccepted, SecondFactor};
+pub use flows::{KeyRegistration, KeySignIn, NewSession, PasswordAccepted, SecondFactor, VerifiedAssertion};
 pub use password::{Password, PasswordHasher};
 pub use policy::{Authenticated, KeyEnrollment, SignInMethod, StepUp, Strength};
 pub use secrets::{SecretError, SecretKeyring};

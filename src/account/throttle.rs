@@ -7,9 +7,12 @@
 //!   (the subject is the normalized username, so unknown names are counted
 //!   the same way); then 429 `too_many_attempts` with `Retry-After` until
 //!   the oldest attempt leaves the window. A successful sign-in clears it.
-//! - **Per client address**: at most [`PER_ADDRESS`] attempts within
-//!   [`WINDOW`] from one address, whichever usernames they name: one client
-//!   cannot spread guesses (or Argon2 work) over many accounts.
+//! - **Per client address**: at most [`PER_ADDRESS`] *failed* attempts
+//!   within [`WINDOW`] from one address, whichever usernames they name: one
+//!   client cannot spread guesses (or Argon2 work) over many accounts,
+//!   while many people signing in successfully behind one NAT are not held
+//!   up. (A code without the password step, for an unknown name or an
+//!   account with a password, counts as a failure here.)
 //! - **In a row**: every failure adds one to the account's consecutive
 //!   failures (stored, so every server instance on one PostgreSQL database
 //!   sees the same count); at [`LOCKOUT_AFTER`] the password, TOTP and
@@ -62,9 +65,10 @@ async fn count<S: Store>(store: &S, subject: &str, limit: u32, now: SystemTime) 
     Ok(())
 }
 
-/// Count an attempt on `subject` (an account's, see [`account_subject`], or
-/// another of the account's, such as a TOTP confirmation) and on the
-/// caller's address; refuse when either is over its limit.
+/// Refuse when the caller's address has too many failures in the window,
+/// then count an attempt on `subject` (an account's, see
+/// [`account_subject`], or another of the account's, such as a TOTP
+/// confirmation) and refuse when it is over its limit.
 pub(crate) async fn attempt<S: Store>(
     store: &S,
     subject: &str,
@@ -72,9 +76,25 @@ pub(crate) async fn attempt<S: Store>(
     now: SystemTime,
 ) -> Result<(), AccountError> {
     if let Some(a) = addr {
-        count(store, &address_subject(a), PER_ADDRESS, now).await?;
+        let since = now.checked_sub(WINDOW).unwrap_or(SystemTime::UNIX_EPOCH);
+        if store.attempts_since(&address_subject(a), since).await? >= PER_ADDRESS {
+            // The oldest failure leaves the window within it; say the window.
+            return Err(AccountError::TooManyAttempts { retry_after_s: WINDOW.as_secs() });
+        }
     }
     count(store, subject, PER_ACCOUNT, now).await
+}
+
+/// Count a failed attempt from `addr`.
+pub(crate) async fn address_failed<S: Store>(
+    store: &S,
+    addr: Option<IpAddr>,
+    now: SystemTime,
+) -> Result<(), AccountError> {
+    if let Some(a) = addr {
+        store.count_otp_attempt(&address_subject(a), now, WINDOW).await?;
+    }
+    Ok(())
 }
 
 /// Refuse when the account's fallback factors are locked.
@@ -88,6 +108,15 @@ pub(crate) async fn check_lockout<S: Store>(store: &S, user_handle: &[u8]) -> Re
 /// Count a failure in a row.
 pub(crate) async fn failed<S: Store>(store: &S, user_handle: &[u8], now: SystemTime) -> Result<(), AccountError> {
     store.add_failure(user_handle, now).await?;
+    Ok(())
+}
+
+/// [`succeeded`], only when the window holds attempts (one read otherwise).
+pub(crate) async fn succeeded_if_any<S: Store>(store: &S, subject: &str, now: SystemTime) -> Result<(), AccountError> {
+    let since = now.checked_sub(WINDOW).unwrap_or(SystemTime::UNIX_EPOCH);
+    if store.attempts_since(subject, since).await? > 0 {
+        succeeded(store, subject).await?;
+    }
     Ok(())
 }
 

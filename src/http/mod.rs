@@ -1,6 +1,9 @@
 //! The relying party over HTTP (feature `http`): an axum [`Router`] that
-//! implements the project's HTTP contract (CONTRACTS §2) over any [`Store`],
-//! plus sessions, credential management and the demo page.
+//! implements the project's HTTP contract (CONTRACTS §2, §2.1) over any
+//! [`Store`]: a thin adapter that parses requests, runs the WebAuthn
+//! ceremonies ([`RelyingParty`]), calls the account service
+//! ([`crate::account`], which owns users, factors, sessions and policy) and
+//! maps its typed errors to the contract's codes.
 //!
 //! | method, path | what it does |
 //! |---|---|
@@ -16,24 +19,29 @@
 //! | `POST /api/logout` | end the session |
 //! | `GET /.well-known/webauthn` | related origins (WebAuthn L3 §5.11) |
 //! | `GET /api/otp`, `POST /api/otp/totp/enroll`, `POST /api/otp/totp/confirm`, `DELETE /api/otp/totp`, `POST /api/otp/recovery/regenerate` | the signed-in user's authenticator app and recovery codes |
-//! | `POST /api/login/totp`, `POST /api/login/recovery` | fallback sign-in with a TOTP or recovery code |
+//! | `POST /api/login/totp`, `POST /api/login/recovery` | a TOTP or recovery code: completes a password sign-in, or alone (account without a password) a fallback-only session |
+//! | `POST /api/account/password`, `DELETE /api/account/password` | set, change or remove the password (see `account.rs`) |
+//! | `POST /api/login/password` | step one of a password sign-in; a second factor completes it |
+//! | `GET /api/sessions`, `DELETE /api/sessions/{id}` | the signed-in user's sessions |
 //!
 //! The pending ceremony is bound to the browser by an HttpOnly,
 //! SameSite=Strict cookie holding 32 random bytes; the database keeps only
 //! their SHA-256. The first verify consumes it, pass or fail, and it expires
 //! with the relying party's timeout. The session cookie (HttpOnly,
-//! SameSite=Strict) holds a token the server signed (see `session.rs`:
-//! user handle, expiry, nonce, HMAC-SHA256 under a secret kept in the
-//! store), so a sign-in writes no session row; signing out records the
-//! token as revoked. Cookies are `Secure` when the page's origin is https.
-//! Adding a key to an account, removing one, and the authenticator-app and
-//! recovery-code changes need a sign-in within
-//! [`HttpOptions::recent_sign_in`] (10 minutes by default); an older session
-//! gets 403 `reauthentication_required`, so a stolen session cookie cannot
-//! be turned into a lasting way in, nor lock the owner out.
+//! SameSite=Strict) holds a token the server signed (`account/sessions.rs`:
+//! user handle, sign-in method, expiry, nonce, HMAC-SHA256 under a secret
+//! stored encrypted), backed by a session row written in the same statement
+//! as the sign-in; signing out deletes the row. An accepted password is
+//! carried to its second factor by another signed HttpOnly cookie
+//! ([`PASSWORD_STEP_COOKIE`], 5 minutes). Cookies are `Secure` when the
+//! page's origin is https. Who may do what (adding a key, removing one,
+//! the factor changes) is the account service's policy
+//! (`account/policy.rs`): 403 `reauthentication_required` otherwise.
+//! State-changing requests whose `Origin` is not an allowed origin get 403
+//! `cross_site_request`.
 //!
 //! Every failure is a 4xx with `{"verified": false, "error": CODE, "message":
-//! text}`; bodies over 64 KiB get 413; only a storage failure gives a 5xx.
+//! text}`; bodies over 64 KiB get 413; only a storage failure and 503 `overloaded` (every password worker busy, with `Retry-After`) are 5xx.
 //! No input reaches a panic: bodies are read and parsed by hand, never by
 //! extractors with their own error formats.
 
@@ -1037,10 +1045,12 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         .finish_key_sign_in(
             &user,
             step,
-            cred_id,
-            result.new_sign_count,
-            result.reported_sign_count,
-            result.backed_up,
+            crate::account::VerifiedAssertion {
+                credential_id: cred_id,
+                new_sign_count: result.new_sign_count,
+                reported_sign_count: result.reported_sign_count,
+                backed_up: result.backed_up,
+            },
             signed_in,
         )
         .await?;

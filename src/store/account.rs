@@ -67,6 +67,9 @@ impl SecretTable {
     }
 }
 
+/// A row holding a sealed secret: (row key, stored bytes).
+pub type SecretRow = (Vec<u8>, Vec<u8>);
+
 /// Storage for the account service. See the module documentation.
 pub trait AccountStore: Send + Sync + 'static {
     /// The user's password hash (PHC string), if a password is set.
@@ -134,10 +137,7 @@ pub trait AccountStore: Send + Sync + 'static {
     fn server_secret(&self, name: &str, candidate: &[u8]) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Every row of `table`: (row key, stored bytes).
-    fn secret_rows(
-        &self,
-        table: SecretTable,
-    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>> + Send;
+    fn secret_rows(&self, table: SecretTable) -> impl Future<Output = Result<Vec<SecretRow>, StoreError>> + Send;
 
     /// Replace the stored bytes of a row of `table` by compare-and-set:
     /// false when they were not `old` any more.
@@ -148,6 +148,10 @@ pub trait AccountStore: Send + Sync + 'static {
         old: &[u8],
         new: &[u8],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// How many attempts `subject` made since `since` (read only; see
+    /// [`OtpStore::count_otp_attempt`](super::otp::OtpStore::count_otp_attempt) for counting one).
+    fn attempts_since(&self, subject: &str, since: SystemTime) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
     /// Delete audit events older than `before` and session rows that
     /// expired; how many rows went.
@@ -180,6 +184,7 @@ pub(crate) mod sql {
                                    updated_ms = excluded.updated_ms RETURNING consecutive";
     pub const FAILURES: &str = "SELECT consecutive FROM account_failures WHERE user_handle = $1";
     pub const CLEAR_FAILURES: &str = "DELETE FROM account_failures WHERE user_handle = $1";
+    pub const ATTEMPTS_SINCE: &str = "SELECT COUNT(*) FROM otp_attempts WHERE subject = $1 AND at_ms >= $2";
     pub const PURGE_AUDIT: &str = "DELETE FROM audit_log WHERE at_ms < $1";
     pub const PURGE_SESSIONS: &str = "DELETE FROM account_sessions WHERE expires_ms < $1";
 }
@@ -294,7 +299,7 @@ macro_rules! impl_account_sql {
             }
             pub(crate) async fn acct_failures(&self, h: &[u8]) -> Result<u32, StoreError> {
                 let $s = self;
-                let n: Option<i64> = sqlx::query_scalar(sql::FAILURES).bind(h).fetch_optional($write).await?;
+                let n: Option<i64> = sqlx::query_scalar(sql::FAILURES).bind(h).fetch_optional($read).await?;
                 Ok(n.map(count_u32).unwrap_or(0))
             }
             pub(crate) async fn acct_clear_failures(&self, h: &[u8]) -> Result<(), StoreError> {
@@ -335,6 +340,19 @@ macro_rules! impl_account_sql {
                     q.bind(key.to_vec())
                 };
                 Ok(q.bind(old).bind(new).execute($write).await?.rows_affected() > 0)
+            }
+            pub(crate) async fn acct_attempts_since(
+                &self,
+                subject: &str,
+                since: SystemTime,
+            ) -> Result<u32, StoreError> {
+                let $s = self;
+                let n: i64 = sqlx::query_scalar(sql::ATTEMPTS_SINCE)
+                    .bind(subject)
+                    .bind(super::ms(since))
+                    .fetch_one($read)
+                    .await?;
+                Ok(count_u32(n))
             }
             pub(crate) async fn acct_purge(
                 &self,
@@ -422,6 +440,9 @@ macro_rules! forward_account {
             ) -> Result<bool, StoreError> {
                 self.acct_replace_secret(t, key, old, new).await
             }
+            async fn attempts_since(&self, subject: &str, since: SystemTime) -> Result<u32, StoreError> {
+                self.acct_attempts_since(subject, since).await
+            }
             async fn purge_account_data(&self, audit_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
                 self.acct_purge(audit_before, now).await
             }
@@ -499,6 +520,9 @@ impl AccountStore for super::DbStore {
     }
     async fn replace_secret(&self, t: SecretTable, key: &[u8], old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
         delegate_acct!(self, s => s.replace_secret(t, key, old, new))
+    }
+    async fn attempts_since(&self, subject: &str, since: SystemTime) -> Result<u32, StoreError> {
+        delegate_acct!(self, s => s.attempts_since(subject, since))
     }
     async fn purge_account_data(&self, audit_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         delegate_acct!(self, s => s.purge_account_data(audit_before, now))

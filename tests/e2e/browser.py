@@ -266,9 +266,12 @@ async def scenario(page, cdp, url):
     await page.expect_error("last_credential", "only security key")
     await page.click("#logout-btn")
     await page.expect_success("Signed out")
-    await page.type_into("#login-username", "nobody")
-    await page.click("#login-btn")
-    await page.expect_error("unknown_user", "no account with that username")
+    # An unknown username is not revealed (CONTRACTS §2.1): a wrong password
+    # and an unknown name read the same.
+    await page.type_into("#pw-username", "nobody")
+    await page.type_into("#pw-password", "some password here")
+    await page.click("#pw-login-btn")
+    await page.expect_error("invalid_credentials", "do not match")
     shot = await page.screenshot(page.screenshot_path.replace(".png", "-signed-out.png"))
     print(f"screenshot (error): {shot}")
 
@@ -318,7 +321,7 @@ async def scenario(page, cdp, url):
     print("11. sign in with an authenticator app code, once (waiting for the next 30-second step)")
     while totp(secret)[1] <= confirm_step:
         await asyncio.sleep(0.5)
-    code, _ = totp(secret)
+    code, step11 = totp(secret)
     await page.type_into("#fallback-code", code)
     await page.click("#totp-login-btn")
     await page.expect_success("signed in with your authenticator app")
@@ -331,6 +334,65 @@ async def scenario(page, cdp, url):
     await page.expect_error("invalid_code", "only once")
     shot = await page.screenshot(page.screenshot_path.replace(".png", "-fallback.png"))
     print(f"screenshot (fallback sign-in): {shot}")
+
+    print("12. a code alone cannot change factors; with the passkey, set a password")
+    while totp(secret)[1] <= step11:
+        await asyncio.sleep(0.5)
+    await page.type_into("#fallback-username", "alice")
+    await page.type_into("#fallback-code", totp(secret)[0])
+    await page.click("#totp-login-btn")
+    await page.expect_success("signed in with your authenticator app")
+    await page.type_into("#new-password", "correct horse battery staple")
+    await page.click("#password-set-btn")
+    await page.expect_error("reauthentication_required", "recent sign-in")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.click("#passkey-btn")
+    await page.expect_success("Welcome back, alice")
+    await page.type_into("#new-password", "password123")
+    await page.click("#password-set-btn")
+    await page.expect_error("password_too_common", "most common")
+    await page.type_into("#new-password", "correct horse battery staple")
+    await page.click("#password-set-btn")
+    await page.expect_success("Your password is set")
+    await page.wait_for("document.getElementById('password-state').dataset.set === 'true'", what="the password shown as set")
+    used_step = totp(secret)[1]
+
+    print("13. sign out; sign in with password + authenticator app code")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.type_into("#pw-username", "alice")
+    await page.type_into("#pw-password", "wrong password!")
+    await page.click("#pw-login-btn")
+    await page.expect_error("invalid_credentials", "do not match")
+    await page.type_into("#pw-password", "correct horse battery staple")
+    await page.click("#pw-login-btn")
+    await page.wait_for("!document.getElementById('second-step').hidden && !document.body.classList.contains('busy')",
+                        what="the second-factor step")
+    assert await page.visible("signed-out"), "a password alone must not sign in"
+    while totp(secret)[1] <= used_step:
+        await asyncio.sleep(0.5)
+    await page.type_into("#second-code", totp(secret)[0])
+    await page.click("#second-totp-btn")
+    await page.expect_success("password and your authenticator app")
+    assert await page.visible("signed-in")
+    await page.wait_for("!!document.querySelector(\"#sessions li[data-current='true'][data-method='password+totp']\")",
+                        what="this session listed as password+totp")
+
+    print("14. sign out; sign in with password + security key")
+    await page.click("#logout-btn")
+    await page.expect_success("Signed out")
+    await page.type_into("#pw-username", "alice")
+    await page.type_into("#pw-password", "correct horse battery staple")
+    await page.click("#pw-login-btn")
+    await page.wait_for("!document.getElementById('second-step').hidden && !document.body.classList.contains('busy')",
+                        what="the second-factor step")
+    await page.click("#second-key-btn")
+    await page.expect_success("password and security key")
+    await page.wait_for("!!document.querySelector(\"#sessions li[data-current='true'][data-method='password+security_key']\")",
+                        what="this session listed as password+security_key")
+    shot = await page.screenshot(page.screenshot_path.replace(".png", "-password.png"))
+    print(f"screenshot (password + key): {shot}")
 
 
 async def run(args):

@@ -22,7 +22,7 @@ const MESSAGES = {
   no_credentials: "That account has no security keys left.",
   last_credential: "This is your only security key. Add another one before removing it.",
   not_signed_in: "You are not signed in (the session may have ended). Please sign in again.",
-  reauthentication_required: "For your safety, this needs a recent sign-in. Sign out, sign in again, then try once more.",
+  reauthentication_required: "For your safety, this needs a recent sign-in with your security key (or your password and a second factor). Sign out, sign in that way, then try once more.",
   credential_not_allowed: "That security key does not belong to this account.",
   credential_user_mismatch: "That security key belongs to a different account.",
   user_handle_mismatch: "That security key belongs to a different account.",
@@ -41,11 +41,19 @@ const MESSAGES = {
   // Authenticator app and recovery codes.
   invalid_code: "That code did not work. Check the username and the code; each code works only once, so for an authenticator app wait for the next code.",
   code_replayed: "A code that had already been used was tried again.",
-  too_many_attempts: "Too many wrong codes for this username. Wait 15 minutes and try again, or sign in with your security key.",
+  too_many_attempts: "Too many wrong attempts for this username. Wait 15 minutes and try again, or sign in with your security key.",
   missing_code: "Type the code from your authenticator app, or one of your recovery codes.",
   no_pending_enrollment: "The authenticator app set-up expired or was already finished. Start it again.",
   totp_already_enabled: "An authenticator app is already set up. Turn it off first to set up another one.",
   totp_not_enabled: "No authenticator app is set up.",
+  // Passwords and sessions.
+  invalid_credentials: "That username and password do not match.",
+  password_required: "This account has a password: sign in with your password first, then use the code to finish.",
+  password_too_short: "Choose a password of at least 8 characters.",
+  password_too_long: "Choose a password of at most 256 characters.",
+  password_too_common: "That password is one of the most common ones, so it is guessed first. Choose another.",
+  no_password: "This account has no password.",
+  overloaded: "The server is busy right now. Please try again in a moment.",
   method_not_allowed: "The server does not support that action here.",
   not_found: "The server does not know that address.",
   // Browser errors (DOMException names).
@@ -323,6 +331,36 @@ function renderActivity(events) {
   }
 }
 
+const METHOD_NAMES = {
+  "security_key": "security key",
+  "password+security_key": "password and security key",
+  "password+totp": "password and authenticator app",
+  "password+recovery_code": "password and recovery code",
+  "totp": "authenticator app code only",
+  "recovery_code": "recovery code only",
+};
+
+async function refreshSessions() {
+  let r;
+  try { r = await api("GET", "/api/sessions"); } catch (_) { return; }
+  const list = document.getElementById("sessions");
+  list.replaceChildren(...r.sessions.map((s) => {
+    const li = el("li", { "data-method": s.method, "data-current": String(s.current) },
+      el("span", {}, (s.current ? "This browser" : "Another browser") + " · signed in with " +
+        (METHOD_NAMES[s.method] || s.method) + " · " + fmtTime(s.createdAt) + " · last seen " + fmtTime(s.lastSeenAt)));
+    if (!s.current) {
+      const end = el("button", { type: "button", class: "secondary" }, "Sign it out");
+      end.addEventListener("click", () => guarded(async () => {
+        await api("DELETE", "/api/sessions/" + s.id);
+        success("That session is signed out.");
+        await refresh();
+      }));
+      li.append(end);
+    }
+    return li;
+  }));
+}
+
 async function refresh() {
   let me = null;
   try {
@@ -336,6 +374,7 @@ async function refresh() {
     document.getElementById("whoami").textContent = me.username;
     renderKeys(me.credentials);
     await refreshOtp();
+    await refreshSessions();
     try {
       renderActivity((await api("GET", "/api/me/activity")).events);
     } catch (_) { /* activity is optional */ }
@@ -360,6 +399,13 @@ async function refreshOtp() {
     : "Not set up. With an authenticator app on your phone you can sign in when your key is not at hand.";
   document.getElementById("totp-enroll-btn").hidden = t.enabled || enrolling;
   document.getElementById("totp-disable-btn").hidden = !t.enabled;
+  const pw = document.getElementById("password-state");
+  pw.dataset.set = String(!!st.passwordSet);
+  pw.textContent = st.passwordSet
+    ? "A password is set. Signing in with it always takes a second factor too."
+    : "No password. You can add one as a knowledge factor; it never signs you in by itself.";
+  document.getElementById("password-set-btn").textContent = st.passwordSet ? "Change password" : "Set password";
+  document.getElementById("password-remove-btn").hidden = !st.passwordSet;
   const n = st.recoveryCodesRemaining;
   const state = document.getElementById("recovery-state");
   state.dataset.remaining = String(n);
@@ -397,6 +443,68 @@ async function fallbackSignIn(kind) {
       " left." + (n <= 3 ? " Make new ones below." : ""));
   }
   await refresh();
+}
+
+function showSecondStep(on) {
+  document.getElementById("second-step").hidden = !on;
+  document.getElementById("password-login-form").hidden = on;
+}
+
+async function finishWithCode(kind) {
+  const code = document.getElementById("second-code").value.trim();
+  if (!code) throw new ApiError("missing_code");
+  working(2, 2, kind === "totp" ? "Checking your authenticator app code…" : "Checking your recovery code…");
+  const r = await api("POST", kind === "totp" ? "/api/login/totp" : "/api/login/recovery", { code });
+  document.getElementById("second-code").value = "";
+  showSecondStep(false);
+  success("Welcome back, " + r.username + "! You are signed in with your password and " +
+    (kind === "totp" ? "your authenticator app." : "a recovery code."));
+  await refresh();
+}
+
+function initPassword() {
+  document.getElementById("password-login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const username = document.getElementById("pw-username").value.trim();
+      const password = document.getElementById("pw-password").value;
+      if (!username || !password) throw new ApiError("malformed_request", "Enter your username and password.");
+      working(1, 2, "Checking your password…");
+      await api("POST", "/api/login/password", { username, password });
+      document.getElementById("pw-password").value = "";
+      showSecondStep(true);
+      setStatus("idle", "Step 2 of 2: your password is right. Now use your security key, or type a code.");
+    });
+  });
+  document.getElementById("second-key-btn").addEventListener("click", () => guarded(async () => {
+    const username = document.getElementById("pw-username").value.trim();
+    const r = await signIn(username);
+    showSecondStep(false);
+    success("Welcome back, " + r.username + "! You are signed in with your password and security key.");
+    await refresh();
+  }));
+  document.getElementById("second-code-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const kind = ev.submitter && ev.submitter.id === "second-recovery-btn" ? "recovery" : "totp";
+    guarded(() => finishWithCode(kind));
+  });
+  document.getElementById("password-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(async () => {
+      const password = document.getElementById("new-password").value;
+      working(1, 1, "Saving your password…");
+      await api("POST", "/api/account/password", { password });
+      document.getElementById("new-password").value = "";
+      success("Your password is set. Your other sessions were signed out.");
+      await refresh();
+    });
+  });
+  document.getElementById("password-remove-btn").addEventListener("click", () => guarded(async () => {
+    working(1, 1, "Removing your password…");
+    await api("DELETE", "/api/account/password");
+    success("Your password is removed. Your other sessions were signed out.");
+    await refresh();
+  }));
 }
 
 function initOtp() {
@@ -517,6 +625,7 @@ function init() {
   }));
 
   initOtp();
+  initPassword();
 
   document.getElementById("logout-btn").addEventListener("click", () => guarded(async () => {
     working(1, 1, "Signing out…");
