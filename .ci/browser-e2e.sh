@@ -22,3 +22,9 @@ mkdir -p "$shot_dir"
 python3 tests/e2e/browser.py \
     --server-bin "$CARGO_TARGET_DIR/debug/examples/rp_server" \
     --screenshot "$shot_dir/demo.png"
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check cryptography
+fi
+python3 tests/e2e/browser_l3.py \
+    --server-bin "$CARGO_TARGET_DIR/debug/examples/rp_server" \
+    --screenshot "$shot_dir/demo-l3-failure.png"

@@ -62,3 +62,20 @@ fn unknown_critical_extensions_are_refused() {
         assert!(!evaluate_with(p, &[cert("leaf_crit")], &[cert("root")], now(), LEGACY).is_trusted());
     }
 }
+
+/// An anchor is a name and a key (RFC 5280 §6.1.1): a chain certificate with
+/// the anchor's subject and public key is the anchor, whatever its other
+/// bytes (Chromium's virtual authenticator re-issues its self-signed batch
+/// certificate at every registration); the same name with another key is not.
+#[test]
+fn an_anchor_is_its_name_and_key() {
+    for p in all_providers() {
+        assert_eq!(
+            evaluate(p, &[cert("root_reissued")], &[cert("root")], now()),
+            TrustVerdict::Trusted { anchor_index: 0 }
+        );
+        assert!(!evaluate(p, &[cert("root_same_name_other_key")], &[cert("root")], now()).is_trusted());
+        // And the other key's certificate cannot issue for the real root's subject either.
+        assert!(!evaluate(p, &[cert("leaf_ok")], &[cert("root_same_name_other_key")], now()).is_trusted());
+    }
+}

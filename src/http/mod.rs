@@ -691,6 +691,21 @@ fn descriptors(creds: &[StoredCredential]) -> Vec<CredentialDescriptor> {
         .collect()
 }
 
+/// WebAuthn L3 hints (§5.8.7), the known values only, each once, in the
+/// caller's order; anything else is `malformed_request`.
+fn parse_hints(hints: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for h in hints.unwrap_or_default() {
+        if !matches!(h.as_str(), "security-key" | "client-device" | "hybrid") {
+            return Err(ApiError::malformed(format!("hint {:?} is not security-key, client-device or hybrid", h.chars().take(32).collect::<String>())));
+        }
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------- registration
 
 #[derive(Deserialize)]
@@ -709,6 +724,9 @@ struct RegisterOptionsBody {
     /// conditional create), offered after a password sign-in.
     #[serde(default)]
     mediation: Option<String>,
+    /// WebAuthn L3 hints: `security-key`, `client-device`, `hybrid`.
+    #[serde(default)]
+    hints: Option<Vec<String>>,
 }
 
 async fn register_options<S: Store>(
@@ -737,6 +755,7 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
     let user_verification =
         Some(crate::account::policy::user_verification(app.rp.config().user_verification, requested));
     let attestation = parse_enum("attestation", req.attestation.as_deref(), AttestationConveyance::parse)?;
+    let hints = parse_hints(req.hints)?;
     let conditional = match req.mediation.as_deref() {
         None | Some("optional" | "required" | "silent") => false,
         Some("conditional") => true,
@@ -769,6 +788,7 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
                 user_verification,
                 attestation,
                 conditional,
+                hints,
                 ..Default::default()
             },
             app.now(),
@@ -901,6 +921,9 @@ struct LoginOptionsBody {
     username: Option<String>,
     #[serde(default)]
     user_verification: Option<String>,
+    /// WebAuthn L3 hints: `security-key`, `client-device`, `hybrid`.
+    #[serde(default)]
+    hints: Option<Vec<String>>,
 }
 
 async fn login_options<S: Store>(
@@ -916,6 +939,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
     app.check_origin(method, headers)?;
     let body = read_body(headers, body).await?;
     let req: LoginOptionsBody = parse_json(&body)?;
+    let login_hints = parse_hints(req.hints.clone())?;
     let requested = parse_enum("userVerification", req.user_verification.as_deref(), UserVerification::parse)?;
     // A request may ask for more user verification than configured, never less.
     let user_verification =
@@ -952,6 +976,7 @@ async fn login_options_inner<S: Store>(app: &App<S>, method: &Method, headers: &
         }
         None => AuthenticationRequest { user_verification, ..Default::default() },
     };
+    let request = AuthenticationRequest { hints: login_hints, ..request };
     let (options, state) = app
         .rp
         .start_authentication(request, app.now())
@@ -1140,6 +1165,7 @@ async fn me<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Res
                 "username": user.username,
                 "displayName": user.display_name,
                 "userHandle": user.handle.encode(),
+                "rpId": app.rp.config().rp_id,
                 "createdAt": user.created_unix_ms,
                 "signedInWith": session.method.as_str(),
                 "sessionStrength": match session.method.strength() {

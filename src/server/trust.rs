@@ -10,8 +10,9 @@
 //! choice: one that issues a chain certificate must not say CA=false or lack
 //! keyCertSign, but need not carry basicConstraints (old v1 roots). Revocation
 //! is not checked. The path ends at an anchor in one of two ways: a
-//! certificate of the chain *is* an anchor (byte-equal), or it is signed by
-//! one. A chain that reaches no anchor is [`TrustVerdict::Untrusted`], never
+//! certificate of the chain *is* an anchor (byte-equal, or the same subject
+//! and public key: RFC 5280 makes an anchor a name and a key), or it is
+//! signed by one. A chain that reaches no anchor is [`TrustVerdict::Untrusted`], never
 //! valid.
 
 use crate::crypto::CryptoProvider;
@@ -142,6 +143,19 @@ fn unknown_critical(cert: &ParsedCert) -> Option<String> {
     exts.iter().find(|e| e.critical && !UNDERSTOOD_EXTENSIONS.contains(&e.extn_id)).map(|e| e.extn_id.to_string())
 }
 
+/// Is this chain certificate the anchor itself? The same bytes, or the same
+/// subject with the same public key (RFC 5280 §6.1.1: a trust anchor is a
+/// name and a key; a re-issued self-signed certificate of that key is the
+/// same anchor).
+fn is_anchor_cert(anchor: &ParsedCert, cert: &ParsedCert) -> bool {
+    use der::Encode;
+    if anchor.der == cert.der {
+        return true;
+    }
+    let spki = |c: &ParsedCert| c.cert.tbs_certificate.subject_public_key_info.to_der().ok();
+    anchor.subject_der() == cert.subject_der() && spki(anchor).is_some() && spki(anchor) == spki(cert)
+}
+
 fn issues(provider: &dyn CryptoProvider, child: &ParsedCert, issuer: &ParsedCert) -> bool {
     child.issuer_der() == issuer.subject_der()
         && issuer.public_key().is_ok_and(|k| child.verify_signed_by(provider, &k).is_ok())
@@ -250,17 +264,17 @@ pub fn evaluate_with(
         }
         // An anchor is trusted by choice, whatever it is signed with; every
         // certificate below it must be strong.
-        let is_anchor = parsed_anchors.iter().any(|(_, a)| a.der == cert.der);
+        let is_anchor = parsed_anchors.iter().any(|(_, a)| is_anchor_cert(a, cert));
         if !options.allow_legacy && !is_anchor && weak(cert) {
             return TrustVerdict::Untrusted(TrustError::WeakAlgorithm(k));
         }
         // Does the path end here? Either this certificate is an anchor, or an
         // anchor issued it.
-        if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| a.der == cert.der) {
+        if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| is_anchor_cert(a, cert)) {
             return TrustVerdict::Trusted { anchor_index: *i };
         }
         if let Some((i, _)) = parsed_anchors.iter().find(|(_, a)| {
-            a.der != cert.der
+            !is_anchor_cert(a, cert)
                 && (options.allow_legacy || !weak_key(a))
                 && anchor_may_issue(a, k)
                 && a.check_validity(now_unix).is_ok()

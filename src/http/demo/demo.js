@@ -31,6 +31,10 @@ const MESSAGES = {
   cross_site_request: "The request came from another site and was refused.",
   algorithm_not_allowed: "Your security key uses a kind of key this site does not accept.",
   attestation_untrusted: "This site only accepts certain models of security key, and this one is not among them.",
+  attestation_not_trusted: "This site only accepts security key models it can verify (by the FIDO Alliance's metadata), and this one could not be verified.",
+  authenticator_revoked: "This model of security key has a known security problem, so this site no longer accepts it. Use another key.",
+  invalid_credential_key: "Your security key sent a public key that could never be checked, so it was not registered.",
+  invalid_credential_id: "Your security key sent an empty credential ID, so it was not registered.",
   invalid_backup_flags: "The security key reported inconsistent backup information.",
   backup_eligibility_changed: "The key's backup status changed since it was registered, so it cannot be trusted.",
   storage_error: "The server is having trouble right now. Please try again in a moment.",
@@ -186,9 +190,122 @@ async function api(method, path, body) {
   let data = null;
   try { data = await resp.json(); } catch (_) { data = null; }
   if (!resp.ok) {
-    throw new ApiError((data && data.error) || "http_" + resp.status, data && data.message);
+    const err = new ApiError((data && data.error) || "http_" + resp.status, data && data.message);
+    err.data = data;
+    throw err;
   }
   return data;
+}
+
+// ------------------------------------------------------------ WebAuthn Level 3: capabilities, autofill, signals
+
+// What the browser says it can do (PublicKeyCredential.getClientCapabilities).
+let capabilities = {};
+
+async function loadCapabilities() {
+  try {
+    if (window.PublicKeyCredential && typeof PublicKeyCredential.getClientCapabilities === "function") {
+      capabilities = (await PublicKeyCredential.getClientCapabilities()) || {};
+    }
+  } catch (_) { capabilities = {}; }
+  document.body.dataset.capabilities = Object.keys(capabilities).filter((k) => capabilities[k]).join(" ");
+}
+
+// Requests the browser completes on its own time: passkey autofill (a
+// conditional get, started while signed out, completed when the user picks a
+// passkey from the username field's suggestions) and conditional create.
+// Only one WebAuthn request may be pending, so every other ceremony stops
+// the one in the background first.
+let background = null;
+
+async function stopBackground() {
+  const b = background;
+  if (!b) return;
+  background = null;
+  b.controller.abort();
+  await b.done;
+  document.body.dataset.background = "stopped";
+}
+
+async function startAutofill() {
+  if (background || capabilities.conditionalGet === false) return;
+  let available = false;
+  try {
+    available = typeof PublicKeyCredential.isConditionalMediationAvailable === "function" &&
+      await PublicKeyCredential.isConditionalMediationAvailable();
+  } catch (_) { available = false; }
+  if (!available) return;
+  const controller = new AbortController();
+  const done = (async () => {
+    const options = await api("POST", "/api/login/options", {});
+    const cred = await navigator.credentials.get({
+      publicKey: parseRequest(options), mediation: "conditional", signal: controller.signal,
+    });
+    if (!cred || controller.signal.aborted) return;
+    background = null;
+    await guarded(async () => {
+      working(2, 2, "Checking your passkey…");
+      let r;
+      try {
+        r = await api("POST", "/api/login/verify", credentialToJSON(cred));
+      } catch (e) {
+        signalIfUnknown(e);
+        throw e;
+      }
+      success("Welcome back, " + r.username + "! You are signed in with a passkey.");
+      await refresh();
+    });
+  })().catch(() => { /* aborted, or the browser declined */ });
+  background = { controller, done };
+  document.body.dataset.background = "autofill";
+}
+
+// The Signal API keeps the user's passkey managers in step with the server.
+function signal(name, arg) {
+  const f = window.PublicKeyCredential && PublicKeyCredential[name];
+  if (typeof f !== "function") return;
+  try { Promise.resolve(f.call(PublicKeyCredential, arg)).catch(() => {}); } catch (_) { /* unsupported */ }
+}
+
+// The server no longer knows this credential: the manager may hide it.
+function signalIfUnknown(e) {
+  if (e && e.code === "unknown_credential" && e.data && e.data.credentialId && e.data.rpId) {
+    signal("signalUnknownCredential", { rpId: e.data.rpId, credentialId: e.data.credentialId });
+  }
+}
+
+// After sign-in, a removal or a rename: the credentials and names in force.
+function signalAccount(me) {
+  if (!me || !me.rpId || !me.userHandle) return;
+  signal("signalAllAcceptedCredentials", {
+    rpId: me.rpId, userId: me.userHandle, allAcceptedCredentialIds: me.credentials.map((c) => c.id),
+  });
+  signal("signalCurrentUserDetails", {
+    rpId: me.rpId, userId: me.userHandle, name: me.username, displayName: me.displayName || me.username,
+  });
+}
+
+// After a password sign-in the browser may save a passkey without a dialog
+// (conditional create); nothing is shown if it declines.
+// Not awaited: the request may stay pending until the user acts elsewhere.
+function offerPasskey(username) {
+  if (background || !capabilities.conditionalCreate || !username) return;
+  const controller = new AbortController();
+  const done = (async () => {
+    const options = await api("POST", "/api/register/options",
+      { username, residentKey: "required", mediation: "conditional", hints: ["client-device"] });
+    if (controller.signal.aborted) return;
+    const cred = await navigator.credentials.create({
+      publicKey: parseCreation(options), mediation: "conditional", signal: controller.signal,
+    });
+    if (!cred || controller.signal.aborted) return;
+    background = null;
+    const r = await api("POST", "/api/register/verify", credentialToJSON(cred));
+    success("Your password manager saved a passkey for " + r.username + ": next time, sign in with it.");
+    await refresh();
+  })().catch(() => { /* declined, aborted or unsupported */ });
+  background = { controller, done };
+  document.body.dataset.background = "conditional-create";
 }
 
 // ------------------------------------------------------------ ceremonies
@@ -208,7 +325,8 @@ async function guarded(fn) {
 async function registerKey(username, passkey) {
   const steps = 3;
   working(1, steps, "Asking the server to start registration…");
-  const body = { username };
+  await stopBackground();
+  const body = { username, hints: passkey ? ["client-device", "hybrid"] : ["security-key"] };
   if (passkey) body.residentKey = "required";
   const options = await api("POST", "/api/register/options", body);
   working(2, steps, "Touch your security key now (it may blink). If it asks for a PIN, enter it.");
@@ -222,7 +340,8 @@ async function registerKey(username, passkey) {
 async function signIn(username) {
   const steps = 3;
   working(1, steps, username ? "Looking up " + username + "…" : "Asking the server to start sign-in…");
-  const body = username ? { username } : {};
+  await stopBackground();
+  const body = username ? { username } : { hints: ["client-device", "hybrid"] };
   const options = await api("POST", "/api/login/options", body);
   working(2, steps, username
     ? "Touch your security key now (it may blink)."
@@ -230,7 +349,17 @@ async function signIn(username) {
   const cred = await navigator.credentials.get({ publicKey: parseRequest(options) });
   if (!cred) throw new ApiError("NotAllowedError");
   working(3, steps, "Checking your security key's answer…");
-  return api("POST", "/api/login/verify", credentialToJSON(cred));
+  try {
+    return await api("POST", "/api/login/verify", credentialToJSON(cred));
+  } catch (e) {
+    signalIfUnknown(e);
+    throw e;
+  }
+}
+
+// " (YubiKey 5 Series)" when the server knows the authenticator.
+function authenticatorName(r) {
+  return r && r.authenticator && r.authenticator.name ? " (" + r.authenticator.name + ")" : "";
 }
 
 // ------------------------------------------------------------ account view
@@ -373,6 +502,7 @@ async function refresh() {
   if (me) {
     document.getElementById("whoami").textContent = me.username;
     renderKeys(me.credentials);
+    signalAccount(me);
     await refreshOtp();
     await refreshSessions();
     try {
@@ -460,6 +590,7 @@ async function finishWithCode(kind) {
   success("Welcome back, " + r.username + "! You are signed in with your password and " +
     (kind === "totp" ? "your authenticator app." : "a recovery code."));
   await refresh();
+  offerPasskey(r.username);
 }
 
 function initPassword() {
@@ -482,6 +613,7 @@ function initPassword() {
     showSecondStep(false);
     success("Welcome back, " + r.username + "! You are signed in with your password and security key.");
     await refresh();
+    offerPasskey(r.username);
   }));
   document.getElementById("second-code-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -594,7 +726,7 @@ function init() {
       if (!username) throw new ApiError("malformed_request", "Enter a username first.");
       const passkey = document.getElementById("reg-passkey").checked;
       const r = await registerKey(username, passkey);
-      success("Registered! Your security key now signs you in as " + r.username + ".");
+      success("Registered! Your security key" + authenticatorName(r) + " now signs you in as " + r.username + ".");
       await refresh();
     });
   });
@@ -619,8 +751,8 @@ function init() {
   document.getElementById("add-key-btn").addEventListener("click", () => guarded(async () => {
     const username = document.getElementById("whoami").textContent;
     const passkey = document.getElementById("add-passkey").checked;
-    await registerKey(username, passkey);
-    success("Added another security key to " + username + ".");
+    const r = await registerKey(username, passkey);
+    success("Added another security key" + authenticatorName(r) + " to " + username + ".");
     await refresh();
   }));
 
@@ -629,19 +761,23 @@ function init() {
 
   document.getElementById("logout-btn").addEventListener("click", () => guarded(async () => {
     working(1, 1, "Signing out…");
+    await stopBackground();
     hideEnrollment();
     document.getElementById("recovery-show").hidden = true;
     document.getElementById("recovery-codes").replaceChildren();
     await api("POST", "/api/logout", {});
     success("Signed out.");
     await refresh();
+    startAutofill();
   }));
 
   guarded(async () => {
+    await loadCapabilities();
     const me = await refresh();
     if (statusBox().dataset.state === "idle" || statusBox().dataset.state === "working") {
       setStatus("idle", me ? "Signed in as " + me.username + "." : "Create an account, or sign in.");
     }
+    if (!me) startAutofill();
   });
 }
 
