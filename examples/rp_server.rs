@@ -20,11 +20,14 @@
 //! | `--max-header-bytes N` (`HWKEY_MAX_HEADER_BYTES`) | 65536 | 431, connection closed |
 //! | `--max-connections N` (`HWKEY_MAX_CONNECTIONS`) | 2048 per CPU, at least 4096, at most the open-file limit less 128 | not accepted until one closes |
 //! | `--max-in-flight N` (`HWKEY_MAX_IN_FLIGHT`) | 1024 | 503 `overloaded` + `Retry-After` |
+//! | `--max-ceremonies N` (`HWKEY_MAX_CEREMONIES`) | 100000 | pending ceremonies: 503 `overloaded` + `Retry-After` |
+//! | `--max-ceremony-bytes N` (`HWKEY_MAX_CEREMONY_BYTES`) | 268435456 | the same, by bytes of ceremony state |
 
 use clap::Parser;
 use hwkey::http::serve::{ServeLimits, serve, shutdown_signal};
 use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
 use hwkey::server::{RelyingParty, RpConfig};
+use hwkey::store::ceremony_cache::CeremonyLimits;
 use hwkey::store::{DbStore, redact_url};
 use std::io::Write;
 use std::process::ExitCode;
@@ -71,6 +74,12 @@ struct Args {
     /// Requests handled at once at most; more get 503 `overloaded`.
     #[arg(long = "max-in-flight", env = "HWKEY_MAX_IN_FLIGHT", default_value_t = 1024)]
     max_in_flight: usize,
+    /// Pending ceremonies (options given, verify not yet) at most; more get 503 `overloaded`.
+    #[arg(long = "max-ceremonies", env = "HWKEY_MAX_CEREMONIES", default_value_t = 100_000)]
+    max_ceremonies: usize,
+    /// Bytes of pending ceremony state at most; more get 503 `overloaded`.
+    #[arg(long = "max-ceremony-bytes", env = "HWKEY_MAX_CEREMONY_BYTES", default_value_t = 256 << 20)]
+    max_ceremony_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -104,8 +113,14 @@ async fn run(args: Args) -> Result<(), String> {
     let store = DbStore::connect(&args.database)
         .await
         .map_err(|e| format!("cannot open database {}: {e}", redact_url(&args.database)))?;
+    let ceremony_limits = CeremonyLimits {
+        max_count: args.max_ceremonies.max(1),
+        max_bytes: args.max_ceremony_bytes.max(1024),
+        ..CeremonyLimits::default()
+    };
+    let store = store.with_ceremony_limits(ceremony_limits);
     let maintenance = spawn_maintenance(store.clone(), Duration::from_secs(60));
-    let app = router_with(rp, store.clone(), HttpOptions::default());
+    let app = router_with(rp, store.clone(), HttpOptions { ceremony_limits, ..HttpOptions::default() });
     let defaults = ServeLimits::default();
     let limits = ServeLimits {
         header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
