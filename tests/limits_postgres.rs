@@ -31,7 +31,9 @@ async fn sessions_have_a_statement_timeout_and_keepalives() {
     let Some(admin) = admin_url() else { return };
     let db = TestDb::create(&admin, "settings").await;
     let store = PgStore::connect(&db.url).await.expect("store");
-    for (name, want) in [("statement_timeout", "5s"), ("tcp_keepalives_idle", "30"), ("idle_in_transaction_session_timeout", "10s")] {
+    for (name, want) in
+        [("statement_timeout", "5s"), ("tcp_keepalives_idle", "30"), ("idle_in_transaction_session_timeout", "10s")]
+    {
         let got: String = sqlx::query_scalar(&format!("SHOW {name}")).fetch_one(store.pool()).await.expect("show");
         assert_eq!(got, want, "{name}");
     }
@@ -86,7 +88,8 @@ async fn credential_fields_are_capped() {
     let handle = key.user_handle.clone().expect("handle");
     let creds = store.credentials_of_user(&handle).await.expect("creds");
     assert_eq!(creds[0].record.transports, ["nfc", "usb"]);
-    let stored: String = sqlx::query_scalar("SELECT transports FROM credentials").fetch_one(store.pool()).await.expect("row");
+    let stored: String =
+        sqlx::query_scalar("SELECT transports FROM credentials").fetch_one(store.pool()).await.expect("row");
     assert_eq!(stored, r#"["nfc","usb"]"#);
     let e = store.rename_credential(&handle, &key.credential_id, &"x".repeat(65)).await.expect_err("65 characters");
     assert_eq!(e.code(), "malformed_request");
