@@ -67,7 +67,15 @@ async fn slow_header_connections_are_closed_and_others_are_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections() {
     let soft = raise_fd_limit();
-    assert!(soft >= 2_300, "the open-file limit ({soft}) is too low for 2,000 connections; run from .ci/faults.sh");
+    if soft < 2_300 {
+        // .ci/faults.sh raises the limit first and sets HWKEY_FAULTS=1: there it must run.
+        assert!(
+            std::env::var("HWKEY_FAULTS").is_err(),
+            "the open-file limit ({soft}) is too low for 2,000 connections even after raising it"
+        );
+        println!("skipped: the open-file limit ({soft}) is too low for 2,000 connections; .ci/faults.sh raises it");
+        return;
+    }
     let server = mem_server(&[]);
     let addr = server.addr;
     let start = Instant::now();
