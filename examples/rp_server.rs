@@ -20,12 +20,15 @@
 //! | `--max-header-bytes N` (`HWKEY_MAX_HEADER_BYTES`) | 65536 | 431, connection closed |
 //! | `--max-connections N` (`HWKEY_MAX_CONNECTIONS`) | 2048 per CPU, at least 4096, at most the open-file limit less 128 | not accepted until one closes |
 //! | `--max-in-flight N` (`HWKEY_MAX_IN_FLIGHT`) | 1024 | 503 `overloaded` + `Retry-After` |
+//! | `--max-ceremonies N` (`HWKEY_MAX_CEREMONIES`) | 100000 | pending ceremonies: 503 `overloaded` + `Retry-After` |
+//! | `--max-ceremony-bytes N` (`HWKEY_MAX_CEREMONY_BYTES`) | 268435456 | the same, by bytes of ceremony state |
 
 use clap::Parser;
 use hwkey::http::serve::{ServeLimits, serve, shutdown_signal};
 use hwkey::http::{HttpOptions, router_with, spawn_maintenance};
 use hwkey::server::metadata::{AttestationRequirement, MetadataService, default_roots};
 use hwkey::server::{RelyingParty, RpConfig};
+use hwkey::store::ceremony_cache::CeremonyLimits;
 use hwkey::store::{DbStore, redact_url};
 use std::io::Write;
 use std::process::ExitCode;
@@ -88,6 +91,12 @@ struct Args {
     /// Requests handled at once at most; more get 503 `overloaded`.
     #[arg(long = "max-in-flight", env = "HWKEY_MAX_IN_FLIGHT", default_value_t = 1024)]
     max_in_flight: usize,
+    /// Pending ceremonies (options given, verify not yet) at most; more get 503 `overloaded`.
+    #[arg(long = "max-ceremonies", env = "HWKEY_MAX_CEREMONIES", default_value_t = 100_000)]
+    max_ceremonies: usize,
+    /// Bytes of pending ceremony state at most; more get 503 `overloaded`.
+    #[arg(long = "max-ceremony-bytes", env = "HWKEY_MAX_CEREMONY_BYTES", default_value_t = 256 << 20)]
+    max_ceremony_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -134,11 +143,18 @@ async fn run(args: Args) -> Result<(), String> {
     let store = DbStore::connect(&args.database)
         .await
         .map_err(|e| format!("cannot open database {}: {e}", redact_url(&args.database)))?;
+    let ceremony_limits = CeremonyLimits {
+        max_count: args.max_ceremonies.max(1),
+        max_bytes: args.max_ceremony_bytes.max(1024),
+        ..CeremonyLimits::default()
+    };
+    let store = store.with_ceremony_limits(ceremony_limits);
     let secret_key = secret_key(&args)?;
     // Seal what older versions stored in the clear, re-seal under a rotated key.
     hwkey::account::secrets::migrate(&store, &secret_key).await.map_err(|e| format!("secrets at rest: {e}"))?;
     let maintenance = spawn_maintenance(store.clone(), Duration::from_secs(60));
-    let opts = HttpOptions { secret_key: Some(std::sync::Arc::new(secret_key)), ..HttpOptions::default() };
+    let opts =
+        HttpOptions { secret_key: Some(std::sync::Arc::new(secret_key)), ceremony_limits, ..HttpOptions::default() };
     let app = router_with(rp, store.clone(), opts);
     let defaults = ServeLimits::default();
     let limits = ServeLimits {

@@ -62,26 +62,40 @@ async fn slow_header_connections_are_closed_and_others_are_unaffected() {
     assert!(during_p99 <= bound, "p99 {during_p99:?} under slowloris, {base_p99:?} before (bound {bound:?})");
 }
 
-/// 2,000 idle connections: other clients are served meanwhile, and the idle
-/// ones are closed within 15 s.
+/// 2,000 idle connections: other clients are served meanwhile, and each
+/// idle one is closed within 15 s of its connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections() {
     let soft = raise_fd_limit();
-    assert!(soft >= 2_300, "the open-file limit ({soft}) is too low for 2,000 connections; run from .ci/faults.sh");
+    if soft < 2_300 {
+        // .ci/faults.sh raises the limit first and sets HWKEY_FAULTS=1: there it must run.
+        assert!(
+            std::env::var("HWKEY_FAULTS").is_err(),
+            "the open-file limit ({soft}) is too low for 2,000 connections even after raising it"
+        );
+        println!("skipped: the open-file limit ({soft}) is too low for 2,000 connections; .ci/faults.sh raises it");
+        return;
+    }
     let server = mem_server(&[]);
     let addr = server.addr;
-    let start = Instant::now();
     let mut idle = Vec::with_capacity(2000);
     for _ in 0..2000 {
-        idle.push(Conn::connect(addr).await.expect("connect"));
+        idle.push((Instant::now(), Conn::connect(addr).await.expect("connect")));
     }
     let mut during = probe_latencies(addr, 100).await;
     let p99 = percentile(&mut during, 99);
     assert!(p99 < Duration::from_millis(250), "p99 {p99:?} with 2,000 idle connections");
-    let left = Duration::from_secs(15).saturating_sub(start.elapsed());
+    // Each one closed within 15 s of its own connect (10 s header timeout, and slack).
     let mut still_open = 0;
-    let handles: Vec<_> =
-        idle.into_iter().map(|mut c| tokio::spawn(async move { c.closed_within(left).await })).collect();
+    let handles: Vec<_> = idle
+        .into_iter()
+        .map(|(opened, mut c)| {
+            tokio::spawn(async move {
+                let left = Duration::from_secs(15).saturating_sub(opened.elapsed());
+                c.closed_within(left).await
+            })
+        })
+        .collect();
     for h in handles {
         if !h.await.expect("join") {
             still_open += 1;

@@ -8,7 +8,7 @@
 //! one relying party lives equally long. Taking one unlinks it in O(1);
 //! expired ones are dropped from the old end, each once, so every operation
 //! is O(1) amortized and nothing scans the table under the lock. Ceremonies
-//! that expired less than [`CEREMONY_GRACE_MS`] ago are kept while there is
+//! that expired less than an hour ago are kept while there is
 //! room, so that a late verify hears "expired" rather than "nothing
 //! pending"; at a cap they are the first to go. When a cap is reached with
 //! only live ceremonies in the cache, [`CeremonyCache::put`] fails with

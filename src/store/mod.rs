@@ -820,6 +820,21 @@ impl DbStore {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
 
+    /// The same store with other caps on the pending ceremonies it keeps
+    /// in the database (PostgreSQL). SQLite's ceremonies are held by the
+    /// HTTP layer in process, capped by `HttpOptions::ceremony_limits`.
+    pub fn with_ceremony_limits(self, limits: ceremony_cache::CeremonyLimits) -> Self {
+        match self {
+            #[cfg(feature = "postgres")]
+            DbStore::Postgres(s) => DbStore::Postgres(s.with_ceremony_limits(limits)),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = limits;
+                other
+            }
+        }
+    }
+
     /// Close the connections (waits for queries in flight).
     pub async fn close(&self) {
         match self {

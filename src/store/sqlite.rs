@@ -28,7 +28,7 @@
 //!   concurrent verifications of one challenge exactly one gets the state,
 //!   as with the database. A ceremony does not survive a restart (the
 //!   browser starts again, as after an expired challenge). The map is a
-//!   [`CeremonyCache`](super::ceremony_cache::CeremonyCache), capped by
+//!   [`CeremonyCache`], capped by
 //!   count and bytes; at a cap, expired ones are dropped first, then new
 //!   ones are refused with [`StoreError::Overloaded`].
 //!
