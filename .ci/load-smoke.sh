@@ -16,6 +16,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# The key file that seals TOTP secrets and the session key (one for both runs).
+export HWKEY_SECRET_KEY_FILE="$work/secret-key"
 
 run() {
     local database="$1" log="$work/server.log" port

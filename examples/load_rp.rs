@@ -375,10 +375,19 @@ async fn virtual_user(
     let password = format!("load test password {run} {n}");
     let password_login = serde_json::to_vec(&json!({ "username": username, "password": password }))?;
     if args.password {
-        let (status, body) =
-            conn.post("/api/account/password", &serde_json::to_vec(&json!({ "password": password }))?).await?;
-        if status != 200 {
-            return Err(format!("set password: {status} {}", String::from_utf8_lossy(&body)).into());
+        let set = serde_json::to_vec(&json!({ "password": password }))?;
+        let mut tries = 0;
+        loop {
+            let (status, body) = conn.post("/api/account/password", &set).await?;
+            match status {
+                200 => break,
+                // Every password worker busy (all users start at once): wait, retry.
+                503 if tries < 200 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return Err(format!("set password: {status} {}", String::from_utf8_lossy(&body)).into()),
+            }
         }
     }
     let mut tally = Tally::default();

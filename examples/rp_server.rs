@@ -152,6 +152,11 @@ async fn run(args: Args) -> Result<(), String> {
     let secret_key = secret_key(&args)?;
     // Seal what older versions stored in the clear, re-seal under a rotated key.
     hwkey::account::secrets::migrate(&store, &secret_key).await.map_err(|e| format!("secrets at rest: {e}"))?;
+    // Usernames from before RFC 8265 normalization: renamed to their canonical form.
+    let names = hwkey::account::username::migrate(&store).await.map_err(|e| format!("usernames: {e}"))?;
+    for name in &names.conflicts {
+        eprintln!("warning: user {name:?} keeps its name: its normalized form is taken or invalid");
+    }
     let maintenance = spawn_maintenance(store.clone(), Duration::from_secs(60));
     let opts =
         HttpOptions { secret_key: Some(std::sync::Arc::new(secret_key)), ceremony_limits, ..HttpOptions::default() };

@@ -392,3 +392,28 @@ proptest! {
         })?;
     }
 }
+
+/// Databases from before usernames were normalized: names are renamed to
+/// their canonical form at start, unless that form is taken.
+#[tokio::test]
+async fn stored_usernames_are_normalized_on_start() {
+    let store = DbStore::connect("sqlite::memory:").await.expect("store");
+    let now = SystemTime::now();
+    let old = UserRecord::new("OldName", "Old", now).expect("user");
+    store.add_credential(Some(&old), &cred(1, &old), "a", now).await.expect("add");
+    let taken = UserRecord::new("bob", "bob", now).expect("user");
+    store.add_credential(Some(&taken), &cred(3, &taken), "a", now).await.expect("add");
+    let clash = UserRecord::new("BOB", "BOB", now).expect("user");
+    store.add_credential(Some(&clash), &cred(5, &clash), "a", now).await.expect("add");
+    // Cached under the old name before the migration.
+    assert!(store.user_by_username("OldName").await.expect("lookup").is_some());
+    let report = hwkey::account::username::migrate(&store).await.expect("migrate");
+    assert_eq!((report.renamed, report.conflicts.clone()), (1, vec!["BOB".to_owned()]), "{report:?}");
+    let e = env_with(Arc::new(SecretKeyring::ephemeral().expect("keys")), store.clone()).await;
+    e.svc.prepare().await.expect("prepare");
+    let renamed = store.user_by_username("oldname").await.expect("lookup").expect("renamed");
+    assert_eq!(renamed.handle, old.handle);
+    assert!(store.user_by_username("OldName").await.expect("lookup").is_none());
+    assert_eq!(store.user_by_username("bob").await.expect("lookup").expect("bob").handle, taken.handle);
+    assert_eq!(store.user_by_username("BOB").await.expect("lookup").expect("BOB").handle, clash.handle);
+}

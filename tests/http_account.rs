@@ -245,6 +245,7 @@ async fn the_database_file_holds_no_totp_secret_nor_session_key() {
     assert!(bytes.len() > 4096);
     let raw = OtpSecret::from_base32(&secret).expect("b32").as_bytes().to_vec();
     let find = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(find(b"hwkS"), "the sealed values were read (the search sees stored bytes)");
     assert!(!find(secret.as_bytes()), "the base32 secret is in the database file");
     assert!(!find(secret.to_lowercase().as_bytes()), "the base32 secret is in the database file");
     assert!(!find(&raw), "the raw TOTP secret is in the database file");

@@ -81,6 +81,7 @@ async fn no_row_holds_a_totp_secret_or_the_session_key() {
     }
     let raw = hwkey::otp::OtpSecret::from_base32(&secret).expect("b32").as_bytes().to_vec();
     let find = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(find(b"hwkS"), "the sealed values were read (the search sees stored bytes)");
     assert!(!find(secret.as_bytes()), "the base32 secret is in a row");
     assert!(!find(&raw), "the raw TOTP secret is in a row");
     let (body, mac) = token.split_at(token.len() - 32);

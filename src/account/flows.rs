@@ -355,6 +355,8 @@ impl<S: Store> AccountService<S> {
     ) -> Result<PasswordAccepted, AccountError> {
         let password = Password::new(password);
         let username = self.normalize_username(username)?;
+        // A busy pool refuses before the attempt is counted.
+        let slot = self.hasher().reserve()?;
         let now = self.now();
         if let Err(e) = throttle::attempt(self.store(), &throttle::account_subject(&username), addr, now).await {
             self.throttled(&username, &e).await;
@@ -369,7 +371,7 @@ impl<S: Store> AccountService<S> {
             None => None,
         };
         let has_hash = stored.is_some();
-        let ok = self.hasher().verify(stored, password).await?;
+        let ok = self.hasher().verify_in(slot, stored, password).await?;
         let (Some(user), true, true) = (user, has_hash, ok) else {
             throttle::address_failed(self.store(), addr, now).await?;
             if let Some(u) = self.store().user_by_username(&username).await? {
@@ -520,12 +522,14 @@ impl<S: Store> AccountService<S> {
         addr: Option<IpAddr>,
     ) -> Result<(NewSession, usize), AccountError> {
         let code: Zeroizing<String> = Zeroizing::new(code.chars().take(MAX_CODE_CHARS + 1).collect());
+        // A busy pool refuses before the attempt is counted.
+        let slot = self.hasher().reserve()?;
         let user = self.code_subject(&step, username, addr).await?;
         let method = if step.is_some() { SignInMethod::PasswordRecovery } else { SignInMethod::Recovery };
         let stored = self.store().recovery_code_hashes(&user.handle).await?;
         let remaining = stored.len();
         let pairs: Vec<(i64, String)> = stored.into_iter().map(|h| (h.id, h.hash)).collect();
-        let matched = self.hasher().run(move || super::factors::match_recovery_code(&code, &pairs)).await?;
+        let matched = self.hasher().run_in(slot, move || super::factors::match_recovery_code(&code, &pairs)).await?;
         let Some(id) = matched else {
             return Err(self.code_failed(&user, addr, "recovery code", "invalid_code").await);
         };

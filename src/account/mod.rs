@@ -365,6 +365,14 @@ impl<S: Store> AccountService<S> {
             .inner
             .secret
             .get_or_try_init(|| async {
+                let names = username::migrate(&self.inner.store).await?;
+                if names.renamed > 0 || !names.conflicts.is_empty() {
+                    tracing::warn!(
+                        "usernames: {} renamed to their RFC 8265 form; {} left as they were (taken or invalid)",
+                        names.renamed,
+                        names.conflicts.len()
+                    );
+                }
                 let report = secrets::migrate(&self.inner.store, &self.inner.keys).await?;
                 if report.sealed_clear > 0 || report.rotated > 0 {
                     tracing::warn!(

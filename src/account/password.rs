@@ -128,10 +128,28 @@ impl PasswordHasher {
         self.done.load(Ordering::Relaxed)
     }
 
-    /// Run `job` on a blocking thread if a slot is free; `overloaded` otherwise.
-    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AccountError> {
+    /// A slot for one job, if one is free; `overloaded` otherwise. A flow
+    /// takes it before it counts an attempt, so a refused request (503)
+    /// costs the caller no attempt.
+    pub fn reserve(&self) -> Result<Slot, AccountError> {
         let permit =
             self.permits.clone().try_acquire_owned().map_err(|_| AccountError::Overloaded { retry_after_s: 1 })?;
+        Ok(Slot(permit))
+    }
+
+    /// Run `job` on a blocking thread if a slot is free; `overloaded` otherwise.
+    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AccountError> {
+        let slot = self.reserve()?;
+        self.run_in(slot, job).await
+    }
+
+    /// Run `job` on a blocking thread in a reserved slot.
+    pub async fn run_in<T: Send + 'static>(
+        &self,
+        slot: Slot,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let permit = slot.0;
         let done = self.done.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -161,7 +179,18 @@ impl PasswordHasher {
     /// Whether `password` matches `stored` (a PHC string); with no stored
     /// hash, the same work against a dummy hash, and false.
     pub async fn verify(&self, stored: Option<String>, password: Password) -> Result<bool, AccountError> {
-        self.run(move || {
+        let slot = self.reserve()?;
+        self.verify_in(slot, stored, password).await
+    }
+
+    /// [`PasswordHasher::verify`] in a reserved slot.
+    pub async fn verify_in(
+        &self,
+        slot: Slot,
+        stored: Option<String>,
+        password: Password,
+    ) -> Result<bool, AccountError> {
+        self.run_in(slot, move || {
             let (phc, real) = match &stored {
                 Some(s) => (s.as_str(), true),
                 None => (dummy_hash(), false),
@@ -173,6 +202,10 @@ impl PasswordHasher {
         .await
     }
 }
+
+/// A reserved place on the pool ([`PasswordHasher::reserve`]); freed when dropped.
+#[derive(Debug)]
+pub struct Slot(tokio::sync::OwnedSemaphorePermit);
 
 /// A hash of a random password nobody knows, with the same parameters.
 fn dummy_hash() -> &'static str {

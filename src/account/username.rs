@@ -83,6 +83,40 @@ pub fn normalize(input: &str) -> Result<String, UsernameError> {
     Ok(name)
 }
 
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsernameMigration {
+    /// Users renamed to their canonical form.
+    pub renamed: u64,
+    /// Users left as they were: their canonical form is taken by another
+    /// account, or the name is not a valid username any more (they can
+    /// still sign in with a passkey, or be renamed by the operator).
+    pub conflicts: Vec<String>,
+}
+
+/// Rename every stored user whose name is not in canonical form (databases
+/// from before usernames were normalized), by compare-and-set.
+pub async fn migrate<S: crate::store::account::AccountStore>(
+    store: &S,
+) -> Result<UsernameMigration, crate::store::StoreError> {
+    let mut out = UsernameMigration::default();
+    for (handle, name) in store.usernames().await? {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        match normalize(&name) {
+            Ok(n) if n == name => {}
+            Ok(n) => {
+                if store.rename_user(&handle, &name, &n).await? {
+                    out.renamed += 1;
+                } else {
+                    out.conflicts.push(name);
+                }
+            }
+            Err(_) => out.conflicts.push(name),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

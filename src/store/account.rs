@@ -149,6 +149,18 @@ pub trait AccountStore: Send + Sync + 'static {
         new: &[u8],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Every user's (handle, username), for the username migration.
+    fn usernames(&self) -> impl Future<Output = Result<Vec<SecretRow>, StoreError>> + Send;
+
+    /// Rename a user by compare-and-set (`old` must still be its name);
+    /// false when it was not, or `new` is taken.
+    fn rename_user(
+        &self,
+        user_handle: &[u8],
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// How many attempts `subject` made since `since` (read only; see
     /// [`OtpStore::count_otp_attempt`](super::otp::OtpStore::count_otp_attempt) for counting one).
     fn attempts_since(&self, subject: &str, since: SystemTime) -> impl Future<Output = Result<u32, StoreError>> + Send;
@@ -184,6 +196,9 @@ pub(crate) mod sql {
                                    updated_ms = excluded.updated_ms RETURNING consecutive";
     pub const FAILURES: &str = "SELECT consecutive FROM account_failures WHERE user_handle = $1";
     pub const CLEAR_FAILURES: &str = "DELETE FROM account_failures WHERE user_handle = $1";
+    pub const USERNAMES: &str = "SELECT handle, username FROM users";
+    pub const RENAME_USER: &str = "UPDATE users SET username = $3 WHERE handle = $1 AND username = $2 \
+                                   AND NOT EXISTS (SELECT 1 FROM users WHERE username = $3)";
     pub const ATTEMPTS_SINCE: &str = "SELECT COUNT(*) FROM otp_attempts WHERE subject = $1 AND at_ms >= $2";
     pub const PURGE_AUDIT: &str = "DELETE FROM audit_log WHERE at_ms < $1";
     pub const PURGE_SESSIONS: &str = "DELETE FROM account_sessions WHERE expires_ms < $1";
@@ -341,6 +356,20 @@ macro_rules! impl_account_sql {
                 };
                 Ok(q.bind(old).bind(new).execute($write).await?.rows_affected() > 0)
             }
+            pub(crate) async fn acct_usernames(&self) -> Result<Vec<SecretRow>, StoreError> {
+                let $s = self;
+                let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(sql::USERNAMES).fetch_all($write).await?;
+                Ok(rows.into_iter().map(|(h, u)| (h, u.into_bytes())).collect())
+            }
+            pub(crate) async fn acct_rename_user(&self, h: &[u8], old: &str, new: &str) -> Result<bool, StoreError> {
+                let $s = self;
+                let r = sqlx::query(sql::RENAME_USER).bind(h).bind(old).bind(new).execute($write).await;
+                match r {
+                    Ok(r) => Ok(r.rows_affected() > 0),
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
             pub(crate) async fn acct_attempts_since(
                 &self,
                 subject: &str,
@@ -443,11 +472,35 @@ macro_rules! forward_account {
             async fn attempts_since(&self, subject: &str, since: SystemTime) -> Result<u32, StoreError> {
                 self.acct_attempts_since(subject, since).await
             }
+            async fn usernames(&self) -> Result<Vec<SecretRow>, StoreError> {
+                self.acct_usernames().await
+            }
+            async fn rename_user(&self, h: &[u8], old: &str, new: &str) -> Result<bool, StoreError> {
+                let renamed = self.acct_rename_user(h, old, new).await?;
+                if renamed {
+                    self.renamed_user(h, old);
+                }
+                Ok(renamed)
+            }
             async fn purge_account_data(&self, audit_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
                 self.acct_purge(audit_before, now).await
             }
         }
     };
+}
+
+#[cfg(feature = "sqlite")]
+impl super::sqlite::SqliteStore {
+    /// Drop a renamed user from the cache (it serves by username).
+    fn renamed_user(&self, handle: &[u8], old: &str) {
+        self.invalidate_cached_user(handle, old);
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl super::postgres::PgStore {
+    /// PostgreSQL keeps no cache.
+    fn renamed_user(&self, _handle: &[u8], _old: &str) {}
 }
 
 #[cfg(feature = "sqlite")]
@@ -523,6 +576,12 @@ impl AccountStore for super::DbStore {
     }
     async fn attempts_since(&self, subject: &str, since: SystemTime) -> Result<u32, StoreError> {
         delegate_acct!(self, s => s.attempts_since(subject, since))
+    }
+    async fn usernames(&self) -> Result<Vec<SecretRow>, StoreError> {
+        delegate_acct!(self, s => s.usernames())
+    }
+    async fn rename_user(&self, h: &[u8], old: &str, new: &str) -> Result<bool, StoreError> {
+        delegate_acct!(self, s => s.rename_user(h, old, new))
     }
     async fn purge_account_data(&self, audit_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         delegate_acct!(self, s => s.purge_account_data(audit_before, now))

@@ -327,6 +327,13 @@ impl SqliteStore {
     /// The writer pool (one connection), for operators' own queries. Writing
     /// through it bypasses the store's cache: change users and credentials
     /// through the [`Store`] methods instead.
+    /// Forget the cached user `username` / `handle` (after a rename).
+    pub(crate) fn invalidate_cached_user(&self, handle: &[u8], username: &str) {
+        let mut c = self.users();
+        c.invalidate_user(username);
+        c.invalidate_handle(handle);
+    }
+
     pub(crate) fn read_pool(&self) -> &SqlitePool {
         &self.read
     }

@@ -452,6 +452,7 @@ function renderActivity(events) {
     totp_disabled: "Authenticator app turned off",
     recovery_codes_generated: "New recovery codes made",
     recovery_code_used: "Recovery code used",
+    password_changed: "Password set, changed or removed",
   };
   for (const e of events) {
     let text = fmtTime(e.at) + " — " + (names[e.event] || e.event);
