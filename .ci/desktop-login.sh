@@ -209,7 +209,11 @@ if [ -n "$PAMU2F" ]; then
   pt "$SVC-u2f" root authenticate > "$WORK/u2f.log" 2>&1 || true
   # No HID key is attached, so pam_u2f cannot finish; it must have read the credential.
   grep -q 'Found 1 device(s) for user root' "$WORK/u2f.log" || { cat "$WORK/u2f.log"; fail "pam_u2f did not read the line"; }
-  if grep -Eq 'Failed to parse|Unable to parse|Invalid' "$WORK/u2f.log"; then cat "$WORK/u2f.log"; fail "pam_u2f could not parse the line"; fi
+  grep -q 'Attempting authentication with device number 1' "$WORK/u2f.log" || { cat "$WORK/u2f.log"; fail "pam_u2f did not try the credential"; }
+  # It decodes the key handle and converts the public key before it looks for devices.
+  if grep -Eq 'Failed to (parse|decode|convert)|Unknown COSE|Invalid point|Unable to parse' "$WORK/u2f.log"; then
+    cat "$WORK/u2f.log"; fail "pam_u2f could not parse the line"
+  fi
   echo "pam_u2f read the credential ($(basename "$PAMU2F"))"
 else
   echo "pam_u2f.so not found; skipped"

@@ -321,10 +321,26 @@ fn rp_for<'a>(c: &Credential, origin: &'a str, appid: &'a str) -> &'a str {
 
 /// Does `dev` hold credential `c` under `rp`? `Ok(false)` when the device
 /// answered no; `Err` when it did not answer properly.
-fn preflight(dev: &mut Device, c: &Credential, rp: &str, op: &Op) -> Result<bool, ClientError> {
+fn preflight(dev: &mut Device, c: &Credential, rp: &str, needs_uv: bool, op: &Op) -> Result<bool, ClientError> {
     let provider = default_provider();
     match &c.key_handle {
-        KeyHandle::Resident => Ok(dev.is_ctap2() && dev.option("rk") == Some(true)),
+        KeyHandle::Resident if !dev.is_ctap2() || dev.option("rk") != Some(true) => Ok(false),
+        KeyHandle::Resident => {
+            // A discoverable credential of the RP, found without user presence.
+            // One that needs UV (credProtect 3) hides here: then try the key anyway.
+            let req = GetAssertionRequest {
+                rp_id: rp.to_owned(),
+                client_data_hash: provider.random_bytes(32).map_err(|e| ClientError::Malformed(e.to_string()))?,
+                options: Some(CommandOptions { up: Some(false), ..Default::default() }),
+                ..Default::default()
+            };
+            match dev.get_assertion(&req, op) {
+                Ok(_) => Ok(true),
+                Err(ClientError::NoCredentials) => Ok(needs_uv),
+                Err(e @ (ClientError::Hid(_) | ClientError::Timeout | ClientError::Cancelled)) => Err(e),
+                Err(_) => Ok(true),
+            }
+        }
         KeyHandle::Id(id) if dev.is_ctap2() => {
             let req = GetAssertionRequest {
                 rp_id: rp.to_owned(),
@@ -562,7 +578,7 @@ pub fn authenticate(req: &mut Request<'_>) -> PamCode {
                 continue;
             }
             let pre_op = Op::until(deadline.min(Instant::now() + Duration::from_secs(3)));
-            match preflight(dev, c, rp, &pre_op) {
+            match preflight(dev, c, rp, r.pin || r.uv == Some(true), &pre_op) {
                 Ok(true) => {
                     answered[di] = true;
                     ctx.debug(&format!("key {}: held by {}", ci + 1, dev.describe()));
