@@ -40,11 +40,13 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 ssh -V
 
-step "build (release, workspace)"
-cargo build --release --workspace --quiet
-HWKEY=$ROOT/target/release/hwkey
-SK=$ROOT/target/release/libhwkey_sk.so
-PAMSO=$ROOT/target/release/libpam_hwkey.so
+# HWKEY_DESKTOP_PROFILE=debug uses a debug build (local runs); CI builds release.
+PROFILE=${HWKEY_DESKTOP_PROFILE:-release}
+step "build ($PROFILE, workspace)"
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --quiet; else cargo build --workspace --quiet; fi
+HWKEY=$ROOT/target/$PROFILE/hwkey
+SK=$ROOT/target/$PROFILE/libhwkey_sk.so
+PAMSO=$ROOT/target/$PROFILE/libpam_hwkey.so
 [ -f "$SK" ] && [ -f "$PAMSO" ] || fail "the cdylibs were not built"
 
 WORK=$(mktemp -d /tmp/hwkey-desktop.XXXXXX)

@@ -321,7 +321,7 @@ fn pinverification_asks_for_the_pin() {
     let home = Home::new("pin");
     let k = key_with(Some("1234"), true);
     let c = enroll_on(&k, &enroll_opts("alice"), Some("1234"));
-    home.write(&authfile::format_line("alice", &[c.clone()]));
+    home.write(&authfile::format_line("alice", std::slice::from_ref(&c)));
     let mut conv = Conv { pin: Some("1234".into()), ..Default::default() };
     assert_eq!(run(&opts(&["pinverification=1"]), &home.user("alice"), &mut conv, &[&k]), PamCode::Success);
     assert_eq!(conv.prompts, vec!["Please enter the PIN: ".to_owned()]);
