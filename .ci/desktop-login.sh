@@ -40,6 +40,9 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 ssh -V
 
+step "clippy of the FFI shims (pam/, sk/; the root's clippy covers hwkey only)"
+cargo clippy -p hwkey-pam -p hwkey-sk --all-targets -- -D warnings
+
 # HWKEY_DESKTOP_PROFILE=debug uses a debug build (local runs); CI builds release.
 PROFILE=${HWKEY_DESKTOP_PROFILE:-release}
 step "build ($PROFILE, workspace)"
