@@ -40,11 +40,16 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 ssh -V
 
-step "build (release, workspace)"
-cargo build --release --workspace --quiet
-HWKEY=$ROOT/target/release/hwkey
-SK=$ROOT/target/release/libhwkey_sk.so
-PAMSO=$ROOT/target/release/libpam_hwkey.so
+step "clippy of the FFI shims (pam/, sk/; the root's clippy covers hwkey only)"
+cargo clippy -p hwkey-pam -p hwkey-sk --all-targets -- -D warnings
+
+# HWKEY_DESKTOP_PROFILE=debug uses a debug build (local runs); CI builds release.
+PROFILE=${HWKEY_DESKTOP_PROFILE:-release}
+step "build ($PROFILE, workspace)"
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --quiet; else cargo build --workspace --quiet; fi
+HWKEY=$ROOT/target/$PROFILE/hwkey
+SK=$ROOT/target/$PROFILE/libhwkey_sk.so
+PAMSO=$ROOT/target/$PROFILE/libpam_hwkey.so
 [ -f "$SK" ] && [ -f "$PAMSO" ] || fail "the cdylibs were not built"
 
 WORK=$(mktemp -d /tmp/hwkey-desktop.XXXXXX)
@@ -98,17 +103,17 @@ if $T ssh-keygen -q -t ecdsa-sk -w "$SK" -O resident -O user=ci -O application=s
   fail "a second resident key for the same user was not refused"
 fi
 echo "second resident key refused: $(tail -n1 "$WORK/exists.log")"
-# On the other key, for the wrong-key login below.
-HWKEY_DEVICE="udp:$DEV2" $T ssh-keygen -q -t ecdsa-sk -w "$SK" -f "$WORK/id_wrong" -N '' </dev/null
+# For the failing logins below: a key not in authorized_keys, and an
+# authorized key whose credential lives on the other device.
+$T ssh-keygen -q -t ecdsa-sk -w "$SK" -f "$WORK/id_wrong" -N '' </dev/null
+HWKEY_DEVICE="udp:$DEV2" $T ssh-keygen -q -t ecdsa-sk -w "$SK" -f "$WORK/id_otherdev" -N '' </dev/null
 
 step "ssh-keygen -Y sign / -Y verify"
 echo "hello from hwkey" > "$WORK/msg"
 for k in id_ecdsa_sk id_ed25519_sk id_uv; do
   rm -f "$WORK/msg.sig"
   $T ssh-keygen -q -Y sign -f "$WORK/$k" -n file "$WORK/msg" </dev/null
-  opt=""
-  [ "$k" = id_uv ] && opt="verify-required "
-  echo "ci@example ${opt}$(cut -d' ' -f1,2 "$WORK/$k.pub")" > "$WORK/allowed_signers"
+  echo "ci@example $(cut -d' ' -f1,2 "$WORK/$k.pub")" > "$WORK/allowed_signers"
   ssh-keygen -Y verify -f "$WORK/allowed_signers" -I ci@example -n file -s "$WORK/msg.sig" < "$WORK/msg" \
     || fail "-Y verify of $k"
   if echo "tampered" | ssh-keygen -Y verify -f "$WORK/allowed_signers" -I ci@example -n file -s "$WORK/msg.sig" >/dev/null 2>&1; then
@@ -128,6 +133,9 @@ mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -f "$WORK/hostkey" -N ''
 cut -d' ' -f1,2 "$WORK/id_ecdsa_sk.pub" > "$WORK/authorized_keys"
 cut -d' ' -f1,2 "$WORK/id_ed25519_sk.pub" >> "$WORK/authorized_keys"
+cut -d' ' -f1,2 "$WORK/id_otherdev.pub" >> "$WORK/authorized_keys"
+# sshd checks the UV flag of this one: the PIN (through SSH_ASKPASS) must have been used.
+echo "verify-required $(cut -d' ' -f1,2 "$WORK/id_uv.pub")" >> "$WORK/authorized_keys"
 chmod 600 "$WORK/authorized_keys"
 PORT=""
 for _ in 1 2 3 4 5; do
@@ -158,8 +166,11 @@ ssh_to() { # KEY
 }
 [ "$(ssh_to id_ecdsa_sk)" = logged-in-with-hwkey ] || fail "ssh login with ecdsa-sk"
 [ "$(ssh_to id_ed25519_sk)" = logged-in-with-hwkey ] || fail "ssh login with ed25519-sk"
+[ "$(ssh_to id_uv)" = logged-in-with-hwkey ] || fail "ssh login with a verify-required key (PIN)"
 if ssh_to id_wrong >/dev/null 2>&1; then fail "ssh login with a key not in authorized_keys succeeded"; fi
-echo "ssh: logged in with ecdsa-sk and ed25519-sk; the other key was refused"
+# Authorized, but the device at HWKEY_DEVICE does not hold the credential: no signature, no login.
+if ssh_to id_otherdev >/dev/null 2>&1; then fail "ssh login without the device holding the key succeeded"; fi
+echo "ssh: logged in with ecdsa-sk, ed25519-sk and a verify-required key; a key not authorized and a key on another device were refused"
 kill "$(cat "$WORK/sshd.pid")" 2>/dev/null || true
 
 step "PAM: hwkey pam enroll, pamtester"
@@ -209,7 +220,11 @@ if [ -n "$PAMU2F" ]; then
   pt "$SVC-u2f" root authenticate > "$WORK/u2f.log" 2>&1 || true
   # No HID key is attached, so pam_u2f cannot finish; it must have read the credential.
   grep -q 'Found 1 device(s) for user root' "$WORK/u2f.log" || { cat "$WORK/u2f.log"; fail "pam_u2f did not read the line"; }
-  if grep -Eq 'Failed to parse|Unable to parse|Invalid' "$WORK/u2f.log"; then cat "$WORK/u2f.log"; fail "pam_u2f could not parse the line"; fi
+  grep -q 'Attempting authentication with device number 1' "$WORK/u2f.log" || { cat "$WORK/u2f.log"; fail "pam_u2f did not try the credential"; }
+  # It decodes the key handle and converts the public key before it looks for devices.
+  if grep -Eq 'Failed to (parse|decode|convert)|Unknown COSE|Invalid point|Unable to parse' "$WORK/u2f.log"; then
+    cat "$WORK/u2f.log"; fail "pam_u2f could not parse the line"
+  fi
   echo "pam_u2f read the credential ($(basename "$PAMU2F"))"
 else
   echo "pam_u2f.so not found; skipped"

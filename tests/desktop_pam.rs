@@ -321,7 +321,7 @@ fn pinverification_asks_for_the_pin() {
     let home = Home::new("pin");
     let k = key_with(Some("1234"), true);
     let c = enroll_on(&k, &enroll_opts("alice"), Some("1234"));
-    home.write(&authfile::format_line("alice", &[c.clone()]));
+    home.write(&authfile::format_line("alice", std::slice::from_ref(&c)));
     let mut conv = Conv { pin: Some("1234".into()), ..Default::default() };
     assert_eq!(run(&opts(&["pinverification=1"]), &home.user("alice"), &mut conv, &[&k]), PamCode::Success);
     assert_eq!(conv.prompts, vec!["Please enter the PIN: ".to_owned()]);
@@ -358,7 +358,12 @@ fn resident_credential() {
     assert_eq!(c.key_handle, KeyHandle::Resident);
     home.write(&authfile::format_line("alice", &[c]));
     assert_eq!(run(&opts(&[]), &home.user("alice"), &mut Conv::default(), &[&k]), PamCode::Success);
-    assert_eq!(run(&opts(&[]), &home.user("alice"), &mut Conv::default(), &[&key()]), PamCode::AuthErr);
+    // A key without a resident credential for the origin is not asked for a touch.
+    let other = key();
+    let before = other.ups();
+    assert_eq!(run(&opts(&[]), &home.user("alice"), &mut Conv::default(), &[&other, &k]), PamCode::Success);
+    assert_eq!(run(&opts(&[]), &home.user("alice"), &mut Conv::default(), &[&other]), PamCode::AuthErr);
+    assert_eq!(other.ups(), before);
 }
 
 #[test]
@@ -385,4 +390,61 @@ fn userpresence_0_needs_no_touch() {
     let before = k.ups();
     assert_eq!(run(&opts(&["userpresence=0"]), &home.user("alice"), &mut Conv::default(), &[&k]), PamCode::Success);
     assert_eq!(k.ups(), before);
+}
+
+/// A key that answers U2F only (no CBOR capability in CTAPHID INIT).
+struct U2fOnly(Authenticator);
+
+impl hwkey::transport::ctaphid::Handler for U2fOnly {
+    fn start(
+        &mut self,
+        kind: hwkey::transport::ctaphid::MessageKind,
+        request: &[u8],
+        now: std::time::Instant,
+    ) -> hwkey::transport::ctaphid::Outcome {
+        <Authenticator as hwkey::transport::ctaphid::Handler>::start(&mut self.0, kind, request, now)
+    }
+    fn poll(&mut self, now: std::time::Instant) -> hwkey::transport::ctaphid::Outcome {
+        <Authenticator as hwkey::transport::ctaphid::Handler>::poll(&mut self.0, now)
+    }
+    fn cancel(&mut self) {
+        <Authenticator as hwkey::transport::ctaphid::Handler>::cancel(&mut self.0)
+    }
+    fn supports_cbor(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn old_format_u2f_line_uses_the_appid_on_ctap2_and_u2f_only_keys() {
+    let appid = "pam://legacyhost";
+    let p = hwkey::crypto::default_provider();
+    for u2f_only in [false, true] {
+        let home = Home::new(if u2f_only { "old-u2f" } else { "old-ctap2" });
+        let a = Authenticator::in_memory().unwrap();
+        let dev = if u2f_only {
+            MemoryDevice::spawn(U2fOnly(a), DeviceConfig::default())
+        } else {
+            MemoryDevice::spawn(a, DeviceConfig::default())
+        };
+        let k = Key { dev, ups: Arc::default(), grant: Arc::new(AtomicBool::new(true)) };
+        let reg = k.open().u2f_register(&[7; 32], &p.sha256(&[appid.as_bytes()]), &op()).unwrap();
+        // pamu2fcfg 1.0.x: URL-safe base64 key handle, hex public key, nothing else.
+        use base64::Engine;
+        let kh = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&reg.key_handle);
+        let hex: String = reg.public_key.iter().map(|b| format!("{b:02x}")).collect();
+        home.write(&format!("alice:{kh},{hex}\n"));
+        let with_appid = format!("appid={appid}");
+        assert_eq!(
+            run(&opts(&[&with_appid]), &home.user("alice"), &mut Conv::default(), &[&k]),
+            PamCode::Success,
+            "u2f_only={u2f_only}"
+        );
+        // The default appid (the origin pam://testhost) is another application.
+        assert_eq!(
+            run(&opts(&[]), &home.user("alice"), &mut Conv::default(), &[&k]),
+            PamCode::AuthErr,
+            "u2f_only={u2f_only}"
+        );
+    }
 }

@@ -321,10 +321,26 @@ fn rp_for<'a>(c: &Credential, origin: &'a str, appid: &'a str) -> &'a str {
 
 /// Does `dev` hold credential `c` under `rp`? `Ok(false)` when the device
 /// answered no; `Err` when it did not answer properly.
-fn preflight(dev: &mut Device, c: &Credential, rp: &str, op: &Op) -> Result<bool, ClientError> {
+fn preflight(dev: &mut Device, c: &Credential, rp: &str, needs_uv: bool, op: &Op) -> Result<bool, ClientError> {
     let provider = default_provider();
     match &c.key_handle {
-        KeyHandle::Resident => Ok(dev.is_ctap2() && dev.option("rk") == Some(true)),
+        KeyHandle::Resident if !dev.is_ctap2() || dev.option("rk") != Some(true) => Ok(false),
+        KeyHandle::Resident => {
+            // A discoverable credential of the RP, found without user presence.
+            // One that needs UV (credProtect 3) hides here: then try the key anyway.
+            let req = GetAssertionRequest {
+                rp_id: rp.to_owned(),
+                client_data_hash: provider.random_bytes(32).map_err(|e| ClientError::Malformed(e.to_string()))?,
+                options: Some(CommandOptions { up: Some(false), ..Default::default() }),
+                ..Default::default()
+            };
+            match dev.get_assertion(&req, op) {
+                Ok(_) => Ok(true),
+                Err(ClientError::NoCredentials) => Ok(needs_uv),
+                Err(e @ (ClientError::Hid(_) | ClientError::Timeout | ClientError::Cancelled)) => Err(e),
+                Err(_) => Ok(true),
+            }
+        }
         KeyHandle::Id(id) if dev.is_ctap2() => {
             let req = GetAssertionRequest {
                 rp_id: rp.to_owned(),
@@ -562,7 +578,7 @@ pub fn authenticate(req: &mut Request<'_>) -> PamCode {
                 continue;
             }
             let pre_op = Op::until(deadline.min(Instant::now() + Duration::from_secs(3)));
-            match preflight(dev, c, rp, &pre_op) {
+            match preflight(dev, c, rp, r.pin || r.uv == Some(true), &pre_op) {
                 Ok(true) => {
                     answered[di] = true;
                     ctx.debug(&format!("key {}: held by {}", ci + 1, dev.describe()));
@@ -602,4 +618,82 @@ pub fn authenticate(req: &mut Request<'_>) -> PamCode {
         }
     }
     PamCode::AuthErr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desktop::authfile::{CoseType, CredentialOptions};
+
+    #[test]
+    fn options_as_pam_u2f_names_them() {
+        let (o, w) = PamOptions::parse(&[
+            "authfile=/etc/u2f_mappings",
+            "cue",
+            "[cue_prompt=Touch it now]",
+            "nouserok",
+            "pinverification=1",
+            "userverification=0",
+            "userpresence=1",
+            "origin=pam://box",
+            "appid=pam://old",
+            "debug",
+            "debug_file=stderr",
+            "max_devices=3",
+            "nodetect",
+            "timeout=7",
+            "device=udp:127.0.0.1:9,/dev/hidraw1",
+            "alwaysok",
+            "userpresence=2",
+            "bogus",
+        ])
+        .unwrap();
+        assert_eq!(o.authfile.as_deref(), Some("/etc/u2f_mappings"));
+        assert!(o.cue && o.nouserok && o.debug && o.debug_stderr && o.nodetect);
+        assert_eq!(o.cue_prompt.as_deref(), Some("Touch it now"));
+        assert_eq!((o.pinverification, o.userverification, o.userpresence), (Some(true), Some(false), Some(true)));
+        assert_eq!((o.origin.as_deref(), o.appid.as_deref()), (Some("pam://box"), Some("pam://old")));
+        assert_eq!((o.max_devices, o.timeout), (3, Duration::from_secs(7)));
+        assert_eq!(o.devices.0.len(), 2);
+        // alwaysok is refused (ignored with a warning), as are bad values and unknown options.
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("alwaysok"));
+        assert!(PamOptions::parse(&["device=usb:1"]).is_err());
+    }
+
+    #[test]
+    fn requirements_follow_pam_u2f() {
+        let c = |opts: &str| Credential {
+            key_handle: KeyHandle::Resident,
+            public_key: vec![0; 64],
+            cose_type: CoseType::Es256,
+            options: CredentialOptions::parse(opts),
+            old_format: false,
+        };
+        let o = |args: &[&str]| PamOptions::parse(args).unwrap().0;
+        let r = Requirements::of(&o(&[]), &c("+presence"));
+        assert_eq!(r, Requirements { up: Some(true), uv: None, pin: false });
+        let r = Requirements::of(&o(&["userpresence=0"]), &c(""));
+        assert_eq!(r.up, Some(false));
+        // The line wins over =0 (pam-u2f: "=1 or the line" turns it on).
+        let r = Requirements::of(&o(&["userpresence=0", "pinverification=0"]), &c("+presence+pin"));
+        assert_eq!(r, Requirements { up: Some(true), uv: None, pin: true });
+        let r = Requirements::of(&o(&["userverification=1"]), &c(""));
+        assert_eq!(r.uv, Some(true));
+    }
+
+    #[test]
+    fn authfile_paths() {
+        let u = UserInfo { name: "al".into(), uid: 1000, home: "/home/al".into() };
+        let o = |args: &[&str]| PamOptions::parse(args).unwrap().0;
+        assert_eq!(authfile_path(&o(&[]), &u).unwrap(), PathBuf::from("/home/al/.config/Yubico/u2f_keys"));
+        assert_eq!(
+            authfile_path(&o(&["authfile=.ssh/u2f_keys"]), &u).unwrap(),
+            PathBuf::from("/home/al/.ssh/u2f_keys")
+        );
+        assert_eq!(authfile_path(&o(&["authfile=/etc/m"]), &u).unwrap(), PathBuf::from("/etc/m"));
+        assert_eq!(authfile_path(&o(&["expand", "authfile=/etc/%u/%%k"]), &u).unwrap(), PathBuf::from("/etc/al/%k"));
+        assert!(authfile_path(&o(&["expand", "authfile=/etc/%x"]), &u).is_err());
+        assert!(authfile_path(&o(&["authfile="]), &u).is_err());
+    }
 }
