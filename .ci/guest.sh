@@ -43,7 +43,11 @@ echo "virtme-ng $("$VENV/bin/vng" --version 2>&1 | head -n1); qemu $(qemu-system
 
 echo "building hwkey on the host"
 cargo build --bin hwkey --quiet || { echo "FAIL: cargo build --bin hwkey"; exit 1; }
-HWKEY=$PWD/target/debug/hwkey
+# The guest runs a private copy: a cargo build on the host while the guest
+# runs (the guest reads the host's files) must not swap the binary under it.
+mkdir -p target/guest
+cp target/debug/hwkey target/guest/hwkey
+HWKEY=$PWD/target/guest/hwkey
 
 # /dev/kvm on these CI machines is PVM and cannot boot a stock kernel: use
 # TCG unless real KVM (kvm_intel/kvm_amd) is there.

@@ -166,14 +166,14 @@ check "pamtester refuses a key handle the device does not know" sh -c "! pamtest
 # udev: the project's rule tags the node.
 if [ -n "$UDEVD" ]; then
   check "udevadm info $DEV: ID_FIDO_TOKEN=1 and the uaccess tag" sh -c \
-    "udevadm info '$DEV' | tee /dev/stderr | grep -q 'ID_FIDO_TOKEN=1' && udevadm info '$DEV' | grep -E '^(E: (CURRENT_)?TAGS|G:)' | grep -q uaccess"
+    "udevadm info '$DEV' | tee /dev/stderr | grep -q 'ID_FIDO_TOKEN=1' && udevadm info '$DEV' | grep -E '^(E: CURRENT_TAGS=|Q:)' | grep -q ':uaccess:'"
   # systemd's own 60-fido-id.rules + 70-uaccess.rules tag FIDO nodes too:
   # mask them (a same-named file in /etc wins) so only udev/70-hwkey.rules can.
   ln -sf /dev/null /etc/udev/rules.d/60-fido-id.rules
   ln -sf /dev/null /etc/udev/rules.d/70-uaccess.rules
   udevadm control --reload
   check "udev/70-hwkey.rules alone tags $DEV uaccess (systemd's FIDO rules masked)" sh -c \
-    "udevadm trigger --action=add --settle /sys/class/hidraw/$(basename "$DEV") && udevadm info '$DEV' | tee /dev/stderr | grep -E '^(E: (CURRENT_)?TAGS|G:)' | grep -q uaccess"
+    "udevadm trigger --action=add --settle /sys/class/hidraw/$(basename "$DEV") && udevadm info '$DEV' | tee /dev/stderr | grep -E '^(E: CURRENT_TAGS=|Q:)' | grep -q ':uaccess:'"
 fi
 
 # Permission errors name the node and the udev rule (the node is root's 0600
@@ -206,10 +206,15 @@ check "hwkey yubikey program slot 1, then ykman computes with it" sh -c \
   "'$HWKEY' yubikey program --slot 1 --hmac-key 0102030405 &&
    [ \"\$(ykman otp calculate 1 $CHAL)\" = \"\$(/usr/bin/python3 -c \"import hmac,hashlib;print(hmac.new(bytes.fromhex('0102030405'),bytes.fromhex('$CHAL'),hashlib.sha1).hexdigest())\")\" ]"
 check "hwkey list shows both FIDO devices (several devices)" sh -c "'$HWKEY' list | tee /dev/stderr | grep -c hidraw | grep -qx 2"
+if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+  check "YubiKey OTP node unreadable: the error names the node and the udev rules" sh -c \
+    "setpriv --reuid=nobody --regid=nogroup --clear-groups '$HWKEY' yubikey info --device 'hid:$OTP' 2>&1 | tee /dev/stderr | grep -q \"permission denied opening $OTP.*udev/70-hwkey.rules\""
+fi
+check "hwkey info with two FIDO devices connected (touch to select) completes" sh -c "'$HWKEY' info --json | grep -q FIDO_2_1"
 check "fido2-token -I on the YubiKey's FIDO interface ($YFIDO)" sh -c "fido2-token -I '$YFIDO' | grep -q FIDO_2"
 if [ -n "$UDEVD" ]; then
   check "udevadm info $OTP (YubiKey OTP interface): uaccess tag" sh -c \
-    "udevadm info '$OTP' | tee /dev/stderr | grep -E '^(E: (CURRENT_)?TAGS|G:)' | grep -q uaccess"
+    "udevadm info '$OTP' | tee /dev/stderr | grep -E '^(E: CURRENT_TAGS=|Q:)' | grep -q ':uaccess:'"
 fi
 
 # ---------------------------------------------------------------------------
