@@ -16,7 +16,6 @@ fn big_map(n: usize) -> Vec<u8> {
 /// fuzz campaign's hang limit (1 s), far above linear time (a few ms) and
 /// far below what the quadratic check took.
 #[test]
-#[ignore = "fixed by the issue 11 engineer in src/proto/cbor.rs; un-ignore once merged (fails before)"]
 fn cbor_big_map_decodes_in_linear_time() {
     // 32 000 entries: 64 001 items, within the decoder's 65 536-item limit.
     let input = big_map(32_000);
@@ -50,7 +49,6 @@ mod server {
     /// "example.com") start inside "é". Target `client_data`, reproducer in
     /// its corpus.
     #[test]
-    #[ignore = "fixed by the issue 11 engineer in src/server/origin.rs; un-ignore once merged (panics before)"]
     fn non_ascii_origin_host_is_refused_without_panic() {
         let mut c = RpConfig::new("example.com", "Example", "https://example.com");
         c.allow_subdomains = true;
