@@ -417,3 +417,26 @@ async fn stored_usernames_are_normalized_on_start() {
     assert_eq!(store.user_by_username("bob").await.expect("lookup").expect("bob").handle, taken.handle);
     assert_eq!(store.user_by_username("BOB").await.expect("lookup").expect("BOB").handle, clash.handle);
 }
+
+/// A password change, the end of the other sessions and its audit event are
+/// one transaction: all there after it, none after a refused one.
+#[tokio::test]
+async fn a_password_change_and_its_event_are_written_together() {
+    let e = env().await;
+    let u = e.user("hal", 1).await;
+    let me = e.session(&u, SignInMethod::Key).await;
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    let q = hwkey::store::AuditQuery {
+        username: Some("hal".into()),
+        kind: Some(hwkey::store::AuditKind::PasswordChanged),
+        ..Default::default()
+    };
+    assert!(matches!(e.svc.remove_password(e.svc.step_up(&me).expect("step-up")).await, Err(AccountError::NoPassword)));
+    assert!(e.store.audit_events(&q).await.expect("events").is_empty());
+    e.svc.set_password(e.svc.step_up(&me).expect("step-up"), PASSWORD).await.expect("set");
+    let events = e.store.audit_events(&q).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert!(events[0].detail.contains("password set"));
+    assert!(e.svc.authenticate(&other.token).await.expect("auth").is_none());
+    assert!(e.store.password_hash(&u.handle).await.expect("hash").is_some());
+}

@@ -43,6 +43,45 @@ async fn two_instances(url: &str) -> (PgStore, Client, PgStore, Client) {
     (a, ca, b, cb)
 }
 
+/// Passwords and sessions across two instances: a password set through A
+/// ends the session made through B; the password step through B is
+/// completed through A; wrong passwords count on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_sessions_across_two_instances() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "passwords").await;
+    let (a, mut ca, b, cb) = two_instances(&db.url).await;
+    let mut key = SoftKey::new();
+    ca.register("pam", &mut key, json!({})).await.ok();
+    let mut on_b = Client { app: cb.app.clone(), ..Client::new(cb.app.clone()) };
+    on_b.login(Some("pam"), &mut key).await.ok();
+    assert_eq!(ca.get("/api/sessions").await.ok()["sessions"].as_array().map(Vec::len), Some(2));
+    ca.post("/api/account/password", &json!({"password": "correct horse battery staple"})).await.ok();
+    on_b.get("/api/me").await.assert_error(401, "not_signed_in");
+    for _ in 0..2 {
+        on_b.post("/api/login/password", &json!({"username": "pam", "password": "wrong one here"}))
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    let failures = hwkey::store::account::AccountStore::failures(&a, &key.user_handle.clone().expect("handle"))
+        .await
+        .expect("failures");
+    assert_eq!(failures, 2);
+    on_b.post("/api/login/password", &json!({"username": "pam", "password": "correct horse battery staple"}))
+        .await
+        .ok();
+    let mut on_a = Client { app: ca.app.clone(), ..on_b.clone() };
+    let r = on_a.login(Some("pam"), &mut key).await;
+    r.ok();
+    let me = on_a.get("/api/sessions").await.ok().clone();
+    let current =
+        me["sessions"].as_array().expect("list").iter().find(|s| s["current"] == true).cloned().expect("current");
+    assert_eq!(current["method"], "password+security_key");
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}
+
 /// After enrollment, no row of any table holds the TOTP secret (base32 or
 /// raw) or the session-signing key (searched as every 32-byte window that
 /// would sign the session token).

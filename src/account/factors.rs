@@ -123,37 +123,33 @@ impl<S: Store> AccountService<S> {
         })
     }
 
-    /// Set or change the password; ends the account's other sessions.
+    /// Set or change the password; ends the account's other sessions. The
+    /// change, the ending and the audit event are one transaction.
     pub async fn set_password(&self, proof: StepUp<'_>, password: &str) -> Result<(), AccountError> {
         let auth = proof.auth();
         let password = Password::new(password);
         password.check_new()?;
         let hash = self.hasher().hash(password).await?;
         let had = self.store().password_hash(&auth.user.handle).await?.is_some();
-        self.store().set_password_hash(&auth.user.handle, Some(&hash), self.now()).await?;
-        let ended = self.end_other_sessions(auth).await?;
-        let what = if had { "password changed" } else { "password set" };
-        self.audit(
-            user_event(AuditKind::PasswordChanged, &auth.user).detail(format!("{what}; {ended} other sessions ended")),
-            true,
-        )
-        .await;
+        let what = if had { "password changed; other sessions ended" } else { "password set; other sessions ended" };
+        let event = super::audit::bounded(user_event(AuditKind::PasswordChanged, &auth.user).detail(what), true);
+        self.store().change_password(&auth.user.handle, Some(&hash), &auth.session.id, &event, self.now()).await?;
         Ok(())
     }
 
-    /// Remove the password; ends the account's other sessions.
+    /// Remove the password; ends the account's other sessions (one
+    /// transaction with the audit event).
     pub async fn remove_password(&self, proof: StepUp<'_>) -> Result<(), AccountError> {
         let auth = proof.auth();
-        if !self.store().set_password_hash(&auth.user.handle, None, self.now()).await? {
+        let event = super::audit::bounded(
+            user_event(AuditKind::PasswordChanged, &auth.user).detail("password removed; other sessions ended"),
+            true,
+        );
+        let (changed, _) =
+            self.store().change_password(&auth.user.handle, None, &auth.session.id, &event, self.now()).await?;
+        if !changed {
             return Err(AccountError::NoPassword);
         }
-        let ended = self.end_other_sessions(auth).await?;
-        self.audit(
-            user_event(AuditKind::PasswordChanged, &auth.user)
-                .detail(format!("password removed; {ended} other sessions ended")),
-            true,
-        )
-        .await;
         Ok(())
     }
 

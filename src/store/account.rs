@@ -84,6 +84,19 @@ pub trait AccountStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Set (`Some`) or remove (`None`) the user's password hash, end every
+    /// other session of the user (all but `keep`) and append `event`, in one
+    /// transaction. (changed, sessions ended); nothing happens when removing
+    /// an unset password.
+    fn change_password(
+        &self,
+        user_handle: &[u8],
+        hash: Option<&str>,
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(bool, u64), StoreError>> + Send;
+
     /// Store a new session row.
     fn insert_session(&self, session: &SessionRow) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -200,6 +213,8 @@ pub(crate) mod sql {
     pub const RENAME_USER: &str = "UPDATE users SET username = $3 WHERE handle = $1 AND username = $2 \
                                    AND NOT EXISTS (SELECT 1 FROM users WHERE username = $3)";
     pub const ATTEMPTS_SINCE: &str = "SELECT COUNT(*) FROM otp_attempts WHERE subject = $1 AND at_ms >= $2";
+    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
+                                    VALUES ($1, $2, $3, $4, $5, $6, $7)";
     pub const PURGE_AUDIT: &str = "DELETE FROM audit_log WHERE at_ms < $1";
     pub const PURGE_SESSIONS: &str = "DELETE FROM account_sessions WHERE expires_ms < $1";
 }
@@ -256,6 +271,40 @@ macro_rules! impl_account_sql {
                     None => sqlx::query(sql::DELETE_PASSWORD).bind(h).execute($write).await?,
                 };
                 Ok(r.rows_affected() > 0)
+            }
+            pub(crate) async fn acct_change_password(
+                &self,
+                h: &[u8],
+                hash: Option<&str>,
+                keep: &[u8],
+                e: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<(bool, u64), StoreError> {
+                let $s = self;
+                let now = super::ms(now);
+                let mut tx = $write.begin().await?;
+                let changed = match hash {
+                    Some(hash) => sqlx::query(sql::SET_PASSWORD).bind(h).bind(hash).bind(now).execute(&mut *tx).await?,
+                    None => sqlx::query(sql::DELETE_PASSWORD).bind(h).execute(&mut *tx).await?,
+                }
+                .rows_affected()
+                    > 0;
+                if !changed {
+                    return Ok((false, 0));
+                }
+                let ended = sqlx::query(sql::END_OTHERS).bind(h).bind(keep).execute(&mut *tx).await?.rows_affected();
+                sqlx::query(sql::INSERT_AUDIT)
+                    .bind(now)
+                    .bind(e.kind.as_str())
+                    .bind(e.username.as_deref())
+                    .bind(e.user_handle.as_deref())
+                    .bind(e.credential_id.as_deref())
+                    .bind(e.code.as_deref())
+                    .bind(e.detail.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok((true, ended))
             }
             pub(crate) async fn acct_insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
                 let $s = self;
@@ -416,6 +465,16 @@ macro_rules! forward_account {
             ) -> Result<bool, StoreError> {
                 self.acct_set_password_hash(h, hash, now).await
             }
+            async fn change_password(
+                &self,
+                h: &[u8],
+                hash: Option<&str>,
+                keep: &[u8],
+                event: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<(bool, u64), StoreError> {
+                self.acct_change_password(h, hash, keep, event, now).await
+            }
             async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
                 self.acct_insert_session(r).await
             }
@@ -526,6 +585,16 @@ impl AccountStore for super::DbStore {
     }
     async fn set_password_hash(&self, h: &[u8], hash: Option<&str>, now: SystemTime) -> Result<bool, StoreError> {
         delegate_acct!(self, s => s.set_password_hash(h, hash, now))
+    }
+    async fn change_password(
+        &self,
+        h: &[u8],
+        hash: Option<&str>,
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> Result<(bool, u64), StoreError> {
+        delegate_acct!(self, s => s.change_password(h, hash, keep, event, now))
     }
     async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
         delegate_acct!(self, s => s.insert_session(r))
