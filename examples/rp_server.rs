@@ -226,8 +226,10 @@ fn load_metadata(args: &Args) -> Result<Option<MetadataService>, String> {
     let blob = std::fs::read(path).map_err(|e| format!("cannot read --metadata {}: {e}", path.display()))?;
     let roots = match &args.metadata_root {
         Some(p) => {
-            let pem = std::fs::read_to_string(p).map_err(|e| format!("cannot read --metadata-root {}: {e}", p.display()))?;
-            hwkey::server::trust::certificates_from_pem(&pem).map_err(|e| format!("--metadata-root {}: {e}", p.display()))?
+            let pem =
+                std::fs::read_to_string(p).map_err(|e| format!("cannot read --metadata-root {}: {e}", p.display()))?;
+            hwkey::server::trust::certificates_from_pem(&pem)
+                .map_err(|e| format!("--metadata-root {}: {e}", p.display()))?
         }
         None => default_roots(),
     };

@@ -377,7 +377,9 @@ fn real_chain(case_name: &str) -> Vec<Vec<u8>> {
     let ao = vectors::b64(cred["response"]["attestationObject"].as_str().unwrap());
     let obj = hwkey::proto::attestation::AttestationObject::parse(&ao).unwrap();
     match obj.att_stmt.get_text("x5c") {
-        Some(hwkey::proto::cbor::Value::Array(a)) => a.iter().filter_map(|c| c.as_bytes().map(<[u8]>::to_vec)).collect(),
+        Some(hwkey::proto::cbor::Value::Array(a)) => {
+            a.iter().filter_map(|c| c.as_bytes().map(<[u8]>::to_vec)).collect()
+        }
         _ => panic!("{case_name} has no x5c"),
     }
 }
@@ -390,7 +392,8 @@ fn basic(chain: Vec<Vec<u8>>) -> hwkey::server::attestation::VerifiedAttestation
     }
 }
 
-const YUBIKEY_5CI_CASE: &str = "py_webauthn/TestVerifyRegistrationResponsePacked.test_verify_attestation_with_okp_public_key";
+const YUBIKEY_5CI_CASE: &str =
+    "py_webauthn/TestVerifyRegistrationResponsePacked.test_verify_attestation_with_okp_public_key";
 const FEITIAN_CASE: &str = "go-webauthn/Test_VerifyPackedFormat/ShouldSuccessfullyVerifyES256";
 
 #[test]
@@ -426,7 +429,10 @@ fn a_real_yubikey_chain_ends_in_the_yubico_root_of_the_real_statement_and_a_feit
     let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let yubikey = real_chain(YUBIKEY_5CI_CASE);
     let feitian = real_chain(FEITIAN_CASE);
-    assert!(hwkey::server::trust::evaluate(p, &yubikey, &roots, now).is_trusted(), "a real YubiKey chain, Yubico's root");
+    assert!(
+        hwkey::server::trust::evaluate(p, &yubikey, &roots, now).is_trusted(),
+        "a real YubiKey chain, Yubico's root"
+    );
     assert!(!hwkey::server::trust::evaluate(p, &feitian, &roots, now).is_trusted(), "Feitian's chain, Yubico's root");
     // Scoped anchors with real chains: a Feitian chain claiming the YubiKey 5
     // AAGUID is refused under `metadata`, a Yubico chain is accepted (the

@@ -171,7 +171,8 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let local_ceremonies = store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
+    let local_ceremonies =
+        store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
     let accounts = AccountService::new(store, account::secret_key(&opts), account::config(&rp, &opts));
     let app = Arc::new(App { rp, accounts, opts, local_ceremonies });
     let mut r = Router::new()
@@ -697,7 +698,10 @@ fn parse_hints(hints: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
     for h in hints.unwrap_or_default() {
         if !matches!(h.as_str(), "security-key" | "client-device" | "hybrid") {
-            return Err(ApiError::malformed(format!("hint {:?} is not security-key, client-device or hybrid", h.chars().take(32).collect::<String>())));
+            return Err(ApiError::malformed(format!(
+                "hint {:?} is not security-key, client-device or hybrid",
+                h.chars().take(32).collect::<String>()
+            )));
         }
         if !out.contains(&h) {
             out.push(h);
@@ -774,7 +778,10 @@ async fn register_options_inner<S: Store>(app: &App<S>, method: &Method, headers
     // A conditional create adds a passkey to the signed-in account without
     // user presence; it never creates an account.
     if conditional && !authorized {
-        return Err(ApiError::from_code("not_signed_in", "a conditional create adds a passkey to your own account: sign in first"));
+        return Err(ApiError::from_code(
+            "not_signed_in",
+            "a conditional create adds a passkey to your own account: sign in first",
+        ));
     }
     let (options, state) = app
         .rp

@@ -203,9 +203,9 @@ where
             },
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((tcp, _peer)) => tcp,
+                Ok((tcp, peer)) => (tcp, peer),
                 Err(e) => {
                     accept_error(e).await;
                     continue;
@@ -214,7 +214,16 @@ where
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address for the per-address throttle, as axum's
+        // `ConnectInfo` (what `into_make_service_with_connect_info` would set).
+        let service = TowerToHyperService::new(
+            ServiceBuilder::new()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    req
+                })
+                .service(app.clone()),
+        );
         let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
