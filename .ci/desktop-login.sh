@@ -12,7 +12,8 @@
 #   nouserok); pinverification=1 asks for the PIN. pam_u2f (Debian's
 #   libpam-u2f) parses the line `hwkey pam enroll` printed.
 # - The time from pam_sm_authenticate to the answer (median of 50 pamtester
-#   runs, each timed by the module's own debug line).
+#   runs, each timed by the module's own debug line); for the release figure
+#   run it as `HWKEY_DESKTOP_PROFILE=release bash .ci/desktop-login.sh`.
 #
 # Installs openssh-client, openssh-server, pamtester and libpam-u2f from
 # Debian when missing (without starting the system's sshd). Every wait is
@@ -43,8 +44,10 @@ ssh -V
 step "clippy of the FFI shims (pam/, sk/; the root's clippy covers hwkey only)"
 cargo clippy -p hwkey-pam -p hwkey-sk --all-targets -- -D warnings
 
-# HWKEY_DESKTOP_PROFILE=debug uses a debug build (local runs); CI builds release.
-PROFILE=${HWKEY_DESKTOP_PROFILE:-release}
+# The dev build `cargo test` just made is reused (dependencies are optimized
+# in it; a cold release build costs CI minutes). HWKEY_DESKTOP_PROFILE=release
+# runs everything, and the timing below, on `cargo build --release --workspace`.
+PROFILE=${HWKEY_DESKTOP_PROFILE:-debug}
 step "build ($PROFILE, workspace)"
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --quiet; else cargo build --workspace --quiet; fi
 HWKEY=$ROOT/target/$PROFILE/hwkey

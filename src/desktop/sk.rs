@@ -48,7 +48,6 @@ use crate::proto::ctap2::{
 };
 use crate::proto::extensions::MakeCredentialExtensions;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// `SSH_SK_VERSION_MAJOR` of the API implemented (OpenSSH 9.x).
 pub const SK_API_VERSION: u32 = 0x000a_0000;
@@ -259,7 +258,7 @@ pub struct ResidentKey {
     pub user_id: Vec<u8>,
 }
 
-/// A provider over a device source (the shim uses [`SkProvider::from_options`]).
+/// A provider over a device source (the shim builds one over [`device_source`]).
 pub struct SkProvider<'a> {
     /// Where devices come from.
     pub devices: &'a dyn DeviceSource,
@@ -504,7 +503,6 @@ impl<'a> SkProvider<'a> {
         if devs.is_empty() {
             return Err(SkError::DeviceNotFound);
         }
-        let provider = default_provider();
         for mut dev in devs {
             if !dev.is_ctap2() {
                 continue;
@@ -516,7 +514,6 @@ impl<'a> SkProvider<'a> {
                 options: Some(CommandOptions { up: Some(false), ..Default::default() }),
                 ..Default::default()
             };
-            let _ = provider;
             let pre = op.bounded(std::time::Instant::now() + Duration::from_secs(3));
             match dev.get_assertion(&req, &pre) {
                 Ok(_) => return Ok(dev),
@@ -633,13 +630,6 @@ impl<'a> SkProvider<'a> {
             });
         }
         Ok(out)
-    }
-}
-
-impl SkProvider<'_> {
-    /// The PIN as the API hands it: `None` for NULL; zeroized copies elsewhere.
-    pub fn pin_arg(pin: Option<&str>) -> Option<Zeroizing<String>> {
-        pin.map(|p| Zeroizing::new(p.to_owned()))
     }
 }
 
