@@ -183,8 +183,7 @@ fn record_traffic() -> Vec<(Dir, Report)> {
     };
     let _ = run(None);
     let _ = run(Some("123456"));
-    let v = log.lock().unwrap().clone();
-    v
+    log.lock().unwrap().clone()
 }
 
 fn ed25519_assertion(flags: u8, count: u32, origin: &str) -> Vec<u8> {

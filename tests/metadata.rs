@@ -182,7 +182,9 @@ fn tampered_blob_wrong_root_and_bad_envelopes_are_refused() {
 fn expired_next_update_is_reported_not_refused() {
     let w = world();
     let b = blob(&w.signer, &payload(3, "2020-01-01", vec![]));
-    let md = Metadata::from_blob(default_provider(), &b, &[w.signer.root_cert.0.clone()], SystemTime::now()).unwrap();
+    let md =
+        Metadata::from_blob(default_provider(), &b, std::slice::from_ref(&w.signer.root_cert.0), SystemTime::now())
+            .unwrap();
     assert!(md.is_stale(SystemTime::now()));
     let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000); // 2017
     assert!(!md.is_stale(later));
@@ -259,7 +261,9 @@ fn each_status_has_its_effect() {
     let root = w.vendor_a.root_cert.0.clone();
     let other_cert = w.vendor_b.cert.0.clone();
     let own_cert = w.vendor_a.cert.0.clone();
-    let cases: Vec<(Vec<(&str, Option<&[u8]>)>, Result<(), &str>, Result<(), &str>)> = vec![
+    // (status reports, outcome under `metadata`, outcome under `certified`)
+    type Case<'a> = (Vec<(&'a str, Option<&'a [u8]>)>, Result<(), &'a str>, Result<(), &'a str>);
+    let cases: Vec<Case> = vec![
         // (reports, under `metadata`, under `certified`)
         (vec![("FIDO_CERTIFIED_L1", None)], Ok(()), Ok(())),
         (vec![("NOT_FIDO_CERTIFIED", None)], Ok(()), Err("attestation_not_trusted")),

@@ -118,7 +118,7 @@ pub fn ed25519_key_is_weak(pk: &[u8]) -> bool {
     ];
     let mut y = pk;
     y[31] &= 0x7f;
-    SMALL_ORDER_Y.iter().any(|w| *w == y)
+    SMALL_ORDER_Y.contains(&y)
 }
 
 /// Compare two byte strings in constant time (for equal lengths).
