@@ -440,3 +440,77 @@ async fn a_password_change_and_its_event_are_written_together() {
     assert!(e.svc.authenticate(&other.token).await.expect("auth").is_none());
     assert!(e.store.password_hash(&u.handle).await.expect("hash").is_some());
 }
+
+/// TOTP on and off, new recovery codes, removing a key and ending a
+/// session each have their audit event exactly when they happened: a
+/// refused one (a wrong or stale confirmation code, TOTP already off, the
+/// last key, an unknown session) writes none.
+#[tokio::test]
+async fn factor_changes_and_session_endings_have_their_events_exactly_when_committed() {
+    use hwkey::store::{AuditKind, AuditQuery};
+    let e = env().await;
+    let u = e.user("ivy", 1).await;
+    let mine = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    let me = e.svc.authenticate(&mine.token).await.expect("auth").expect("session");
+    let count = |kind: AuditKind| {
+        let q = AuditQuery { username: Some("ivy".into()), kind: Some(kind), ..Default::default() };
+        let store = e.store.clone();
+        async move { store.audit_events(&q).await.expect("events").len() }
+    };
+    let step_up = || e.svc.step_up(&me).expect("step-up");
+
+    // TOTP on: a wrong code first.
+    let first = e.svc.totp_enroll(step_up()).await.expect("enroll");
+    let r = e.svc.totp_confirm(step_up(), "000000", None).await;
+    let wrong = if e.code(&first.secret_base32) == "000000" { "111111" } else { "000000" };
+    let r = if r.is_ok() { e.svc.totp_confirm(step_up(), wrong, None).await } else { r };
+    assert!(matches!(r, Err(AccountError::WrongEnrollmentCode)), "{r:?}");
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    let secret = e.svc.totp_enroll(step_up()).await.expect("enroll").secret_base32.to_string();
+    assert_eq!((count(AuditKind::TotpEnabled).await, count(AuditKind::RecoveryCodesGenerated).await), (0, 0));
+    assert!(e.alive(&me, &other.token).await);
+    let codes = e.svc.totp_confirm(step_up(), &e.code(&secret), None).await.expect("confirm");
+    assert_eq!((count(AuditKind::TotpEnabled).await, count(AuditKind::RecoveryCodesGenerated).await), (1, 1));
+    assert!(!e.alive(&me, &other.token).await);
+    assert!(matches!(
+        e.svc.totp_confirm(step_up(), &e.code(&secret), None).await,
+        Err(AccountError::NoPendingEnrollment)
+    ));
+    assert_eq!(count(AuditKind::TotpEnabled).await, 1);
+
+    // New recovery codes.
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    let fresh = e.svc.regenerate_recovery_codes(step_up()).await.expect("regenerate");
+    assert_ne!(*fresh[0], *codes[0]);
+    assert_eq!(count(AuditKind::RecoveryCodesGenerated).await, 2);
+    assert!(!e.alive(&me, &other.token).await);
+
+    // TOTP off, then refused.
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    e.svc.totp_disable(step_up()).await.expect("disable");
+    assert_eq!(count(AuditKind::TotpDisabled).await, 1);
+    assert!(!e.alive(&me, &other.token).await);
+    assert!(matches!(e.svc.totp_disable(step_up()).await, Err(AccountError::TotpNotEnabled)));
+    assert_eq!(count(AuditKind::TotpDisabled).await, 1);
+
+    // Removing a key, then the last one (refused).
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    e.svc.remove_key(step_up(), &[2; 16]).await.expect("remove");
+    assert_eq!(count(AuditKind::CredentialRemoved).await, 1);
+    assert!(!e.alive(&me, &other.token).await);
+    let other = e.svc.start_session(&u, SignInMethod::Key).await.expect("s");
+    assert!(matches!(e.svc.remove_key(step_up(), &[1; 16]).await, Err(AccountError::LastCredential)));
+    assert!(matches!(e.svc.remove_key(step_up(), &[9; 16]).await, Err(AccountError::UnknownCredential)));
+    assert_eq!(count(AuditKind::CredentialRemoved).await, 1);
+    assert!(e.alive(&me, &other.token).await, "a refused change ends no session");
+
+    // Ending a session from another one, an unknown one, and signing out.
+    let other_auth = e.svc.authenticate(&other.token).await.expect("auth").expect("session");
+    e.svc.end_session(&me, &other_auth.session.id).await.expect("end");
+    assert_eq!(count(AuditKind::SignOut).await, 1);
+    assert!(matches!(e.svc.end_session(&me, &other_auth.session.id).await, Err(AccountError::UnknownSession)));
+    assert_eq!(count(AuditKind::SignOut).await, 1);
+    e.svc.sign_out(&me).await.expect("sign out");
+    assert_eq!(count(AuditKind::SignOut).await, 2);
+    assert!(e.svc.authenticate(&mine.token).await.expect("auth").is_none());
+}

@@ -8,7 +8,10 @@
 //! a cache, which must not go stale); the session secret is one per
 //! database and survives reconnecting; a revoked session stays revoked; a
 //! sign-in recorded with its audit event has exactly that event, and one
-//! that is not recorded has none; purging removes abandoned TOTP enrollments.
+//! that is not recorded has none; each security change (TOTP on and off,
+//! new recovery codes, removing a key, ending a session) commits with its
+//! audit event or neither is written; purging removes abandoned TOTP
+//! enrollments.
 
 mod pgdb;
 
@@ -16,6 +19,7 @@ use hwkey::proto::cose::CoseAlgorithm;
 use hwkey::proto::webauthn::Base64Url;
 use hwkey::server::CredentialRecord;
 use hwkey::server::attestation::AttestationType;
+use hwkey::store::account::{AccountStore, SessionRow};
 use hwkey::store::otp::{OtpStore, PENDING_TOTP_MAX_AGE, TotpSecretRecord};
 use hwkey::store::{AuditKind, AuditQuery, DbStore, DeleteOutcome, NewAuditEvent, SignCountUpdate, Store, UserRecord};
 use pgdb::{TestDb, admin_url};
@@ -89,6 +93,145 @@ async fn sign_in_event_contract(store: &DbStore) {
     assert_eq!(count_of_id(store, &name, &counted).await, 8);
 }
 
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// How many events of `kind` the log holds for `username`.
+async fn events_of(store: &DbStore, username: &str, kind: AuditKind) -> usize {
+    let q = AuditQuery { username: Some(username.to_owned()), kind: Some(kind), ..Default::default() };
+    store.audit_events(&q).await.expect("events").len()
+}
+
+fn session_row(user: &UserRecord, id: &[u8], now: SystemTime) -> SessionRow {
+    let now = unix_ms(now);
+    SessionRow {
+        id: id.to_vec(),
+        user_handle: user.handle.0.clone(),
+        method: "key".into(),
+        created_unix_ms: now,
+        last_seen_unix_ms: now,
+        expires_unix_ms: now + 3_600_000,
+    }
+}
+
+/// Each security change (TOTP on and off, new recovery codes, removing a
+/// key, ending a session) commits with its audit event and the ending of
+/// the other sessions, or not at all: a refused change writes no event and
+/// ends no session.
+async fn audited_changes_contract(store: &DbStore) {
+    let now = SystemTime::now();
+    let name = unique("gina");
+    let user = UserRecord::new(&name, "Gina", now).expect("user");
+    let h = user.handle.0.clone();
+    let nanos = now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+    let key_a = (nanos ^ 0x1111).to_le_bytes().to_vec();
+    let key_b = (nanos ^ 0x2222_0000).to_le_bytes().to_vec();
+    for (i, id) in [&key_a, &key_b].into_iter().enumerate() {
+        let mut c = credential(&user, 0);
+        c.credential_id = Base64Url(id.clone());
+        store.add_credential((i == 0).then_some(&user), &c, "Key", now).await.expect("add");
+    }
+    // Read once, so that the SQLite store has the user cached from here on.
+    assert_eq!(store.user_with_credentials(&name).await.unwrap().unwrap().1.len(), 2);
+    let mine = unique("mine").into_bytes();
+    store.insert_session(&session_row(&user, &mine, now)).await.expect("session");
+    let other = |n: &str| unique(n).into_bytes();
+    let ev = |kind: AuditKind, detail: &str| NewAuditEvent::new(kind).user(&name, &h).detail(detail);
+    let alive = |id: Vec<u8>| async move { store.session_row(&id).await.expect("row").is_some() };
+
+    // TOTP on: a stale confirm (another secret pending) writes nothing.
+    let pending = TotpSecretRecord {
+        secret: vec![7; 20].into(),
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        created_unix_ms: unix_ms(now),
+        last_step: None,
+        last_used_unix_ms: None,
+    };
+    store.put_pending_totp(&h, &pending).await.expect("pending");
+    let o1 = other("o1");
+    store.insert_session(&session_row(&user, &o1, now)).await.expect("session");
+    let on = [ev(AuditKind::TotpEnabled, "on"), ev(AuditKind::RecoveryCodesGenerated, "codes")];
+    let codes = vec!["$argon2id$a".to_owned(), "$argon2id$b".to_owned()];
+    let stale = store.confirm_totp_with_events(&h, &[8; 20], 5, &codes, &mine, &on, now).await.expect("confirm");
+    assert_eq!(stale, None);
+    assert_eq!(events_of(store, &name, AuditKind::TotpEnabled).await, 0);
+    assert_eq!(events_of(store, &name, AuditKind::RecoveryCodesGenerated).await, 0);
+    assert!(store.totp(&h).await.unwrap().is_none());
+    assert!(alive(o1.clone()).await, "a refused change ends no session");
+    let done = store.confirm_totp_with_events(&h, &[7; 20], 5, &codes, &mine, &on, now).await.expect("confirm");
+    assert_eq!(done, Some(1));
+    assert_eq!(events_of(store, &name, AuditKind::TotpEnabled).await, 1);
+    assert_eq!(events_of(store, &name, AuditKind::RecoveryCodesGenerated).await, 1);
+    assert_eq!(store.totp(&h).await.unwrap().and_then(|t| t.last_step), Some(5));
+    assert_eq!(store.recovery_code_hashes(&h).await.unwrap().len(), 2);
+    assert!(!alive(o1).await && alive(mine.clone()).await);
+    // Confirming again: the enrollment is gone, nothing written.
+    assert_eq!(store.confirm_totp_with_events(&h, &[7; 20], 6, &codes, &mine, &on, now).await.unwrap(), None);
+    assert_eq!(events_of(store, &name, AuditKind::TotpEnabled).await, 1);
+
+    // New recovery codes.
+    let o2 = other("o2");
+    store.insert_session(&session_row(&user, &o2, now)).await.expect("session");
+    let new_codes = vec!["$argon2id$c".to_owned()];
+    let regen = ev(AuditKind::RecoveryCodesGenerated, "new codes");
+    assert_eq!(store.replace_recovery_codes_with_event(&h, &new_codes, &mine, &regen, now).await.unwrap(), 1);
+    assert_eq!(events_of(store, &name, AuditKind::RecoveryCodesGenerated).await, 2);
+    let stored = store.recovery_code_hashes(&h).await.unwrap();
+    assert_eq!(stored.iter().map(|c| c.hash.as_str()).collect::<Vec<_>>(), ["$argon2id$c"]);
+    assert!(!alive(o2).await && alive(mine.clone()).await);
+
+    // TOTP off, then off again (refused: nothing written).
+    let o3 = other("o3");
+    store.insert_session(&session_row(&user, &o3, now)).await.expect("session");
+    let off = ev(AuditKind::TotpDisabled, "off");
+    assert_eq!(store.delete_totp_with_event(&h, &mine, &off, now).await.unwrap(), Some(1));
+    assert_eq!(events_of(store, &name, AuditKind::TotpDisabled).await, 1);
+    assert!(store.totp(&h).await.unwrap().is_none());
+    assert!(!alive(o3).await);
+    let o4 = other("o4");
+    store.insert_session(&session_row(&user, &o4, now)).await.expect("session");
+    assert_eq!(store.delete_totp_with_event(&h, &mine, &off, now).await.unwrap(), None);
+    assert_eq!(events_of(store, &name, AuditKind::TotpDisabled).await, 1);
+    assert!(alive(o4.clone()).await);
+
+    // Removing a key: unknown and last refused without an event.
+    let removed = ev(AuditKind::CredentialRemoved, "removed");
+    let mut unknown = key_a.clone();
+    unknown[15] ^= 0xff;
+    let r = store.delete_credential_with_event(&h, &unknown, &mine, &removed, now).await.unwrap();
+    assert_eq!(r, (DeleteOutcome::NotFound, 0));
+    assert_eq!(events_of(store, &name, AuditKind::CredentialRemoved).await, 0);
+    assert!(alive(o4.clone()).await);
+    let r = store.delete_credential_with_event(&h, &key_b, &mine, &removed, now).await.unwrap();
+    assert_eq!(r, (DeleteOutcome::Deleted, 1));
+    assert_eq!(events_of(store, &name, AuditKind::CredentialRemoved).await, 1);
+    assert!(!alive(o4).await && alive(mine.clone()).await);
+    let (_, creds) = store.user_with_credentials(&name).await.unwrap().unwrap();
+    assert_eq!(creds.len(), 1, "the cache saw the removal");
+    assert!(store.credential(&key_b).await.unwrap().is_none());
+    let o5 = other("o5");
+    store.insert_session(&session_row(&user, &o5, now)).await.expect("session");
+    let r = store.delete_credential_with_event(&h, &key_a, &mine, &removed, now).await.unwrap();
+    assert_eq!(r, (DeleteOutcome::LastCredential, 0));
+    assert_eq!(events_of(store, &name, AuditKind::CredentialRemoved).await, 1);
+    assert!(alive(o5.clone()).await);
+
+    // Ending a session: an unknown one is refused without an event.
+    let out = ev(AuditKind::SignOut, "out");
+    assert!(!store.end_session_with_event(&h, b"no such session", &out, now).await.unwrap());
+    assert_eq!(events_of(store, &name, AuditKind::SignOut).await, 0);
+    assert!(store.end_session_with_event(&h, &o5, &out, now).await.unwrap());
+    assert!(!alive(o5.clone()).await && alive(mine.clone()).await);
+    assert!(store.end_session_with_event(&h, &mine, &out, now).await.unwrap());
+    assert!(!alive(mine).await);
+    assert_eq!(events_of(store, &name, AuditKind::SignOut).await, 2);
+    assert!(!store.end_session_with_event(&h, &o5, &out, now).await.unwrap(), "ended once");
+    assert_eq!(events_of(store, &name, AuditKind::SignOut).await, 2);
+}
+
 async fn count_of_id(store: &DbStore, username: &str, id: &[u8]) -> u32 {
     let (_, creds) = store.user_with_credentials(username).await.expect("read").expect("user");
     creds.iter().find(|c| c.record.credential_id.0 == id).expect("credential").record.sign_count
@@ -127,6 +270,7 @@ async fn purge_contract(store: &DbStore) {
 /// The whole contract on one store.
 async fn contract(store: &DbStore) {
     sign_in_event_contract(store).await;
+    audited_changes_contract(store).await;
     purge_contract(store).await;
     let now = SystemTime::now();
     let name = unique("carol");

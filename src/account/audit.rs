@@ -10,6 +10,11 @@
 //!   ([`AccountService::purge`](super::AccountService::purge)).
 //! - A key sign-in writes its event in the same statement or transaction
 //!   as the sign-in itself ([`AccountStore::record_key_sign_in`](crate::store::account::AccountStore::record_key_sign_in)).
+//! - So does every security change: a password set or removed, TOTP turned
+//!   on or off, new recovery codes, a key removed, a session ended. The
+//!   change, the ending of the other sessions it brings and its event are
+//!   one transaction (`AccountStore::change_password` and the
+//!   `AccountStore::*_with_event` methods); a refused change writes none.
 
 use crate::store::NewAuditEvent;
 

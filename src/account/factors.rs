@@ -1,7 +1,9 @@
 //! Managing the factors of an account: the password, the authenticator app
 //! (TOTP), recovery codes and security keys. Every change that could lock
 //! the owner out or let a thief back in takes a [`StepUp`] (see
-//! `policy.rs`), and every change ends the account's other sessions.
+//! `policy.rs`), and every change ends the account's other sessions. Each
+//! change, that ending and its audit event are one transaction (the
+//! store's `*_with_event` methods).
 
 use super::flows::{RECOVERY_CODE_COUNT, unix_secs};
 use super::password::Password;
@@ -90,6 +92,9 @@ pub(crate) fn match_recovery_code(code: &str, stored: &[(i64, String)]) -> Optio
     found
 }
 
+/// The detail of an event whose change ended the account's other sessions.
+const OTHERS_ENDED: &str = "other sessions ended";
+
 fn user_event(kind: AuditKind, user: &UserRecord) -> NewAuditEvent {
     NewAuditEvent::new(kind).user(&user.username, &user.handle)
 }
@@ -156,20 +161,16 @@ impl<S: Store> AccountService<S> {
     /// Remove one of the account's keys (never the last); ends the other sessions.
     pub async fn remove_key(&self, proof: StepUp<'_>, credential_id: &[u8]) -> Result<(), AccountError> {
         let auth = proof.auth();
-        match self.store().delete_credential(&auth.user.handle, credential_id).await? {
-            DeleteOutcome::Deleted => {}
-            DeleteOutcome::NotFound => return Err(AccountError::UnknownCredential),
-            DeleteOutcome::LastCredential => return Err(AccountError::LastCredential),
-        }
-        let ended = self.end_other_sessions(auth).await?;
-        self.audit(
-            user_event(AuditKind::CredentialRemoved, &auth.user)
-                .credential(credential_id)
-                .detail(format!("{ended} other sessions ended")),
+        let event = super::audit::bounded(
+            user_event(AuditKind::CredentialRemoved, &auth.user).credential(credential_id).detail(OTHERS_ENDED),
             true,
-        )
-        .await;
-        Ok(())
+        );
+        let h = &auth.user.handle;
+        match self.store().delete_credential_with_event(h, credential_id, &auth.session.id, &event, self.now()).await? {
+            (DeleteOutcome::Deleted, _) => Ok(()),
+            (DeleteOutcome::NotFound, _) => Err(AccountError::UnknownCredential),
+            (DeleteOutcome::LastCredential, _) => Err(AccountError::LastCredential),
+        }
     }
 
     /// Start setting up an authenticator app: a new secret, pending until
@@ -245,30 +246,32 @@ impl<S: Store> AccountService<S> {
             return Err(AccountError::WrongEnrollmentCode);
         };
         let (codes, set) = self.new_recovery_codes().await?;
-        if !self.store().confirm_totp(&user.handle, &pending.secret, step, &set.hashes, now).await? {
+        let events = [
+            super::audit::bounded(user_event(AuditKind::TotpEnabled, user).detail(OTHERS_ENDED), true),
+            super::audit::bounded(
+                user_event(AuditKind::RecoveryCodesGenerated, user).detail(format!("{} codes", codes.len())),
+                true,
+            ),
+        ];
+        let confirmed = self
+            .store()
+            .confirm_totp_with_events(&user.handle, &pending.secret, step, &set.hashes, &auth.session.id, &events, now)
+            .await?;
+        if confirmed.is_none() {
             return Err(AccountError::NoPendingEnrollment);
         }
         throttle::succeeded(self.store(), &subject).await?;
-        let ended = self.end_other_sessions(auth).await?;
-        self.audit(user_event(AuditKind::TotpEnabled, user).detail(format!("{ended} other sessions ended")), true)
-            .await;
-        self.audit(user_event(AuditKind::RecoveryCodesGenerated, user).detail(format!("{} codes", codes.len())), true)
-            .await;
         Ok(codes)
     }
 
     /// Turn the authenticator app off (recovery codes stay); ends the other sessions.
     pub async fn totp_disable(&self, proof: StepUp<'_>) -> Result<(), AccountError> {
         let auth = proof.auth();
-        if !self.store().delete_totp(&auth.user.handle).await? {
+        let event = super::audit::bounded(user_event(AuditKind::TotpDisabled, &auth.user).detail(OTHERS_ENDED), true);
+        let h = &auth.user.handle;
+        if self.store().delete_totp_with_event(h, &auth.session.id, &event, self.now()).await?.is_none() {
             return Err(AccountError::TotpNotEnabled);
         }
-        let ended = self.end_other_sessions(auth).await?;
-        self.audit(
-            user_event(AuditKind::TotpDisabled, &auth.user).detail(format!("{ended} other sessions ended")),
-            true,
-        )
-        .await;
         Ok(())
     }
 
@@ -277,14 +280,13 @@ impl<S: Store> AccountService<S> {
     pub async fn regenerate_recovery_codes(&self, proof: StepUp<'_>) -> Result<Vec<Zeroizing<String>>, AccountError> {
         let auth = proof.auth();
         let (codes, set) = self.new_recovery_codes().await?;
-        self.store().replace_recovery_codes(&auth.user.handle, &set.hashes, self.now()).await?;
-        let ended = self.end_other_sessions(auth).await?;
-        self.audit(
+        let event = super::audit::bounded(
             user_event(AuditKind::RecoveryCodesGenerated, &auth.user)
-                .detail(format!("{} codes; {ended} other sessions ended", codes.len())),
+                .detail(format!("{} codes; other sessions ended", codes.len())),
             true,
-        )
-        .await;
+        );
+        let h = &auth.user.handle;
+        self.store().replace_recovery_codes_with_event(h, &set.hashes, &auth.session.id, &event, self.now()).await?;
         Ok(codes)
     }
 }

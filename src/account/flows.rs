@@ -206,8 +206,8 @@ impl<S: Store> AccountService<S> {
 
     /// Sign out: end the caller's session.
     pub async fn sign_out(&self, auth: &Authenticated) -> Result<(), AccountError> {
-        self.store().end_session(&auth.user.handle, &auth.session.id).await?;
-        self.audit(user_event(AuditKind::SignOut, &auth.user), true).await;
+        let event = super::audit::bounded(user_event(AuditKind::SignOut, &auth.user), true);
+        self.store().end_session_with_event(&auth.user.handle, &auth.session.id, &event, self.now()).await?;
         Ok(())
     }
 
@@ -219,16 +219,14 @@ impl<S: Store> AccountService<S> {
 
     /// End one of the caller's sessions (any of them, the caller's own included).
     pub async fn end_session(&self, auth: &Authenticated, id: &[u8]) -> Result<(), AccountError> {
-        if !self.store().end_session(&auth.user.handle, id).await? {
+        let event = super::audit::bounded(
+            user_event(AuditKind::SignOut, &auth.user).detail("session ended from another session"),
+            true,
+        );
+        if !self.store().end_session_with_event(&auth.user.handle, id, &event, self.now()).await? {
             return Err(AccountError::UnknownSession);
         }
-        self.audit(user_event(AuditKind::SignOut, &auth.user).detail("session ended from another session"), true).await;
         Ok(())
-    }
-
-    /// End every session of the account but the caller's (after a factor changed).
-    pub(crate) async fn end_other_sessions(&self, auth: &Authenticated) -> Result<u64, AccountError> {
-        Ok(self.store().end_other_sessions(&auth.user.handle, Some(&auth.session.id)).await?)
     }
 
     // ------------------------------------------------------------ keys

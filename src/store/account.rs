@@ -97,6 +97,72 @@ pub trait AccountStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<(bool, u64), StoreError>> + Send;
 
+    /// [`OtpStore::confirm_totp`](super::otp::OtpStore::confirm_totp), and
+    /// when it confirms: every other session of the user (all but `keep`)
+    /// ended and `events` appended, in the same transaction. The sessions
+    /// ended, or `None` (and nothing written) when there was no such pending
+    /// enrollment.
+    #[allow(clippy::too_many_arguments)]
+    fn confirm_totp_with_events(
+        &self,
+        user_handle: &[u8],
+        secret: &[u8],
+        step: u64,
+        recovery_hashes: &[String],
+        keep: &[u8],
+        events: &[NewAuditEvent],
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// [`OtpStore::delete_totp`](super::otp::OtpStore::delete_totp), and when
+    /// TOTP was on: the other sessions (all but `keep`) ended and `event`
+    /// appended, in the same transaction. The sessions ended, or `None` (and
+    /// nothing written) when TOTP was not on.
+    fn delete_totp_with_event(
+        &self,
+        user_handle: &[u8],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// [`OtpStore::replace_recovery_codes`](super::otp::OtpStore::replace_recovery_codes),
+    /// the other sessions (all but `keep`) ended and `event` appended, in
+    /// one transaction; the sessions ended.
+    fn replace_recovery_codes_with_event(
+        &self,
+        user_handle: &[u8],
+        hashes: &[String],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// [`Store::delete_credential`](super::Store::delete_credential), and when
+    /// it deletes: the other sessions (all but `keep`) ended and `event`
+    /// appended, in the same transaction. (outcome, sessions ended); any
+    /// outcome but [`DeleteOutcome::Deleted`](super::DeleteOutcome::Deleted)
+    /// writes nothing.
+    fn delete_credential_with_event(
+        &self,
+        user_handle: &[u8],
+        credential_id: &[u8],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(super::DeleteOutcome, u64), StoreError>> + Send;
+
+    /// [`AccountStore::end_session`] and, when the session existed, `event`
+    /// appended in the same transaction; false (no event) when the user has
+    /// no such session.
+    fn end_session_with_event(
+        &self,
+        user_handle: &[u8],
+        id: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Store a new session row.
     fn insert_session(&self, session: &SessionRow) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -478,6 +544,56 @@ macro_rules! forward_account {
             async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
                 self.acct_insert_session(r).await
             }
+            async fn confirm_totp_with_events(
+                &self,
+                h: &[u8],
+                secret: &[u8],
+                step: u64,
+                recovery_hashes: &[String],
+                keep: &[u8],
+                events: &[NewAuditEvent],
+                now: SystemTime,
+            ) -> Result<Option<u64>, StoreError> {
+                self.aud_confirm_totp(h, secret, step, recovery_hashes, keep, events, now).await
+            }
+            async fn delete_totp_with_event(
+                &self,
+                h: &[u8],
+                keep: &[u8],
+                event: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<Option<u64>, StoreError> {
+                self.aud_delete_totp(h, keep, event, now).await
+            }
+            async fn replace_recovery_codes_with_event(
+                &self,
+                h: &[u8],
+                hashes: &[String],
+                keep: &[u8],
+                event: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<u64, StoreError> {
+                self.aud_replace_recovery_codes(h, hashes, keep, event, now).await
+            }
+            async fn delete_credential_with_event(
+                &self,
+                h: &[u8],
+                credential_id: &[u8],
+                keep: &[u8],
+                event: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<(super::DeleteOutcome, u64), StoreError> {
+                self.aud_delete_credential(h, credential_id, keep, event, now).await
+            }
+            async fn end_session_with_event(
+                &self,
+                h: &[u8],
+                id: &[u8],
+                event: &NewAuditEvent,
+                now: SystemTime,
+            ) -> Result<bool, StoreError> {
+                self.aud_end_session(h, id, event, now).await
+            }
             async fn record_key_sign_in(
                 &self,
                 credential_id: &[u8],
@@ -598,6 +714,56 @@ impl AccountStore for super::DbStore {
     }
     async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
         delegate_acct!(self, s => s.insert_session(r))
+    }
+    async fn confirm_totp_with_events(
+        &self,
+        h: &[u8],
+        secret: &[u8],
+        step: u64,
+        recovery_hashes: &[String],
+        keep: &[u8],
+        events: &[NewAuditEvent],
+        now: SystemTime,
+    ) -> Result<Option<u64>, StoreError> {
+        delegate_acct!(self, s => s.confirm_totp_with_events(h, secret, step, recovery_hashes, keep, events, now))
+    }
+    async fn delete_totp_with_event(
+        &self,
+        h: &[u8],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> Result<Option<u64>, StoreError> {
+        delegate_acct!(self, s => s.delete_totp_with_event(h, keep, event, now))
+    }
+    async fn replace_recovery_codes_with_event(
+        &self,
+        h: &[u8],
+        hashes: &[String],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        delegate_acct!(self, s => s.replace_recovery_codes_with_event(h, hashes, keep, event, now))
+    }
+    async fn delete_credential_with_event(
+        &self,
+        h: &[u8],
+        credential_id: &[u8],
+        keep: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> Result<(super::DeleteOutcome, u64), StoreError> {
+        delegate_acct!(self, s => s.delete_credential_with_event(h, credential_id, keep, event, now))
+    }
+    async fn end_session_with_event(
+        &self,
+        h: &[u8],
+        id: &[u8],
+        event: &NewAuditEvent,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        delegate_acct!(self, s => s.end_session_with_event(h, id, event, now))
     }
     async fn record_key_sign_in(
         &self,

@@ -34,6 +34,8 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 pub mod account;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audited;
 pub mod ceremony_cache;
 pub mod otp;
 #[cfg(feature = "postgres")]

@@ -334,6 +334,11 @@ impl SqliteStore {
         c.invalidate_handle(handle);
     }
 
+    /// Forget the cached user with `handle` (after a change to their credentials).
+    pub(crate) fn invalidate_cached_handle(&self, handle: &[u8]) {
+        self.users().invalidate_handle(handle);
+    }
+
     pub(crate) fn read_pool(&self) -> &SqlitePool {
         &self.read
     }
