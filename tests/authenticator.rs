@@ -990,6 +990,70 @@ fn credential_management() {
     assert_eq!(cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(none)).err(), Some(CtapStatus::NoCredentials));
 }
 
+#[test]
+fn credential_management_token_bound_to_an_rp_is_limited_to_that_rp() {
+    // D2 (CTAP 2.1 §6.8): a cm token with a permissions RP ID cannot read
+    // metadata or enumerate RPs, and reaches only its own RP's credentials.
+    let proto = PinUvAuthProtocol::Two;
+    let p = default_provider();
+    let mut a = dev();
+    set_pin(&mut a, proto, PIN).unwrap();
+    for (rp, u) in [("a.example.com", 1u8), ("b.example.com", 2)] {
+        let t = token(&mut a, proto, PIN, permissions::MAKE_CREDENTIAL, None).unwrap();
+        create(&mut a, &rk(with_token_mc(mc(rp, &[u]), proto, &t))).unwrap();
+    }
+    let unbound = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, None).unwrap();
+    let hash = |rp: &str| p.sha256(&[rp.as_bytes()]).to_vec();
+    let enumerate = |rp: &str| CredentialManagementParams { rp_id_hash: Some(hash(rp)), ..Default::default() };
+    let b_cred = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com")))
+        .unwrap()
+        .credential_id
+        .unwrap();
+    let a_cred = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("a.example.com")))
+        .unwrap()
+        .credential_id
+        .unwrap();
+
+    let t = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, Some("a.example.com")).unwrap();
+    assert_eq!(cm(&mut a, proto, &t, Cm::GetCredsMetadata, None).err(), Some(CtapStatus::PinAuthInvalid));
+    assert_eq!(cm(&mut a, proto, &t, Cm::EnumerateRpsBegin, None).err(), Some(CtapStatus::PinAuthInvalid));
+    assert_eq!(
+        cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com"))).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+    let del_b = CredentialManagementParams { credential_id: Some(b_cred.clone()), ..Default::default() };
+    assert_eq!(
+        cm(&mut a, proto, &t, Cm::DeleteCredential, Some(del_b.clone())).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+    let upd_b = CredentialManagementParams {
+        credential_id: Some(b_cred.clone()),
+        user: Some(PublicKeyCredentialUserEntity { id: vec![2], name: Some("x".into()), display_name: None }),
+        ..Default::default()
+    };
+    assert_eq!(cm(&mut a, proto, &t, Cm::UpdateUserInformation, Some(upd_b)).err(), Some(CtapStatus::PinAuthInvalid));
+    // Its own RP: allowed.
+    let own = cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(enumerate("a.example.com"))).unwrap();
+    assert_eq!(own.credential_id.as_ref(), Some(&a_cred));
+    let upd_a = CredentialManagementParams {
+        credential_id: Some(a_cred.clone()),
+        user: Some(PublicKeyCredentialUserEntity { id: vec![1], name: Some("y".into()), display_name: None }),
+        ..Default::default()
+    };
+    cm(&mut a, proto, &t, Cm::UpdateUserInformation, Some(upd_a)).unwrap();
+    let del_a = CredentialManagementParams { credential_id: Some(a_cred), ..Default::default() };
+    cm(&mut a, proto, &t, Cm::DeleteCredential, Some(del_a)).unwrap();
+    // b.example.com's credential survived (a fresh token: getting the bound
+    // one replaced the first).
+    let unbound = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, None).unwrap();
+    let left = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com"))).unwrap();
+    assert_eq!(left.credential_id, Some(b_cred));
+    assert_eq!(
+        cm(&mut a, proto, &unbound, Cm::GetCredsMetadata, None).unwrap().existing_resident_credentials_count,
+        Some(1)
+    );
+}
+
 // ---- largeBlobs ----
 
 #[test]
