@@ -826,3 +826,47 @@ fn prf_survives_a_mistyped_pin() {
     let b = WebAuthnClient::new(&ui).authenticate(&mut dev, &opts, ORIGIN, &op()).unwrap();
     assert_eq!(b.client_extension_results.prf.unwrap().results.unwrap().first, first);
 }
+
+/// A key that announces CBOR in INIT but answers every CBOR request with a
+/// CTAPHID ERROR (INVALID_CMD), as some U2F keys do.
+struct CborRefused(hwkey::transport::memory::MemoryTransport, std::collections::VecDeque<hwkey::transport::Report>);
+
+impl hwkey::transport::ReportTransport for CborRefused {
+    fn send_report(&mut self, r: &hwkey::transport::Report) -> Result<(), hwkey::transport::TransportError> {
+        use hwkey::transport::ctaphid::{Packet, cmd, fragment};
+        if let Packet::Init { cid, cmd: cmd::CBOR, .. } = Packet::parse(r) {
+            self.1.extend(fragment(cid, cmd::ERROR, &[0x01]).unwrap());
+            return Ok(());
+        }
+        self.0.send_report(r)
+    }
+    fn recv_report(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<hwkey::transport::Report>, hwkey::transport::TransportError> {
+        match self.1.pop_front() {
+            Some(r) => Ok(Some(r)),
+            None => self.0.recv_report(deadline),
+        }
+    }
+}
+
+#[test]
+fn ctaphid_error_to_cbor_falls_back_to_u2f() {
+    let d = memory();
+    let mut dev = Device::open(CborRefused(d.connect(), Default::default()), &op()).unwrap();
+    assert!(dev.init_info().has_cbor());
+    assert!(!dev.is_ctap2());
+    let opts = creation(
+        &[1],
+        json!({"authenticatorSelection": {"residentKey": "discouraged", "userVerification": "discouraged"}}),
+    );
+    let reg = register(&mut dev, None, &opts).unwrap();
+    let a = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    verify_assertion(&a, &reg.key);
+}
