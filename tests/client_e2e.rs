@@ -870,3 +870,35 @@ fn ctaphid_error_to_cbor_falls_back_to_u2f() {
     .unwrap();
     verify_assertion(&a, &reg.key);
 }
+
+/// A key that makes a new key agreement after a PIN change (what the
+/// documentation of `Device` promises to expect): here by a power cycle.
+struct NewKeyOnPinChange(Authenticator);
+
+impl Handler for NewKeyOnPinChange {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        use hwkey::proto::ctap2::client_pin::{ClientPinRequest, ClientPinSubcommand};
+        let change = kind == MessageKind::Cbor
+            && request.first() == Some(&0x06)
+            && ClientPinRequest::from_cbor(&request[1..])
+                .is_ok_and(|r| r.sub_command == ClientPinSubcommand::ChangePin);
+        let out = self.0.start(kind, request, now);
+        if change && out == Outcome::Done(vec![0]) {
+            self.0.power_cycle().unwrap();
+        }
+        out
+    }
+}
+
+#[test]
+fn pin_change_drops_the_cached_key_agreement() {
+    let d = MemoryDevice::spawn(NewKeyOnPinChange(authenticator()), DeviceConfig::default());
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    dev.pin_token("123456", 2, None, &op()).unwrap();
+    dev.change_pin("123456", "654321", &op()).unwrap();
+    // With the stale key the new PIN would arrive garbled and burn a retry.
+    dev.pin_token("654321", 2, None, &op()).unwrap();
+    assert_eq!(dev.pin_retries(&op()).unwrap().0, 8);
+}
