@@ -480,6 +480,8 @@ fn set_pin_then_tokens_are_required_and_give_uv() {
         let t = token(&mut a, proto, PIN, permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION, None).unwrap();
         let c = create(&mut a, &rk(with_token_mc(mc("example.com", &[1]), proto, &t))).unwrap();
         assert!(c.resp.parsed_auth_data().unwrap().flags.uv());
+        // The registration spent the token (CTAP 2.1 §6.5.5.7): a fresh one.
+        let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, None).unwrap();
         let r: GetAssertionResponse = call(&mut a, &with_token_ga(ga("example.com", &[]), proto, &t)).unwrap();
         assert!(r.parsed_auth_data().unwrap().flags.uv());
         // With UV the user's name comes back.
@@ -666,6 +668,7 @@ fn cred_protect_is_enforced() {
     let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, None).unwrap();
     let r: GetAssertionResponse = call(&mut a, &with_token_ga(ga("example.com", &[]), proto, &t)).unwrap();
     assert_eq!(r.number_of_credentials, Some(3));
+    let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, None).unwrap();
     assert!(call::<_, GetAssertionResponse>(&mut a, &with_token_ga(ga("example.com", &[&ids[2]]), proto, &t)).is_ok());
     // Non-resident credentials carry their level in the ID.
     let t = token(&mut a, proto, PIN, permissions::MAKE_CREDENTIAL, None).unwrap();
@@ -988,6 +991,130 @@ fn credential_management() {
     );
     let none = CredentialManagementParams { rp_id_hash: Some(vec![0; 32]), ..Default::default() };
     assert_eq!(cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(none)).err(), Some(CtapStatus::NoCredentials));
+}
+
+#[test]
+fn credential_management_token_bound_to_an_rp_is_limited_to_that_rp() {
+    // D2 (CTAP 2.1 §6.8): a cm token with a permissions RP ID cannot read
+    // metadata or enumerate RPs, and reaches only its own RP's credentials.
+    let proto = PinUvAuthProtocol::Two;
+    let p = default_provider();
+    let mut a = dev();
+    set_pin(&mut a, proto, PIN).unwrap();
+    for (rp, u) in [("a.example.com", 1u8), ("b.example.com", 2)] {
+        let t = token(&mut a, proto, PIN, permissions::MAKE_CREDENTIAL, None).unwrap();
+        create(&mut a, &rk(with_token_mc(mc(rp, &[u]), proto, &t))).unwrap();
+    }
+    let unbound = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, None).unwrap();
+    let hash = |rp: &str| p.sha256(&[rp.as_bytes()]).to_vec();
+    let enumerate = |rp: &str| CredentialManagementParams { rp_id_hash: Some(hash(rp)), ..Default::default() };
+    let b_cred = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com")))
+        .unwrap()
+        .credential_id
+        .unwrap();
+    let a_cred = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("a.example.com")))
+        .unwrap()
+        .credential_id
+        .unwrap();
+
+    let t = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, Some("a.example.com")).unwrap();
+    assert_eq!(cm(&mut a, proto, &t, Cm::GetCredsMetadata, None).err(), Some(CtapStatus::PinAuthInvalid));
+    assert_eq!(cm(&mut a, proto, &t, Cm::EnumerateRpsBegin, None).err(), Some(CtapStatus::PinAuthInvalid));
+    assert_eq!(
+        cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com"))).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+    let del_b = CredentialManagementParams { credential_id: Some(b_cred.clone()), ..Default::default() };
+    assert_eq!(
+        cm(&mut a, proto, &t, Cm::DeleteCredential, Some(del_b.clone())).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+    let upd_b = CredentialManagementParams {
+        credential_id: Some(b_cred.clone()),
+        user: Some(PublicKeyCredentialUserEntity { id: vec![2], name: Some("x".into()), display_name: None }),
+        ..Default::default()
+    };
+    assert_eq!(cm(&mut a, proto, &t, Cm::UpdateUserInformation, Some(upd_b)).err(), Some(CtapStatus::PinAuthInvalid));
+    // Its own RP: allowed.
+    let own = cm(&mut a, proto, &t, Cm::EnumerateCredentialsBegin, Some(enumerate("a.example.com"))).unwrap();
+    assert_eq!(own.credential_id.as_ref(), Some(&a_cred));
+    let upd_a = CredentialManagementParams {
+        credential_id: Some(a_cred.clone()),
+        user: Some(PublicKeyCredentialUserEntity { id: vec![1], name: Some("y".into()), display_name: None }),
+        ..Default::default()
+    };
+    cm(&mut a, proto, &t, Cm::UpdateUserInformation, Some(upd_a)).unwrap();
+    let del_a = CredentialManagementParams { credential_id: Some(a_cred), ..Default::default() };
+    cm(&mut a, proto, &t, Cm::DeleteCredential, Some(del_a)).unwrap();
+    // b.example.com's credential survived (a fresh token: getting the bound
+    // one replaced the first).
+    let unbound = token(&mut a, proto, PIN, permissions::CREDENTIAL_MANAGEMENT, None).unwrap();
+    let left = cm(&mut a, proto, &unbound, Cm::EnumerateCredentialsBegin, Some(enumerate("b.example.com"))).unwrap();
+    assert_eq!(left.credential_id, Some(b_cred));
+    assert_eq!(
+        cm(&mut a, proto, &unbound, Cm::GetCredsMetadata, None).unwrap().existing_resident_credentials_count,
+        Some(1)
+    );
+}
+
+// ---- token permissions are spent (CTAP 2.1 §6.5.5.7) ----
+
+#[test]
+fn token_permissions_are_cleared_after_user_presence() {
+    // D5: a token authorizes one makeCredential / one getAssertion with user
+    // presence; afterwards only largeBlobWrite survives.
+    let proto = PinUvAuthProtocol::Two;
+    let mut a = dev();
+    set_pin(&mut a, proto, PIN).unwrap();
+    let all = permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION | permissions::LARGE_BLOB_WRITE;
+    let t = token(&mut a, proto, PIN, all, Some("example.com")).unwrap();
+    let c = create(&mut a, &rk(with_token_mc(mc("example.com", &[1]), proto, &t))).unwrap();
+    assert_eq!(
+        create(&mut a, &with_token_mc(mc("example.com", &[2]), proto, &t)).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+    assert_eq!(
+        call::<_, GetAssertionResponse>(&mut a, &with_token_ga(ga("example.com", &[&c.id]), proto, &t)).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+
+    let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, Some("example.com")).unwrap();
+    // A silent (up=false) assertion does not spend the token.
+    let mut silent = with_token_ga(ga("example.com", &[&c.id]), proto, &t);
+    silent.options = Some(CommandOptions { rk: None, up: Some(false), uv: None });
+    for _ in 0..2 {
+        call::<_, GetAssertionResponse>(&mut a, &silent).unwrap();
+    }
+    call::<_, GetAssertionResponse>(&mut a, &with_token_ga(ga("example.com", &[&c.id]), proto, &t)).unwrap();
+    assert_eq!(
+        call::<_, GetAssertionResponse>(&mut a, &with_token_ga(ga("example.com", &[&c.id]), proto, &t)).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
+}
+
+#[test]
+fn token_not_used_within_the_initial_window_expires() {
+    let proto = PinUvAuthProtocol::Two;
+    let mut a = dev_with(|c| c.token_initial_use = Duration::from_millis(150));
+    set_pin(&mut a, proto, PIN).unwrap();
+    let c = {
+        let t = token(&mut a, proto, PIN, permissions::MAKE_CREDENTIAL, Some("example.com")).unwrap();
+        create(&mut a, &with_token_mc(mc("example.com", &[1]), proto, &t)).unwrap()
+    };
+    // Used in time: stays valid past the window (until its lifetime ends).
+    let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, Some("example.com")).unwrap();
+    let mut silent = with_token_ga(ga("example.com", &[&c.id]), proto, &t);
+    silent.options = Some(CommandOptions { rk: None, up: Some(false), uv: None });
+    call::<_, GetAssertionResponse>(&mut a, &silent).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    call::<_, GetAssertionResponse>(&mut a, &silent).unwrap();
+    // Not used in time: expired.
+    let t = token(&mut a, proto, PIN, permissions::GET_ASSERTION, Some("example.com")).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        call::<_, GetAssertionResponse>(&mut a, &with_token_ga(ga("example.com", &[&c.id]), proto, &t)).err(),
+        Some(CtapStatus::PinAuthInvalid)
+    );
 }
 
 // ---- largeBlobs ----

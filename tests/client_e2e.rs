@@ -703,3 +703,202 @@ fn hwkeys_relying_party_accepts_what_the_client_produces() {
     }
     let _ = ui;
 }
+
+fn cred_protect_3(user: &[u8], extra: serde_json::Value) -> CreationOptionsJson {
+    let mut v = json!({
+        "authenticatorSelection": {"residentKey": "discouraged", "userVerification": "required"},
+        "extensions": {"credentialProtectionPolicy": "userVerificationRequired", "enforceCredentialProtectionPolicy": true}
+    });
+    merge(&mut v, extra);
+    creation(user, v)
+}
+
+fn long_list(n: usize, real: &[u8]) -> Vec<serde_json::Value> {
+    let mut list: Vec<serde_json::Value> =
+        (0..n).map(|i| json!({"type": "public-key", "id": b64url_encode(&[i as u8; 40])})).collect();
+    list.push(json!({"type": "public-key", "id": b64url_encode(real)}));
+    list
+}
+
+#[test]
+fn uv_required_login_finds_a_cred_protect_3_credential_in_a_long_allow_list() {
+    // D3: the silent pre-flight must carry the token, or credProtect=3
+    // credentials are invisible to it.
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(&mut dev, Some("123456"), &cred_protect_3(&[1], json!({}))).unwrap();
+    let max = dev.info().unwrap().max_credential_count_in_list.unwrap() as usize;
+    let list = long_list(max + 2, &reg.id);
+    let a =
+        login(&mut dev, Some("123456"), &request(json!({"allowCredentials": list, "userVerification": "required"})))
+            .unwrap();
+    assert_eq!(a.raw_id.0, reg.id);
+    assert!(verify_assertion(&a, &reg.key).flags.uv());
+
+    // A key that does not report maxCredentialCountInList takes one at a time.
+    let d = MemoryDevice::spawn(
+        Rewrite(authenticator(), |i: &mut hwkey::proto::ctap2::get_info::GetInfoResponse| {
+            i.max_credential_count_in_list = None
+        }),
+        DeviceConfig::default(),
+    );
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(&mut dev, Some("123456"), &cred_protect_3(&[1], json!({}))).unwrap();
+    let list = long_list(1, &reg.id);
+    let a =
+        login(&mut dev, Some("123456"), &request(json!({"allowCredentials": list, "userVerification": "required"})))
+            .unwrap();
+    assert_eq!(a.raw_id.0, reg.id);
+}
+
+#[test]
+fn long_exclude_list_blocks_a_duplicate_of_a_cred_protect_3_credential() {
+    // D3b.
+    let d = memory();
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(&mut dev, Some("123456"), &cred_protect_3(&[1], json!({}))).unwrap();
+    let max = dev.info().unwrap().max_credential_count_in_list.unwrap() as usize;
+    let list = long_list(max + 2, &reg.id);
+    let e = register(&mut dev, Some("123456"), &cred_protect_3(&[1], json!({"excludeCredentials": list})))
+        .err()
+        .expect("a duplicate was created");
+    assert!(matches!(e, ClientError::CredentialExcluded), "{e:?}");
+}
+
+/// Answers PIN prompts from a list, in order.
+struct PinSequence(Mutex<Vec<&'static str>>);
+
+impl hwkey::client::webauthn::UserInteraction for PinSequence {
+    fn request_pin(&self, _: Option<u64>) -> Option<zeroize::Zeroizing<String>> {
+        let mut v = self.0.lock().unwrap();
+        (!v.is_empty()).then(|| zeroize::Zeroizing::new(v.remove(0).to_owned()))
+    }
+}
+
+/// Like a 2.1 key with alwaysUv: a getAssertion with user presence and
+/// without pinUvAuthParam is answered PUAT_REQUIRED.
+struct DemandsToken(Authenticator);
+
+impl Handler for DemandsToken {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        use hwkey::proto::ctap2::get_assertion::GetAssertionRequest;
+        if kind == MessageKind::Cbor
+            && request.first() == Some(&0x02)
+            && let Ok(r) = GetAssertionRequest::from_cbor(&request[1..])
+            && r.pin_uv_auth_param.is_none()
+            && r.options.and_then(|o| o.up) != Some(false)
+        {
+            return Outcome::Done(vec![0x36]);
+        }
+        self.0.start(kind, request, now)
+    }
+    fn poll(&mut self, now: Instant) -> Outcome {
+        Handler::poll(&mut self.0, now)
+    }
+    fn cancel(&mut self) {
+        Handler::cancel(&mut self.0)
+    }
+}
+
+#[test]
+fn prf_survives_a_mistyped_pin() {
+    // D4: the salts are encrypted under the key agreement in force when the
+    // request is sent, not the one a wrong PIN made the key discard.
+    let d = MemoryDevice::spawn(DemandsToken(authenticator()), DeviceConfig::default());
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    let reg = register(&mut dev, Some("123456"), &creation(&[1], json!({"extensions": {"prf": {}}}))).unwrap();
+    let opts = request(json!({
+        "allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}],
+        "extensions": {"prf": {"eval": {"first": b64url_encode(b"salt one")}}}
+    }));
+    let ui = PinSequence(Mutex::new(vec!["000000", "123456"]));
+    let a = WebAuthnClient::new(&ui).authenticate(&mut dev, &opts, ORIGIN, &op()).unwrap();
+    verify_assertion(&a, &reg.key);
+    let first = a.client_extension_results.prf.unwrap().results.unwrap().first;
+    assert_eq!(first.len(), 32);
+    // The same output as without a typo.
+    let ui = PinSequence(Mutex::new(vec!["123456"]));
+    let b = WebAuthnClient::new(&ui).authenticate(&mut dev, &opts, ORIGIN, &op()).unwrap();
+    assert_eq!(b.client_extension_results.prf.unwrap().results.unwrap().first, first);
+}
+
+/// A key that announces CBOR in INIT but answers every CBOR request with a
+/// CTAPHID ERROR (INVALID_CMD), as some U2F keys do.
+struct CborRefused(hwkey::transport::memory::MemoryTransport, std::collections::VecDeque<hwkey::transport::Report>);
+
+impl hwkey::transport::ReportTransport for CborRefused {
+    fn send_report(&mut self, r: &hwkey::transport::Report) -> Result<(), hwkey::transport::TransportError> {
+        use hwkey::transport::ctaphid::{Packet, cmd, fragment};
+        if let Packet::Init { cid, cmd: cmd::CBOR, .. } = Packet::parse(r) {
+            self.1.extend(fragment(cid, cmd::ERROR, &[0x01]).unwrap());
+            return Ok(());
+        }
+        self.0.send_report(r)
+    }
+    fn recv_report(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<hwkey::transport::Report>, hwkey::transport::TransportError> {
+        match self.1.pop_front() {
+            Some(r) => Ok(Some(r)),
+            None => self.0.recv_report(deadline),
+        }
+    }
+}
+
+#[test]
+fn ctaphid_error_to_cbor_falls_back_to_u2f() {
+    let d = memory();
+    let mut dev = Device::open(CborRefused(d.connect(), Default::default()), &op()).unwrap();
+    assert!(dev.init_info().has_cbor());
+    assert!(!dev.is_ctap2());
+    let opts = creation(
+        &[1],
+        json!({"authenticatorSelection": {"residentKey": "discouraged", "userVerification": "discouraged"}}),
+    );
+    let reg = register(&mut dev, None, &opts).unwrap();
+    let a = login(
+        &mut dev,
+        None,
+        &request(json!({"allowCredentials": [{"type": "public-key", "id": b64url_encode(&reg.id)}]})),
+    )
+    .unwrap();
+    verify_assertion(&a, &reg.key);
+}
+
+/// A key that makes a new key agreement after a PIN change (what the
+/// documentation of `Device` promises to expect): here by a power cycle.
+struct NewKeyOnPinChange(Authenticator);
+
+impl Handler for NewKeyOnPinChange {
+    fn start(&mut self, kind: MessageKind, request: &[u8], now: Instant) -> Outcome {
+        use hwkey::proto::ctap2::CtapCodec;
+        use hwkey::proto::ctap2::client_pin::{ClientPinRequest, ClientPinSubcommand};
+        let change = kind == MessageKind::Cbor
+            && request.first() == Some(&0x06)
+            && ClientPinRequest::from_cbor(&request[1..])
+                .is_ok_and(|r| r.sub_command == ClientPinSubcommand::ChangePin);
+        let out = self.0.start(kind, request, now);
+        if change && out == Outcome::Done(vec![0]) {
+            self.0.power_cycle().unwrap();
+        }
+        out
+    }
+}
+
+#[test]
+fn pin_change_drops_the_cached_key_agreement() {
+    let d = MemoryDevice::spawn(NewKeyOnPinChange(authenticator()), DeviceConfig::default());
+    let mut dev = open(&d);
+    dev.set_pin("123456", &op()).unwrap();
+    dev.pin_token("123456", 2, None, &op()).unwrap();
+    dev.change_pin("123456", "654321", &op()).unwrap();
+    // With the stale key the new PIN would arrive garbled and burn a retry.
+    dev.pin_token("654321", 2, None, &op()).unwrap();
+    assert_eq!(dev.pin_retries(&op()).unwrap().0, 8);
+}

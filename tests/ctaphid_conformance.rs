@@ -398,3 +398,102 @@ fn ctaphid_over_udp() {
     stop.cancel();
     th.join().unwrap();
 }
+
+#[test]
+fn timeout_drains_the_cancel_answer_so_the_next_request_is_in_step() {
+    // D1: a request that times out is cancelled; the device answers the
+    // CANCEL with KEEPALIVE_CANCEL, and that answer must not be taken for
+    // the reply to the next request.
+    let (dev, _, cancelled) = device();
+    let mut host = CtapHidDevice::open(dev.connect(), deadline()).unwrap();
+    let t0 = Instant::now();
+    let r = host.cbor(&[0x42], &Op::timeout(Duration::from_millis(200)));
+    assert!(matches!(r, Err(HidError::Timeout)), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    for i in 0..3u8 {
+        let got = host.cbor(&[0x04, i], &Op::timeout(Duration::from_secs(5))).unwrap();
+        assert_eq!(got, vec![0, 4, i], "request {i} got a stale reply");
+    }
+    assert!(cancelled.load(Ordering::SeqCst), "the device saw the CANCEL");
+}
+
+/// Wraps a transport and answers the next CBOR requests with CTAPHID ERRORs
+/// of its own (as a device does that lost its channels or is busy elsewhere).
+struct Injecting {
+    inner: MemoryTransport,
+    errors: Arc<Mutex<std::collections::VecDeque<HidErrorCode>>>,
+    queued: std::collections::VecDeque<Report>,
+    cbor_requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReportTransport for Injecting {
+    fn send_report(&mut self, report: &Report) -> Result<(), hwkey::transport::TransportError> {
+        if let Packet::Init { cid, cmd: cmd::CBOR, .. } = Packet::parse(report) {
+            self.cbor_requests.fetch_add(1, Ordering::SeqCst);
+            if let Some(code) = self.errors.lock().unwrap().pop_front() {
+                self.queued.extend(fragment(cid, cmd::ERROR, &[code.byte()]).unwrap());
+                return Ok(());
+            }
+        }
+        self.inner.send_report(report)
+    }
+    fn recv_report(&mut self, deadline: Instant) -> Result<Option<Report>, hwkey::transport::TransportError> {
+        if let Some(r) = self.queued.pop_front() {
+            return Ok(Some(r));
+        }
+        self.inner.recv_report(deadline)
+    }
+}
+
+fn injecting(
+    dev: &MemoryDevice,
+    codes: &[HidErrorCode],
+) -> (Injecting, Arc<Mutex<std::collections::VecDeque<HidErrorCode>>>, Arc<std::sync::atomic::AtomicUsize>) {
+    let errors = Arc::new(Mutex::new(codes.iter().copied().collect()));
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Injecting {
+        inner: dev.connect(),
+        errors: errors.clone(),
+        queued: Default::default(),
+        cbor_requests: n.clone(),
+    };
+    (t, errors, n)
+}
+
+#[test]
+fn invalid_channel_reopens_the_channel_and_retries_once() {
+    let (dev, _, _) = device();
+    let (t, _, n) = injecting(&dev, &[HidErrorCode::InvalidChannel]);
+    let mut host = CtapHidDevice::open(t, deadline()).unwrap();
+    let old = host.info().cid;
+    let got = host.cbor(&[0x04], &Op::timeout(Duration::from_secs(5))).unwrap();
+    assert_eq!(got, vec![0, 4]);
+    assert_eq!(n.load(Ordering::SeqCst), 2, "one retry");
+    assert_ne!(host.info().cid, old, "a new channel was allocated");
+    // A device that keeps refusing the channel is reported, not looped on.
+    let (t, _, n) = injecting(&dev, &[HidErrorCode::InvalidChannel; 5]);
+    let mut host = CtapHidDevice::open(t, deadline()).unwrap();
+    let r = host.cbor(&[0x04], &Op::timeout(Duration::from_secs(5)));
+    assert!(matches!(r, Err(HidError::Device(HidErrorCode::InvalidChannel))), "{r:?}");
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn channel_busy_is_retried_a_bounded_number_of_times() {
+    let (dev, _, _) = device();
+    let (t, _, n) = injecting(&dev, &[HidErrorCode::ChannelBusy; 3]);
+    let mut host = CtapHidDevice::open(t, deadline()).unwrap();
+    let got = host.cbor(&[0x04], &Op::timeout(Duration::from_secs(5))).unwrap();
+    assert_eq!(got, vec![0, 4]);
+    assert_eq!(n.load(Ordering::SeqCst), 4);
+    // Always busy: gives up with ChannelBusy, after a bounded number of tries
+    // and well before the deadline.
+    let (t, _, n) = injecting(&dev, &[HidErrorCode::ChannelBusy; 100]);
+    let mut host = CtapHidDevice::open(t, deadline()).unwrap();
+    let t0 = Instant::now();
+    let r = host.cbor(&[0x04], &Op::timeout(Duration::from_secs(30)));
+    assert!(matches!(r, Err(HidError::Device(HidErrorCode::ChannelBusy))), "{r:?}");
+    let tries = n.load(Ordering::SeqCst);
+    assert!((2..=10).contains(&tries), "{tries} tries");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}

@@ -189,6 +189,7 @@ fn get_token(
     }
     let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
     let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
-    a.volatile.token = Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now() });
+    a.volatile.token =
+        Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now(), used: false });
     Ok(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() })
 }

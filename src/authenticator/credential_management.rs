@@ -31,7 +31,14 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::PuatRequired)?;
         a.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permissions::CREDENTIAL_MANAGEMENT, None)?;
     }
+    // CTAP 2.1 §6.8: a token with a permissions RP ID reaches only that RP's
+    // credentials; metadata and RP enumeration need a token without one.
+    let bound_rp = if needs_auth { a.volatile.token.as_ref().and_then(|t| t.rp_id.clone()) } else { None };
+    let may_reach = |rp_id: &str| bound_rp.as_deref().is_none_or(|b| b == rp_id);
     let params = req.sub_command_params.clone().unwrap_or_default();
+    if matches!(req.sub_command, Sub::GetCredsMetadata | Sub::EnumerateRpsBegin) && bound_rp.is_some() {
+        return Err(CtapStatus::PinAuthInvalid);
+    }
     let resp = match req.sub_command {
         Sub::GetCredsMetadata => CredentialManagementResponse {
             existing_resident_credentials_count: Some(a.state.credentials.len() as u64),
@@ -68,6 +75,11 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         }
         Sub::EnumerateCredentialsBegin => {
             let hash = params.rp_id_hash.as_deref().ok_or(CtapStatus::MissingParameter)?;
+            if let Some(b) = &bound_rp
+                && a.rp_id_hash(b).as_slice() != hash
+            {
+                return Err(CtapStatus::PinAuthInvalid);
+            }
             let mut creds: Vec<_> =
                 a.state.credentials.iter().filter(|c| a.rp_id_hash(&c.rp_id).as_slice() == hash).collect();
             creds.sort_by_key(|c| std::cmp::Reverse(c.created));
@@ -91,8 +103,9 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         }
         Sub::DeleteCredential => {
             let d = params.credential_id.as_ref().ok_or(CtapStatus::MissingParameter)?;
-            if !a.state.credentials.iter().any(|c| c.id.0 == d.id) {
-                return Err(CtapStatus::NoCredentials);
+            let c = a.state.credentials.iter().find(|c| c.id.0 == d.id).ok_or(CtapStatus::NoCredentials)?;
+            if !may_reach(&c.rp_id) {
+                return Err(CtapStatus::PinAuthInvalid);
             }
             let backup = a.state.clone();
             a.state.credentials.retain(|c| c.id.0 != d.id);
@@ -104,6 +117,9 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
             let user = params.user.as_ref().ok_or(CtapStatus::MissingParameter)?;
             let backup = a.state.clone();
             let c = a.state.credentials.iter_mut().find(|c| c.id.0 == d.id).ok_or(CtapStatus::NoCredentials)?;
+            if !may_reach(&c.rp_id) {
+                return Err(CtapStatus::PinAuthInvalid);
+            }
             if c.user_id.0 != user.id {
                 return Err(CtapStatus::InvalidParameter);
             }

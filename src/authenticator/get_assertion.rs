@@ -147,6 +147,7 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
     if up {
         Ok(Reply::up("getAssertion", Some(req.rp_id.clone()), None, move |a, outcome| {
             outcome.require()?;
+            a.spend_token_permissions();
             finish(a)
         }))
     } else {

@@ -109,6 +109,7 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
     let rp_id = req.rp.id.clone();
     Ok(Reply::up("makeCredential", Some(rp_id), user_name, move |a, outcome| {
         outcome.require()?;
+        a.spend_token_permissions();
         finish(a, req, alg, rk, uv, cred_protect, rp_id_hash)
     }))
 }

@@ -86,6 +86,9 @@ pub const MAX_SERIALIZED_LARGE_BLOB_ARRAY: usize = 4096;
 pub const MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH: usize = 8;
 /// How long a pinUvAuthToken lives.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+/// The default initial-use window of a pinUvAuthToken
+/// ([`AuthenticatorConfig::token_initial_use`]).
+pub const TOKEN_INITIAL_USE: Duration = Duration::from_secs(30);
 
 /// Errors creating or loading an authenticator.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +203,9 @@ pub struct AuthenticatorConfig {
     pub reset_window: Duration,
     /// firmwareVersion reported by getInfo.
     pub firmware_version: u64,
+    /// A pinUvAuthToken not used this soon after it was issued expires
+    /// (CTAP 2.1 §6.5.5.7 initialUsageTimeLimit; 30 s, as for USB keys).
+    pub token_initial_use: Duration,
 }
 
 impl Default for AuthenticatorConfig {
@@ -213,6 +219,7 @@ impl Default for AuthenticatorConfig {
             up_timeout: Duration::from_secs(30),
             reset_window: Duration::from_secs(10),
             firmware_version: 1,
+            token_initial_use: TOKEN_INITIAL_USE,
         }
     }
 }
@@ -279,6 +286,8 @@ pub(crate) struct PinToken {
     pub permissions: u8,
     pub rp_id: Option<String>,
     pub issued: Instant,
+    /// Whether a request has used it (its initial-use window is over then).
+    pub used: bool,
 }
 
 /// State lost at power-off.
@@ -602,8 +611,10 @@ impl Authenticator {
     ) -> Result<(), CtapStatus> {
         let protocol = protocol.ok_or(CtapStatus::MissingParameter)?;
         let protocol = PinUvAuthProtocol::from_number(protocol).map_err(|_| CtapStatus::InvalidParameter)?;
+        let initial_use = self.config.token_initial_use;
         let token = self.volatile.token.as_mut().ok_or(CtapStatus::PinAuthInvalid)?;
-        if token.issued.elapsed() > TOKEN_LIFETIME {
+        let age = token.issued.elapsed();
+        if age > TOKEN_LIFETIME || (!token.used && age > initial_use) {
             self.volatile.token = None;
             return Err(CtapStatus::PinAuthInvalid);
         }
@@ -620,7 +631,18 @@ impl Authenticator {
                 None => token.rp_id = Some(rp.to_owned()),
             }
         }
+        token.used = true;
         Ok(())
+    }
+
+    /// After user presence was collected for makeCredential or getAssertion:
+    /// the token keeps only largeBlobWrite (CTAP 2.1 §6.5.5.7
+    /// clearPinUvAuthTokenPermissionsExceptLbw), so each operation needs a
+    /// fresh token, as on real 2.1 keys.
+    pub(crate) fn spend_token_permissions(&mut self) {
+        if let Some(t) = self.volatile.token.as_mut() {
+            t.permissions &= crate::proto::ctap2::client_pin::permissions::LARGE_BLOB_WRITE;
+        }
     }
 
     /// The key-agreement key of a protocol.

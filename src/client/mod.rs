@@ -30,7 +30,7 @@ use crate::proto::cose::CoseKey;
 use crate::proto::ctap1::Ctap1Error;
 use crate::proto::ctap2::get_info::GetInfoResponse;
 use crate::proto::ctap2::{Ctap2Error, CtapStatus};
-use crate::transport::ctaphid::{CtapHidDevice, HidError, InitInfo};
+use crate::transport::ctaphid::{CtapHidDevice, HidError, HidErrorCode, InitInfo};
 pub use crate::transport::{CancelToken, Op, Progress, ReportTransport};
 
 /// Why a client operation failed.
@@ -200,8 +200,16 @@ impl Device {
         if dev.hid.info().has_cbor() {
             match dev.get_info(op) {
                 Ok(i) => dev.info = Some(i),
-                // Some U2F keys claim CBOR and then reject it.
+                // Some U2F keys claim CBOR and then reject it: with status
+                // 0x01, or with a CTAPHID ERROR.
                 Err(ClientError::Status(CtapStatus::InvalidCommand)) if dev.hid.info().has_msg() => {}
+                Err(ClientError::Hid(HidError::Device(
+                    HidErrorCode::InvalidCmd
+                    | HidErrorCode::InvalidPar
+                    | HidErrorCode::InvalidLen
+                    | HidErrorCode::Other
+                    | HidErrorCode::Unknown(_),
+                ))) if dev.hid.info().has_msg() => {}
                 Err(e) => return Err(e),
             }
         } else if !dev.hid.info().has_msg() {

@@ -116,7 +116,11 @@ impl Device {
     fn after_pin_command<T>(&mut self, r: Result<T, ClientError>, op: &Op) -> Result<(), ClientError> {
         match r {
             Ok(_) => {
-                // The key's PIN state changed: re-read getInfo (clientPin, forcePINChange).
+                // A key may make a new key agreement after setting or
+                // changing the PIN: forget ours (a stale one garbles the next
+                // PIN and burns a retry). Then re-read getInfo (clientPin,
+                // forcePINChange).
+                self.key_agreement = None;
                 self.refresh_info(op)?;
                 Ok(())
             }

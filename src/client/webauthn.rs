@@ -24,6 +24,7 @@
 use super::pin::{PinUvAuthToken, permissions};
 use super::{ClientError, Device, Op};
 use crate::crypto::CryptoProvider;
+use crate::crypto::pin_protocol::SharedSecret;
 use crate::proto::attestation::AttestationObject;
 use crate::proto::auth_data::AuthenticatorData;
 use crate::proto::cbor::Value;
@@ -280,18 +281,27 @@ impl<'a> WebAuthnClient<'a> {
     }
 
     /// Silent pre-flight: which credential of `list` (if any) the key holds for `rp_id`.
+    ///
+    /// With a token (`auth`, bound to `rp_id`) the pre-flight is made with
+    /// user verification, so credProtect=3 credentials are visible to it; a
+    /// silent (up=false) request does not spend the token's permissions.
     fn preflight(
         dev: &mut Device,
         rp_id: &str,
         list: &[PublicKeyCredentialDescriptor],
+        auth: &UvAuth,
         op: &Op,
     ) -> Result<Option<PublicKeyCredentialDescriptor>, ClientError> {
+        const PREFLIGHT_CDH: [u8; 32] = [0; 32];
+        let (pin_uv_auth_param, pin_uv_auth_protocol) = auth.param(&PREFLIGHT_CDH);
         for chunk in list.chunks(Self::chunk_size(dev)) {
             let req = GetAssertionRequest {
                 rp_id: rp_id.to_owned(),
-                client_data_hash: vec![0; 32],
+                client_data_hash: PREFLIGHT_CDH.to_vec(),
                 allow_list: Some(chunk.to_vec()),
                 options: Some(CommandOptions { rk: None, up: Some(false), uv: None }),
+                pin_uv_auth_param: pin_uv_auth_param.clone(),
+                pin_uv_auth_protocol,
                 ..Default::default()
             };
             match dev.get_assertion(&req, op) {
@@ -420,21 +430,6 @@ impl<'a> WebAuthnClient<'a> {
             _ => false,
         };
 
-        // Exclude list: silent pre-flight when it does not fit one request.
-        let mut exclude = Self::usable(dev, &options.exclude_credentials);
-        if exclude.len() > Self::chunk_size(dev) {
-            exclude = Self::preflight(dev, &rp_id, &exclude, op)?.into_iter().collect();
-        }
-        if let Some(appid) = &ext.appid_exclude
-            && !options.exclude_credentials.is_empty()
-        {
-            let list = Self::usable(dev, &options.exclude_credentials);
-            if Self::preflight(dev, appid, &list, op)?.is_some() {
-                self.wait_touch_then(dev, op)?;
-                return Err(ClientError::CredentialExcluded);
-            }
-        }
-
         // Extensions.
         let supports = |e: &str| dev.info().is_some_and(|i| i.supports_extension(e));
         let mut mc_ext = MakeCredentialExtensions::default();
@@ -473,7 +468,31 @@ impl<'a> WebAuthnClient<'a> {
             }
         }
 
-        let mut auth = self.acquire_uv(dev, uv_req, permissions::MAKE_CREDENTIAL, &rp_id, op)?;
+        // Exclude list: silent pre-flight when it does not fit one request,
+        // with the token (so it also sees credProtect=3 credentials), which
+        // then needs the getAssertion permission too.
+        let mut exclude = Self::usable(dev, &options.exclude_credentials);
+        let needs_preflight = exclude.len() > Self::chunk_size(dev);
+        let perms = if needs_preflight {
+            permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION
+        } else {
+            permissions::MAKE_CREDENTIAL
+        };
+        let mut auth = self.acquire_uv(dev, uv_req, perms, &rp_id, op)?;
+        if needs_preflight {
+            exclude = Self::preflight(dev, &rp_id, &exclude, &auth, op)?.into_iter().collect();
+        }
+        if let Some(appid) = &ext.appid_exclude
+            && !options.exclude_credentials.is_empty()
+        {
+            // U2F credentials have no credProtect; the token is bound to rp_id.
+            let list = Self::usable(dev, &options.exclude_credentials);
+            if Self::preflight(dev, appid, &list, &UvAuth::None, op)?.is_some() {
+                self.wait_touch_then(dev, op)?;
+                return Err(ClientError::CredentialExcluded);
+            }
+        }
+
         let build = |auth: &UvAuth| {
             let (param, proto) = auth.param(&cdh);
             MakeCredentialRequest {
@@ -704,19 +723,35 @@ impl<'a> WebAuthnClient<'a> {
         if !options.allow_credentials.is_empty() && allow.is_empty() {
             return Err(ClientError::NoCredentials);
         }
+        // Writing a large blob to a PIN-protected key needs a token with largeBlobWrite.
+        let write_blob = lb_write.is_some() && large_blobs;
+        let (uv_req, perms) = if write_blob {
+            let protected = dev.option("clientPin") == Some(true) || dev.option("uv") == Some(true);
+            let req = if protected { UvRequirement::Required } else { uv_req };
+            (req, permissions::GET_ASSERTION | permissions::LARGE_BLOB_WRITE)
+        } else {
+            (uv_req, permissions::GET_ASSERTION)
+        };
+        // User verification before the pre-flight, which needs the token to
+        // see credProtect=3 credentials.
+        let mut auth = self.acquire_uv(dev, uv_req, perms, &rp_id, op)?;
         let mut target_rp = rp_id.clone();
         let mut used_appid = false;
         let allow_list = if allow.is_empty() {
             None
         } else if allow.len() > Self::chunk_size(dev) || ext.appid.is_some() {
-            let mut found = Self::preflight(dev, &rp_id, &allow, op)?;
+            let mut found = Self::preflight(dev, &rp_id, &allow, &auth, op)?;
             if found.is_none()
                 && let Some(a) = &ext.appid
             {
-                found = Self::preflight(dev, a, &allow, op)?;
+                // U2F credentials have no credProtect; the token is bound to rp_id.
+                found = Self::preflight(dev, a, &allow, &UvAuth::None, op)?;
                 if found.is_some() {
                     target_rp = a.clone();
                     used_appid = true;
+                    if auth.verifies() {
+                        auth = self.acquire_uv(dev, uv_req, perms, &target_rp, op)?;
+                    }
                 }
             }
             match found {
@@ -729,17 +764,6 @@ impl<'a> WebAuthnClient<'a> {
         } else {
             Some(allow.clone())
         };
-
-        // Writing a large blob to a PIN-protected key needs a token with largeBlobWrite.
-        let write_blob = lb_write.is_some() && large_blobs;
-        let (uv_req, perms) = if write_blob {
-            let protected = dev.option("clientPin") == Some(true) || dev.option("uv") == Some(true);
-            let req = if protected { UvRequirement::Required } else { uv_req };
-            (req, permissions::GET_ASSERTION | permissions::LARGE_BLOB_WRITE)
-        } else {
-            (uv_req, permissions::GET_ASSERTION)
-        };
-        let mut auth = self.acquire_uv(dev, uv_req, perms, &target_rp, op)?;
 
         // hmac-secret for prf / hmacGetSecret.
         let single_id = allow_list.as_ref().filter(|l| l.len() == 1).map(|l| l[0].id.clone());
@@ -762,29 +786,38 @@ impl<'a> WebAuthnClient<'a> {
         let supports = |e: &str| dev.info().is_some_and(|i| i.supports_extension(e));
         let (has_hmac, has_cred_blob) = (supports(ext_id::HMAC_SECRET), supports(ext_id::CRED_BLOB));
         let mut ga_ext = GetAssertionExtensions::default();
-        let mut shared = None;
         if let Some((s1, s2, _)) = &salts
             && has_hmac
+            && (s1.len() != 32 || s2.as_ref().is_some_and(|s| s.len() != 32))
         {
-            if s1.len() != 32 || s2.as_ref().is_some_and(|s| s.len() != 32) {
-                return Err(ClientError::InvalidRequest("hmac-secret salts must be 32 bytes".into()));
-            }
-            let (key, ss) = dev.key_agreement(op)?;
-            let mut plain = Zeroizing::new(s1.clone());
-            if let Some(s2) = s2 {
-                plain.extend_from_slice(s2);
-            }
-            let salt_enc = ss.encrypt(self.provider, &plain)?;
-            let salt_auth = ss.authenticate(self.provider, &salt_enc);
-            let proto = ss.protocol().number();
-            ga_ext.hmac_secret = Some(HmacSecretInput {
-                key_agreement: key,
-                salt_enc,
-                salt_auth,
-                pin_uv_auth_protocol: (proto != 1).then_some(proto),
-            });
-            shared = Some(ss);
+            return Err(ClientError::InvalidRequest("hmac-secret salts must be 32 bytes".into()));
         }
+        // The salts are encrypted under the key agreement in force when the
+        // request goes out: a wrong PIN makes the key discard its key, so
+        // this is redone after every token request.
+        let provider = self.provider;
+        let encrypt_salts =
+            |dev: &mut Device, ga_ext: &mut GetAssertionExtensions| -> Result<Option<SharedSecret>, ClientError> {
+                let Some((s1, s2, _)) = salts.as_ref().filter(|_| has_hmac) else {
+                    return Ok(None);
+                };
+                let (key, ss) = dev.key_agreement(op)?;
+                let mut plain = Zeroizing::new(s1.clone());
+                if let Some(s2) = s2 {
+                    plain.extend_from_slice(s2);
+                }
+                let salt_enc = ss.encrypt(provider, &plain)?;
+                let salt_auth = ss.authenticate(provider, &salt_enc);
+                let proto = ss.protocol().number();
+                ga_ext.hmac_secret = Some(HmacSecretInput {
+                    key_agreement: key,
+                    salt_enc,
+                    salt_auth,
+                    pin_uv_auth_protocol: (proto != 1).then_some(proto),
+                });
+                Ok(Some(ss))
+            };
+        let mut shared = encrypt_salts(dev, &mut ga_ext)?;
         if ext.get_cred_blob == Some(true) && has_cred_blob {
             ga_ext.cred_blob = Some(true);
         }
@@ -792,7 +825,7 @@ impl<'a> WebAuthnClient<'a> {
             ga_ext.large_blob_key = Some(true);
         }
 
-        let build = |auth: &UvAuth| {
+        let build = |auth: &UvAuth, ga_ext: &GetAssertionExtensions| {
             let (param, proto) = auth.param(&cdh);
             GetAssertionRequest {
                 rp_id: target_rp.clone(),
@@ -804,10 +837,11 @@ impl<'a> WebAuthnClient<'a> {
                 pin_uv_auth_protocol: proto,
             }
         };
-        let first = match dev.get_assertion(&build(&auth), op) {
+        let first = match dev.get_assertion(&build(&auth, &ga_ext), op) {
             Err(ClientError::Status(CtapStatus::PuatRequired)) if !auth.verifies() => {
                 auth = self.acquire_uv(dev, UvRequirement::Required, permissions::GET_ASSERTION, &target_rp, op)?;
-                dev.get_assertion(&build(&auth), op)?
+                shared = encrypt_salts(dev, &mut ga_ext)?;
+                dev.get_assertion(&build(&auth, &ga_ext), op)?
             }
             r => r?,
         };

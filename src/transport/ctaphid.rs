@@ -339,6 +339,10 @@ impl InitInfo {
 const CANCEL_GRACE: Duration = Duration::from_millis(300);
 /// How often the host looks at the cancel handle while waiting.
 const POLL_SLICE: Duration = Duration::from_millis(20);
+/// How many times a request answered `ERR_CHANNEL_BUSY` is sent again.
+pub const BUSY_RETRIES: u32 = 5;
+/// The pause before the n-th busy retry is n times this.
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The host side of a CTAPHID channel on one device.
 #[derive(Debug)]
@@ -351,6 +355,12 @@ impl<T: ReportTransport> CtapHidDevice<T> {
     /// Allocate a channel: INIT with a random nonce on the broadcast channel;
     /// responses for other nonces or channels are skipped until `deadline`.
     pub fn open(mut transport: T, deadline: Instant) -> Result<Self, HidError> {
+        let info = Self::init_channel(&mut transport, deadline)?;
+        Ok(CtapHidDevice { transport, info })
+    }
+
+    /// INIT on the broadcast channel with a fresh nonce; the new channel.
+    fn init_channel(transport: &mut T, deadline: Instant) -> Result<InitInfo, HidError> {
         let mut nonce = [0u8; 8];
         getrandom::getrandom(&mut nonce).map_err(|_| HidError::InvalidInitResponse("no random nonce available"))?;
         let reports = fragment(BROADCAST_CID, cmd::INIT, &nonce).ok_or(HidError::RequestTooLong(8))?;
@@ -374,13 +384,12 @@ impl<T: ReportTransport> CtapHidDevice<T> {
             if cid == 0 || cid == BROADCAST_CID {
                 return Err(HidError::InvalidInitResponse("reserved channel id"));
             }
-            let info = InitInfo {
+            return Ok(InitInfo {
                 cid,
                 protocol_version: data[12],
                 device_version: (data[13], data[14], data[15]),
                 capabilities: data[16],
-            };
-            return Ok(CtapHidDevice { transport, info });
+            });
         }
     }
 
@@ -455,7 +464,39 @@ impl<T: ReportTransport> CtapHidDevice<T> {
     /// payload. KEEPALIVEs are reported through `op`; on cancellation or at the
     /// deadline a CANCEL is sent and [`HidError::Cancelled`] /
     /// [`HidError::Timeout`] returned.
+    ///
+    /// A device that answers `ERR_INVALID_CHANNEL` (it lost its channels, e.g.
+    /// after a reset or re-plug) gets one fresh INIT and the request once
+    /// more; `ERR_CHANNEL_BUSY` (another channel holds it) is retried up to
+    /// [`BUSY_RETRIES`] times with a growing pause, within the deadline.
     pub fn transact(&mut self, command: u8, payload: &[u8], op: &Op) -> Result<Vec<u8>, HidError> {
+        let mut reinitialized = false;
+        let mut busy = 0u32;
+        loop {
+            match self.transact_once(command, payload, op) {
+                Err(HidError::Device(HidErrorCode::InvalidChannel)) if !reinitialized => {
+                    reinitialized = true;
+                    self.info = Self::init_channel(&mut self.transport, op.deadline)?;
+                }
+                Err(HidError::Device(HidErrorCode::ChannelBusy)) if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    let until = Instant::now() + BUSY_PAUSE * busy;
+                    if until >= op.deadline {
+                        return Err(HidError::Device(HidErrorCode::ChannelBusy));
+                    }
+                    while Instant::now() < until {
+                        if op.is_cancelled() {
+                            return Err(HidError::Cancelled);
+                        }
+                        std::thread::sleep(POLL_SLICE.min(until.saturating_duration_since(Instant::now())));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn transact_once(&mut self, command: u8, payload: &[u8], op: &Op) -> Result<Vec<u8>, HidError> {
         let reports = fragment(self.info.cid, command, payload).ok_or(HidError::RequestTooLong(payload.len()))?;
         if op.is_cancelled() {
             return Err(HidError::Cancelled);
@@ -465,24 +506,25 @@ impl<T: ReportTransport> CtapHidDevice<T> {
         }
         match self.receive(command, op) {
             Err(HidError::Cancelled) => {
-                self.abort(command, true);
+                self.abort(command);
                 Err(HidError::Cancelled)
             }
             Err(HidError::Timeout) => {
-                self.abort(command, false);
+                self.abort(command);
                 Err(HidError::Timeout)
             }
             other => other,
         }
     }
 
-    /// After a cancel or timeout: tell the device, and for a cancel, give it
-    /// a moment to acknowledge so the channel is clean for the next request.
-    fn abort(&mut self, command: u8, wait: bool) {
+    /// After a cancel or timeout: tell the device and give it a moment to
+    /// acknowledge, reading (and dropping) its answer to the abandoned request,
+    /// so the next request does not take that answer for its own.
+    fn abort(&mut self, command: u8) {
         if command != cmd::CBOR {
             return;
         }
-        if self.send_cancel().is_err() || !wait {
+        if self.send_cancel().is_err() {
             return;
         }
         let until = Instant::now() + CANCEL_GRACE;
