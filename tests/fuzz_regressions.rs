@@ -59,8 +59,10 @@ mod server {
             assert_eq!(r.ok(), Some(false), "{o}");
         }
         let challenge = hwkey::proto::webauthn::b64url_encode(&[0x42; 32]);
-        let cdj = format!(r#"{{"type":"webauthn.get","challenge":"{challenge}","origin":"https://a\u00e9xample.com"}}"#);
-        let r = std::panic::catch_unwind(|| check_client_data(cdj.as_bytes(), "webauthn.get", &[0x42; 32], &c).is_err());
+        let cdj =
+            format!(r#"{{"type":"webauthn.get","challenge":"{challenge}","origin":"https://a\u00e9xample.com"}}"#);
+        let r =
+            std::panic::catch_unwind(|| check_client_data(cdj.as_bytes(), "webauthn.get", &[0x42; 32], &c).is_err());
         assert_eq!(r.ok(), Some(true));
     }
 }

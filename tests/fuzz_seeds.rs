@@ -183,8 +183,7 @@ fn record_traffic() -> Vec<(Dir, Report)> {
     };
     let _ = run(None);
     let _ = run(Some("123456"));
-    let v = log.lock().unwrap().clone();
-    v
+    log.lock().unwrap().clone()
 }
 
 fn ed25519_assertion(flags: u8, count: u32, origin: &str) -> Vec<u8> {
@@ -255,11 +254,9 @@ fn write_fuzz_seeds() {
         s.put("finish_authentication", serde_json::to_string(cred).unwrap().as_bytes());
         if let Some(k) = c["credential_public_key_cose_b64url"].as_str() {
             let resp = &cred["response"];
-            if let (Some(ad), Some(cdj), Some(sig)) = (
-                resp["authenticatorData"].as_str(),
-                resp["clientDataJSON"].as_str(),
-                resp["signature"].as_str(),
-            ) {
+            if let (Some(ad), Some(cdj), Some(sig)) =
+                (resp["authenticatorData"].as_str(), resp["clientDataJSON"].as_str(), resp["signature"].as_str())
+            {
                 let (ad, cdj, sig) = (b64(ad), b64(cdj), b64(sig));
                 s.put("client_data", &cdj);
                 s.put("auth_data", &ad);
@@ -351,7 +348,9 @@ fn write_fuzz_seeds() {
         let kind = if c["kind"] == "totp" { "totp" } else { "hotp" };
         let alg = c["algorithm"].as_str().unwrap_or("HMAC-SHA1").trim_start_matches("HMAC-").replace('-', "");
         let tail = if kind == "hotp" { "&counter=0".to_owned() } else { "&period=30".to_owned() };
-        let uri = format!("otpauth://{kind}/ACME%20Co:alice%40example.com?secret={b32}&issuer=ACME%20Co&algorithm={alg}&digits=8{tail}");
+        let uri = format!(
+            "otpauth://{kind}/ACME%20Co:alice%40example.com?secret={b32}&issuer=ACME%20Co&algorithm={alg}&digits=8{tail}"
+        );
         s.put("otpauth_uri", uri.as_bytes());
     }
     s.put("otpauth_uri", b"otpauth://totp/ACME%20Co:alice%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&algorithm=SHA1&digits=6&period=30");
@@ -371,7 +370,9 @@ fn write_fuzz_seeds() {
             s.put("client_data", &r.response.client_data_json);
         }
     }
-    for (flags, count, origin) in [(0x01, 6, ORIGIN), (0x05, 7, ORIGIN), (0x01, 3, ORIGIN), (0x01, 9, "https://login.example.com")] {
+    for (flags, count, origin) in
+        [(0x01, 6, ORIGIN), (0x05, 7, ORIGIN), (0x01, 3, ORIGIN), (0x01, 9, "https://login.example.com")]
+    {
         s.put("finish_authentication", &ed25519_assertion(flags, count, origin));
     }
     let x = p.ed25519_public(&ED25519_SEED).unwrap();
@@ -515,13 +516,15 @@ mod regressions {
     /// finding 1).
     pub fn non_ascii_origin_client_data() -> Vec<u8> {
         let challenge = hwkey::proto::webauthn::b64url_encode(&super::CHALLENGE);
-        format!(r#"{{"type":"webauthn.get","challenge":"{challenge}","origin":"https://a\u00e9xample.com"}}"#).into_bytes()
+        format!(r#"{{"type":"webauthn.get","challenge":"{challenge}","origin":"https://a\u00e9xample.com"}}"#)
+            .into_bytes()
     }
 
     /// A CBOR map of `n` distinct integer keys (issue 16 finding 2: the
     /// duplicate-key check compares each key with every earlier one).
     pub fn big_map(n: usize) -> Vec<u8> {
-        let m: Vec<_> = (0..n as i64).map(|i| (hwkey::proto::cbor::Value::from(i), hwkey::proto::cbor::Value::Null)).collect();
+        let m: Vec<_> =
+            (0..n as i64).map(|i| (hwkey::proto::cbor::Value::from(i), hwkey::proto::cbor::Value::Null)).collect();
         hwkey::proto::cbor::Value::Map(m).to_vec()
     }
 }
