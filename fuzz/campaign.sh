@@ -21,8 +21,16 @@ for t in "${targets[@]}"; do
   log="logs/$t.log"
   mkdir -p "corpus/$t"
   # shellcheck disable=SC2086
-  nice -n 19 cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -timeout=1 \
-    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $dict >"$log" 2>&1
+  if [ -n "${FUZZ_NO_BUILD:-}" ]; then
+    # The binaries of the last build, without rebuilding (cargo fuzz run
+    # rebuilds the whole crate when hwkey changed).
+    nice -n 19 "target/x86_64-unknown-linux-gnu/release/$t" -artifact_prefix="artifacts/$t/" \
+      -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      $dict "corpus/$t" >"$log" 2>&1
+  else
+    nice -n 19 cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -timeout=1 \
+      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $dict >"$log" 2>&1
+  fi
   rc=$?
   execs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')"
   last="$(grep -E '^#[0-9]+' "$log" | tail -1)"
