@@ -64,3 +64,21 @@ mod server {
         assert_eq!(r.ok(), Some(true));
     }
 }
+
+/// Fuzz finding (target `otpauth_uri`): the label's issuer was trimmed but
+/// the `issuer` parameter was not, so a URI whose issuer parameter starts
+/// with whitespace (and has no issuer in the label) parsed, serialized with
+/// the untrimmed issuer in the label, and the serialization no longer
+/// parsed ("the issuer parameter differs from the label's issuer").
+#[cfg(feature = "otp")]
+#[test]
+fn otpauth_issuer_parameter_is_trimmed_like_the_label() {
+    use hwkey::otp::uri::KeyUri;
+    let k = KeyUri::parse("otpauth://totp/alice?secret=JBSWY3DPEHPK3PXP&issuer=%0D%20ACME").expect("parses");
+    assert_eq!(k.issuer.as_deref(), Some("ACME"));
+    let s = k.to_uri().expect("serializes");
+    assert_eq!(KeyUri::parse(&s).expect("its serialization parses"), k);
+    // Both places trimmed alike: the same issuer, so no mismatch.
+    let k = KeyUri::parse("otpauth://totp/%20ACME:alice?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20").expect("parses");
+    assert_eq!(k.issuer.as_deref(), Some("ACME"));
+}

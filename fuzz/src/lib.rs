@@ -138,6 +138,24 @@ pub fn skip_known_origin_panic(client_data_json: &[u8]) -> bool {
     origin_non_ascii || top_non_ascii
 }
 
+/// Known open finding (issue 11, being fixed there): the CBOR decoder's
+/// duplicate-key check is quadratic in the number of map entries (a 128 KiB
+/// map takes seconds). CBOR targets skip inputs that announce a map of more
+/// than 1024 entries (a `0xb9` header above 1024, or `0xba`/`0xbb`) unless
+/// `HWKEY_FUZZ_KNOWN=1`, so the campaign can go past it; the reproducer is
+/// in the `cbor_decode` corpus and `tests/fuzz_regressions.rs`. Remove the
+/// skip once the fix is merged.
+pub fn skip_known_cbor_quadratic(data: &[u8]) -> bool {
+    if std::env::var_os("HWKEY_FUZZ_KNOWN").is_some() {
+        return false;
+    }
+    data.windows(3).any(|w| match w[0] {
+        0xb9 => u16::from_be_bytes([w[1], w[2]]) > 1024,
+        0xba | 0xbb => true,
+        _ => false,
+    })
+}
+
 /// Take a one-byte-length-prefixed chunk from the front of `data`.
 pub fn take_u8_chunk<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (&n, rest) = data.split_first()?;
@@ -158,11 +176,20 @@ pub fn take_u16_chunk<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(chunk)
 }
 
-/// Run one input through `f` and make sure it does not pin a core: when a
-/// run takes longer than `HWKEY_FUZZ_SLOW_MS` (default 50 ms; `0` turns the
-/// check off) it is run again, and a second slow run panics (a libFuzzer
-/// crash, so the input is saved). A new slowest input is reported on stderr
-/// (`slowest input so far: N us`), the figure `fuzz/STATUS.md` records.
+/// CPU time of the calling thread, from `/proc/thread-self/schedstat`
+/// (nanoseconds), when the system provides it.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Run one input (one request's worth of work) through `f` and make sure it
+/// does not pin a core: when a run takes longer than `HWKEY_FUZZ_SLOW_MS`
+/// (default 50 ms; `0` turns the check off) of wall time, it is run again
+/// and its CPU time measured (the machine is shared, so wall time alone is
+/// noise); over the limit in CPU time panics (a libFuzzer crash, so the
+/// input is saved). A new slowest input is reported on stderr (`slowest
+/// input so far: N us`), the figure `fuzz/STATUS.md` records.
 pub fn timed<R>(mut f: impl FnMut() -> R) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LIMIT: OnceLock<u128> = OnceLock::new();
@@ -172,17 +199,21 @@ pub fn timed<R>(mut f: impl FnMut() -> R) {
     });
     let start = std::time::Instant::now();
     let _ = f();
-    let mut took = start.elapsed();
-    if limit > 0 && took.as_millis() > limit {
-        // The machine is shared: confirm before calling it slow.
+    let mut took_us = start.elapsed().as_micros();
+    if limit > 0 && took_us > limit * 1000 {
+        let cpu0 = thread_cpu_ns();
         let again = std::time::Instant::now();
         let _ = f();
-        took = took.min(again.elapsed());
-        if took.as_millis() > limit {
-            panic!("input took {} ms twice (limit {limit} ms)", took.as_millis());
+        let wall = again.elapsed().as_micros();
+        took_us = match (cpu0, thread_cpu_ns()) {
+            (Some(a), Some(b)) => u128::from(b.saturating_sub(a) / 1000),
+            _ => took_us.min(wall),
+        };
+        if took_us > limit * 1000 {
+            panic!("input took {} ms of CPU time (limit {limit} ms)", took_us / 1000);
         }
     }
-    let us = took.as_micros() as u64;
+    let us = took_us as u64;
     if us > SLOWEST_US.fetch_max(us, Ordering::Relaxed) && us > 1000 {
         eprintln!("slowest input so far: {us} us");
     }

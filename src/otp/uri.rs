@@ -177,7 +177,10 @@ impl KeyUri {
         }
         let secret = secret.ok_or_else(|| bad("the secret parameter is missing"))?;
         let secret = OtpSecret::from_base32(&secret)?;
-        let issuer = match (label_issuer, issuer.filter(|i| !i.is_empty())) {
+        // The issuer parameter is trimmed like the label's issuer, so the
+        // two compare alike and a parsed URI serializes to one that parses.
+        let issuer = issuer.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
+        let issuer = match (label_issuer, issuer) {
             (Some(l), Some(p)) if l != p => {
                 return Err(bad(format!(
                     "the issuer parameter {:?} differs from the label's issuer {:?}",

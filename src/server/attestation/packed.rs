@@ -61,7 +61,7 @@ pub(crate) fn check_cert_requirements(leaf: &ParsedCert) -> Result<(), Attestati
         return bad("subject OU must be \"Authenticator Attestation\"");
     }
     if leaf.subject_attr(oid::AT_CN).iter().all(String::is_empty) {
-        return bad("subject CN missing");
+        return bad("subject CN missing or not a valid string");
     }
     check_not_ca(leaf, "packed attestation")
 }
