@@ -394,6 +394,39 @@ mod ctap2_layer {
     }
 
     #[test]
+    fn mistyped_optional_get_info_fields_do_not_abort_open() {
+        use hwkey::proto::cbor::{Value, encode};
+        let mut v = hwkey::proto::cbor::decode(&info_bytes()[1..]).unwrap();
+        if let Value::Map(m) = &mut v {
+            m.push((Value::from(5), Value::from("1200"))); // maxMsgSize as text
+            m.push((
+                Value::from(4),
+                Value::Map(vec![(Value::from("rk"), Value::from(1)), (Value::from("up"), Value::Bool(true))]),
+            ));
+            m.push((Value::from(9), Value::from(7))); // transports not an array
+            m.push((Value::from(0x20), Value::from("a future member")));
+        }
+        let mut info = vec![0u8];
+        info.extend_from_slice(&encode(&v));
+        let t = Scripted::new(with_init(move |r, q| {
+            if let Packet::Init { cmd: cmd::CBOR, .. } = Packet::parse(r) {
+                q.extend(fragment(CID, cmd::CBOR, &info).unwrap());
+            }
+        }));
+        let dev = Device::open(t, &Op::timeout(Duration::from_secs(2))).unwrap();
+        let i = dev.info().unwrap();
+        assert_eq!(i.versions, vec!["FIDO_2_0", "FIDO_2_1"]);
+        assert_eq!(i.max_credential_count_in_list, Some(8));
+        assert_eq!(i.max_msg_size, None);
+        assert_eq!(i.transports, None);
+        // The well-typed option survives; the mistyped one is dropped.
+        assert_eq!((i.option("up"), i.option("rk")), (Some(true), None));
+        let mut noted = i.ignored_fields.clone();
+        noted.sort();
+        assert_eq!(noted, vec!["maxMsgSize", "options", "transports"]);
+    }
+
+    #[test]
     fn device_endlessly_busy_ends_in_timeout() {
         let info = info_bytes();
         let mut t = Scripted::new(with_init(move |r, q| {

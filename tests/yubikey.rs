@@ -426,3 +426,22 @@ fn programming_sequence_advances_on_every_write() {
     challenge_response(&mut conn, Slot::One, b"x", &mut |_| {}).unwrap();
     assert_eq!(conn.status().unwrap().prog_seq, 3);
 }
+
+#[test]
+fn hmac_response_buffers_are_zeroized_on_drop() {
+    // The raw response (HMAC and CRC) is held only in zeroizing buffers, at
+    // every layer: the assembled reply and the checked data.
+    use hwkey::yubikey::chalresp::SLOT_CHAL_HMAC1;
+    use hwkey::yubikey::device::Reply;
+    use zeroize::Zeroizing;
+    let mut key = VirtualYubikey::new(1);
+    key.set_hmac_slot(1, &KEY1, false).unwrap();
+    let mut conn = OtpConnection::new(key);
+    let block = hwkey::yubikey::chalresp::hmac_lt64_pad(b"abc").unwrap();
+    let reply = conn.transact(SLOT_CHAL_HMAC1, &block[..], &mut |_| {}).unwrap();
+    let Reply::Data(raw) = reply else { panic!("a status where data was expected") };
+    let raw: &Zeroizing<Vec<u8>> = &raw;
+    assert!(raw.len() >= 22);
+    let data: Zeroizing<Vec<u8>> = conn.transact_data(SLOT_CHAL_HMAC1, &block[..], 20, &mut |_| {}).unwrap();
+    assert_eq!(data.as_slice(), hmac(&KEY1, b"abc").as_slice());
+}

@@ -65,6 +65,7 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         certifications: None,
         remaining_discoverable_credentials: Some(remaining as u64),
         vendor_prototype_config_commands: None,
+        ignored_fields: Vec::new(),
     }
 }
 

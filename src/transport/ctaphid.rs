@@ -528,7 +528,11 @@ impl<T: ReportTransport> CtapHidDevice<T> {
             return;
         }
         let until = Instant::now() + CANCEL_GRACE;
-        while let Ok(Some(r)) = self.transport.recv_report(until) {
+        // Bounded by the clock too: a device that never stops sending
+        // (endless keepalives) must not keep the host here.
+        while Instant::now() < until
+            && let Ok(Some(r)) = self.transport.recv_report(until)
+        {
             if let Packet::Init { cid, cmd, .. } = Packet::parse(&r)
                 && cid == self.info.cid
                 && cmd != cmd::KEEPALIVE

@@ -88,7 +88,7 @@ pub fn challenge_response<T: FeatureReportTransport>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Zeroizing<[u8; RESPONSE_LEN]>, YubikeyError> {
     let block = hmac_lt64_pad(challenge)?;
-    let data = Zeroizing::new(conn.transact_data(slot.hmac_command(), &block[..], RESPONSE_LEN, progress)?);
+    let data = conn.transact_data(slot.hmac_command(), &block[..], RESPONSE_LEN, progress)?;
     let mut out = Zeroizing::new([0u8; RESPONSE_LEN]);
     out.copy_from_slice(&data[..RESPONSE_LEN]);
     Ok(out)

@@ -184,8 +184,9 @@ impl FeatureReportTransport for HidTransport {
     }
 
     fn get_feature(&mut self) -> Result<Report, YubikeyError> {
-        let mut buf = [0u8; FEATURE_RPT_SIZE + 1];
-        let n = self.device.get_feature_report(&mut buf).map_err(|e| self.io_error(e))?;
+        // Zeroized: a report may carry part of an HMAC response.
+        let mut buf = zeroize::Zeroizing::new([0u8; FEATURE_RPT_SIZE + 1]);
+        let n = self.device.get_feature_report(&mut buf[..]).map_err(|e| self.io_error(e))?;
         if n < FEATURE_RPT_SIZE + 1 {
             return Err(YubikeyError::Garbage(format!("a {n}-byte feature report")));
         }
@@ -223,8 +224,9 @@ pub enum Progress {
 /// What a command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Response data (pieces concatenated, CRC not yet checked).
-    Data(Vec<u8>),
+    /// Response data (pieces concatenated, CRC not yet checked); it may be
+    /// an HMAC response, so it is zeroized on drop.
+    Data(zeroize::Zeroizing<Vec<u8>>),
     /// A status report with an advanced programming sequence (a configuration
     /// command was taken).
     Status(Status),
@@ -323,11 +325,13 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
         let before = self.status()?;
         self.write_frame(&frame)?;
         let deadline = Instant::now() + self.timeout;
-        let mut response: Vec<u8> = Vec::new();
+        // Allocated once at its largest (no reallocation leaves copies
+        // behind) and zeroized on drop: it may carry an HMAC response.
+        let mut response = zeroize::Zeroizing::new(Vec::with_capacity(32 * PIECE_SIZE));
         let mut seq: u8 = 0;
         let mut touch_reported: Option<u8> = None;
         loop {
-            let r = self.transport.get_feature()?;
+            let r = zeroize::Zeroizing::new(self.transport.get_feature()?);
             let st = r[PIECE_SIZE];
             if st & RESP_PENDING_FLAG != 0 {
                 let got = st & SEQUENCE_MASK;
@@ -387,9 +391,9 @@ impl<T: FeatureReportTransport> OtpConnection<T> {
         data: &[u8],
         expected_len: usize,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<Vec<u8>, YubikeyError> {
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, YubikeyError> {
         match self.transact(slot, data, progress)? {
-            Reply::Data(d) => Ok(check_response(&d, expected_len)?.to_vec()),
+            Reply::Data(d) => Ok(zeroize::Zeroizing::new(check_response(&d, expected_len)?.to_vec())),
             Reply::Status(_) => Err(YubikeyError::Garbage("a status report where data was expected".into())),
         }
     }

@@ -70,6 +70,9 @@ pub struct GetInfoResponse {
     pub remaining_discoverable_credentials: Option<u64>,
     /// 0x15 vendorPrototypeConfigCommands.
     pub vendor_prototype_config_commands: Option<Vec<u64>>,
+    /// Optional members that were present but mistyped, and so ignored when
+    /// parsing (one bad field must not make a key unusable). Never encoded.
+    pub ignored_fields: Vec<&'static str>,
 }
 
 impl GetInfoResponse {
@@ -85,6 +88,15 @@ impl GetInfoResponse {
     pub fn supports_extension(&self, e: &str) -> bool {
         self.extensions.as_ref().is_some_and(|x| x.iter().any(|y| y == e))
     }
+}
+
+/// The value of an optional member, or `None` (and its name noted) when it
+/// is mistyped.
+fn keep<T, E>(ignored: &mut Vec<&'static str>, r: Result<Option<T>, E>, name: &'static str) -> Option<T> {
+    r.unwrap_or_else(|_| {
+        ignored.push(name);
+        None
+    })
 }
 
 fn u64_array(a: &[u64]) -> Value {
@@ -134,45 +146,83 @@ impl CtapCodec for GetInfoResponse {
         if aaguid.len() != 16 {
             return Err(Ctap2Error::Field(FieldError::Invalid("aaguid")));
         }
-        let options = match opt_map(v, 4, "options")? {
-            None => None,
-            Some(o) => {
-                let mut out = BTreeMap::new();
-                for (k, x) in o.as_map().unwrap_or(&[]) {
-                    let k = k.as_text().ok_or(FieldError::Invalid("options key"))?;
-                    let b = x.as_bool().ok_or(FieldError::Invalid("options value"))?;
-                    out.insert(k.to_owned(), b);
+        // Every other member is optional: a mistyped one is dropped and
+        // noted in `ignored_fields` instead of failing the whole response.
+        let mut ignored = Vec::new();
+        let options = keep(&mut ignored, opt_map(v, 4, "options"), "options").map(|o| {
+            let mut out = BTreeMap::new();
+            for (k, x) in o.as_map().unwrap_or(&[]) {
+                match (k.as_text(), x.as_bool()) {
+                    (Some(k), Some(b)) => {
+                        out.insert(k.to_owned(), b);
+                    }
+                    // One mistyped option drops that option only.
+                    _ => ignored.push("options"),
                 }
-                Some(out)
             }
-        };
+            out
+        });
         let u64s = |key: i64, name: &'static str| {
             opt_array(v, key, name, |x| x.as_u64().ok_or(Ctap2Error::Field(FieldError::Invalid(name))))
         };
-        let certifications = opt_map(v, 19, "certifications")?.cloned();
-        Ok(Self {
+        let u64f = |key: i64, name: &'static str| opt_u64(v, key, name);
+        let texts = |key: i64, name: &'static str| opt_text_array(v, key, name);
+        let ig = &mut ignored;
+        let certifications = keep(ig, opt_map(v, 19, "certifications").map(|c| c.cloned()), "certifications");
+        let mut info = Self {
             versions,
-            extensions: opt_text_array(v, 2, "extensions")?,
+            extensions: keep(ig, texts(2, "extensions"), "extensions"),
             aaguid,
             options,
-            max_msg_size: opt_u64(v, 5, "maxMsgSize")?,
-            pin_uv_auth_protocols: u64s(6, "pinUvAuthProtocols")?,
-            max_credential_count_in_list: opt_u64(v, 7, "maxCredentialCountInList")?,
-            max_credential_id_length: opt_u64(v, 8, "maxCredentialIdLength")?,
-            transports: opt_text_array(v, 9, "transports")?,
-            algorithms: opt_array(v, 10, "algorithms", PublicKeyCredentialParameters::from_value)?,
-            max_serialized_large_blob_array: opt_u64(v, 11, "maxSerializedLargeBlobArray")?,
-            force_pin_change: v.opt_bool(12, "forcePINChange")?,
-            min_pin_length: opt_u64(v, 13, "minPINLength")?,
-            firmware_version: opt_u64(v, 14, "firmwareVersion")?,
-            max_cred_blob_length: opt_u64(v, 15, "maxCredBlobLength")?,
-            max_rpids_for_set_min_pin_length: opt_u64(v, 16, "maxRPIDsForSetMinPINLength")?,
-            preferred_platform_uv_attempts: opt_u64(v, 17, "preferredPlatformUvAttempts")?,
-            uv_modality: opt_u64(v, 18, "uvModality")?,
+            max_msg_size: keep(ig, u64f(5, "maxMsgSize"), "maxMsgSize"),
+            pin_uv_auth_protocols: keep(ig, u64s(6, "pinUvAuthProtocols"), "pinUvAuthProtocols"),
+            max_credential_count_in_list: keep(ig, u64f(7, "maxCredentialCountInList"), "maxCredentialCountInList"),
+            max_credential_id_length: keep(ig, u64f(8, "maxCredentialIdLength"), "maxCredentialIdLength"),
+            transports: keep(ig, texts(9, "transports"), "transports"),
+            algorithms: keep(
+                ig,
+                opt_array(v, 10, "algorithms", PublicKeyCredentialParameters::from_value),
+                "algorithms",
+            ),
+            max_serialized_large_blob_array: keep(
+                ig,
+                u64f(11, "maxSerializedLargeBlobArray"),
+                "maxSerializedLargeBlobArray",
+            ),
+            force_pin_change: keep(ig, v.opt_bool(12, "forcePINChange"), "forcePINChange"),
+            min_pin_length: keep(ig, u64f(13, "minPINLength"), "minPINLength"),
+            firmware_version: keep(ig, u64f(14, "firmwareVersion"), "firmwareVersion"),
+            max_cred_blob_length: keep(ig, u64f(15, "maxCredBlobLength"), "maxCredBlobLength"),
+            max_rpids_for_set_min_pin_length: keep(
+                ig,
+                u64f(16, "maxRPIDsForSetMinPINLength"),
+                "maxRPIDsForSetMinPINLength",
+            ),
+            preferred_platform_uv_attempts: keep(
+                ig,
+                u64f(17, "preferredPlatformUvAttempts"),
+                "preferredPlatformUvAttempts",
+            ),
+            uv_modality: keep(ig, u64f(18, "uvModality"), "uvModality"),
             certifications,
-            remaining_discoverable_credentials: opt_u64(v, 20, "remainingDiscoverableCredentials")?,
-            vendor_prototype_config_commands: u64s(21, "vendorPrototypeConfigCommands")?,
-        })
+            remaining_discoverable_credentials: keep(
+                ig,
+                u64f(20, "remainingDiscoverableCredentials"),
+                "remainingDiscoverableCredentials",
+            ),
+            vendor_prototype_config_commands: keep(
+                ig,
+                u64s(21, "vendorPrototypeConfigCommands"),
+                "vendorPrototypeConfigCommands",
+            ),
+            ignored_fields: Vec::new(),
+        };
+        ignored.dedup();
+        if !ignored.is_empty() {
+            tracing::debug!(fields = ?ignored, "getInfo: mistyped optional members ignored");
+        }
+        info.ignored_fields = ignored;
+        Ok(info)
     }
 }
 
