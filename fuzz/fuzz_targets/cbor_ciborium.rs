@@ -44,6 +44,8 @@ fn bignum(tag: u64, inner: &Value) -> Option<i128> {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Tag(t @ (2 | 3), x), Value::Integer(n)) if bignum(*t, x) == Some(*n) => true,
+        // ciborium's value has no `undefined`: it reads 0xf7 as null.
+        (Value::Undefined, Value::Null) => true,
         (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
         (Value::Tag(t, x), Value::Tag(u, y)) => t == u && same(x, y),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
@@ -90,7 +92,6 @@ fuzz_target!(|data: &[u8]| {
     let theirs = theirs.ok().filter(|_| reader.is_empty());
     match (&ours, &theirs) {
         (Ok(v), Some(c)) => {
-            // ciborium keeps undefined as a simple value: outside the subset.
             if let Some(cv) = convert(c) {
                 assert!(same(v, &cv), "values differ: ours {v:?}, ciborium {cv:?}");
             }
