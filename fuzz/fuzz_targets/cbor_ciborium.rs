@@ -44,6 +44,13 @@ fn bignum(tag: u64, inner: &Value) -> Option<i128> {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Tag(t @ (2 | 3), x), Value::Integer(n)) if bignum(*t, x) == Some(*n) => true,
+        // ciborium strips leading zero bytes of a bignum it keeps as a tag.
+        (Value::Tag(t @ (2 | 3), x), Value::Tag(u, y)) if t == u && x.as_bytes().is_some() && y.as_bytes().is_some() => {
+            let strip = |v: &Value| v.as_bytes().map(|b| b.iter().copied().skip_while(|c| *c == 0).collect::<Vec<u8>>());
+            strip(x) == strip(y)
+        }
+        // ciborium's value has no `undefined`: it reads 0xf7 as null.
+        (Value::Undefined, Value::Null) => true,
         (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
         (Value::Tag(t, x), Value::Tag(u, y)) => t == u && same(x, y),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
@@ -90,7 +97,6 @@ fuzz_target!(|data: &[u8]| {
     let theirs = theirs.ok().filter(|_| reader.is_empty());
     match (&ours, &theirs) {
         (Ok(v), Some(c)) => {
-            // ciborium keeps undefined as a simple value: outside the subset.
             if let Some(cv) = convert(c) {
                 assert!(same(v, &cv), "values differ: ours {v:?}, ciborium {cv:?}");
             }
@@ -99,7 +105,8 @@ fuzz_target!(|data: &[u8]| {
         (Err(e), Some(c)) => {
             let expected = outside_subset(data)
                 || matches!(e, CborError::DuplicateKey { .. })
-                || (matches!(e, CborError::TooDeep { .. }) && depth(c) > 16)
+                // ciborium folds a bignum tag into an integer: one level less.
+                || (matches!(e, CborError::TooDeep { .. }) && depth(c) >= 16)
                 || (matches!(e, CborError::TooManyItems { .. }) && count(c) > 65_536);
             assert!(expected, "hwkey rejects ({e}) what ciborium accepts: {c:?}");
         }
