@@ -581,6 +581,7 @@ fn differential_registration(mode: AttestationMode, seed: u64) -> Vec<Disagreeme
         enforce_cred_protect: None,
         created_unix_ms: hwkey::server::unix_ms(now),
         expires_unix_ms: hwkey::server::unix_ms(now) + 60_000,
+        conditional: false,
     };
     let judge = |resp: &RegistrationResponseJson| {
         let hw =
@@ -632,6 +633,7 @@ fn differential_assertion(seed: u64) -> Vec<Disagreement> {
         enforce_cred_protect: None,
         created_unix_ms: hwkey::server::unix_ms(now),
         expires_unix_ms: hwkey::server::unix_ms(now) + 60_000,
+        conditional: false,
     };
     let record = rp.finish_registration(reg_state, &r, now).unwrap().credential;
 

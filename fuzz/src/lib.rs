@@ -80,6 +80,7 @@ pub fn registration_state() -> RegistrationState {
         enforce_cred_protect: None,
         created_unix_ms: created,
         expires_unix_ms: created + 300_000,
+        conditional: false,
     }
 }
 
