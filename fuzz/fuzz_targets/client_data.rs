@@ -29,9 +29,6 @@ fn configs() -> &'static [RpConfig] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if hwkey_fuzz::skip_known_origin_panic(data) {
-        return;
-    }
     let configs = configs();
     hwkey_fuzz::timed(|| {
         if let Ok(c) = CollectedClientData::parse(data) {

@@ -123,40 +123,6 @@ pub fn credential_record() -> &'static CredentialRecord {
     })
 }
 
-/// Known open finding (issue 11, being fixed there): a non-ASCII origin host
-/// with `allow_subdomains` panics in `server::origin::host_within_rp_id`.
-/// The targets that reach origin matching skip such inputs unless
-/// `HWKEY_FUZZ_KNOWN=1` is set, so the campaign can go past it; the
-/// reproducer is in the `client_data` corpus and `tests/fuzz_regressions.rs`.
-/// Remove the skip once the fix is merged.
-pub fn skip_known_origin_panic(client_data_json: &[u8]) -> bool {
-    if std::env::var_os("HWKEY_FUZZ_KNOWN").is_some() {
-        return false;
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(client_data_json) else { return false };
-    let origin_non_ascii = v.get("origin").and_then(|o| o.as_str()).is_some_and(|o| !o.is_ascii());
-    let top_non_ascii = v.get("topOrigin").and_then(|o| o.as_str()).is_some_and(|o| !o.is_ascii());
-    origin_non_ascii || top_non_ascii
-}
-
-/// Known open finding (issue 11, being fixed there): the CBOR decoder's
-/// duplicate-key check is quadratic in the number of map entries (a 128 KiB
-/// map takes seconds). CBOR targets skip inputs that announce a map of more
-/// than 1024 entries (a `0xb9` header above 1024, or `0xba`/`0xbb`) unless
-/// `HWKEY_FUZZ_KNOWN=1`, so the campaign can go past it; the reproducer is
-/// in the `cbor_decode` corpus and `tests/fuzz_regressions.rs`. Remove the
-/// skip once the fix is merged.
-pub fn skip_known_cbor_quadratic(data: &[u8]) -> bool {
-    if std::env::var_os("HWKEY_FUZZ_KNOWN").is_some() {
-        return false;
-    }
-    data.windows(3).any(|w| match w[0] {
-        0xb9 => u16::from_be_bytes([w[1], w[2]]) > 1024,
-        0xba | 0xbb => true,
-        _ => false,
-    })
-}
-
 /// Take a one-byte-length-prefixed chunk from the front of `data`.
 pub fn take_u8_chunk<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (&n, rest) = data.split_first()?;
