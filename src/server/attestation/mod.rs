@@ -332,9 +332,12 @@ pub(crate) fn check_aaguid_ext(cert: &ParsedCert, aaguid: &[u8; 16]) -> Result<(
 
 /// basicConstraints must not say CA=true.
 pub(crate) fn check_not_ca(cert: &ParsedCert, what: &str) -> Result<(), AttestationError> {
+    // WebAuthn L3 §8.2.1 and §8.3.1: "The Basic Constraints extension MUST
+    // have the CA component set to false": the extension must be there.
     match cert.basic_constraints_ca().map_err(cert_err)? {
         Some(true) => Err(AttestationError::Certificate(format!("{what} certificate has basicConstraints CA=true"))),
-        _ => Ok(()),
+        None => Err(AttestationError::Certificate(format!("{what} certificate has no basicConstraints extension"))),
+        Some(false) => Ok(()),
     }
 }
 

@@ -141,6 +141,22 @@ mod tests {
         assert_code(f.verify(), "attestation_certificate_invalid");
     }
 
+    /// Found by the webauthn-rs oracle (issue 16): a leaf whose basicConstraints
+    /// OID was changed (so it has none) passed; §8.2.1 requires the extension
+    /// with CA=false.
+    #[test]
+    fn leaf_without_basic_constraints_is_refused() {
+        let mut f = fixture("w3c/packed.ES256");
+        let leaf = match &mut f.x5c_mut()[0] {
+            Value::Bytes(b) => b,
+            _ => unreachable!(),
+        };
+        let before = leaf.clone();
+        replace_bytes(leaf, b"\x06\x03\x55\x1d\x13", b"\x06\x03\x55\x1d\xe7");
+        assert_ne!(*leaf, before, "the fixture's leaf has basicConstraints");
+        assert_code(f.verify(), "attestation_certificate_invalid");
+    }
+
     #[test]
     fn wrong_aaguid_is_mismatch() {
         let f = fixture("real/packed-aaguid-ext");
