@@ -25,7 +25,7 @@ use super::sessions::{self, Session};
 use super::{AccountError, AccountService, secrets, throttle};
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, OtpError, OtpSecret, Totp};
-use crate::store::account::SessionRow;
+use crate::store::account::{SessionRow, SignInClears};
 use crate::store::otp::TotpSecretRecord;
 use crate::store::{AuditKind, NewAuditEvent, SignCountUpdate, Store, StoredCredential, UserRecord, ms};
 use std::net::IpAddr;
@@ -293,8 +293,15 @@ impl<S: Store> AccountService<S> {
         let now = self.now();
         let detail = format!("{}; {}", method.as_str(), event.detail);
         let event = event.detail(detail);
-        let update =
-            self.store().record_key_sign_in(credential_id, new_sign_count, backed_up, now, event.clone(), &row).await?;
+        let clears = SignInClears {
+            user_handle: user.handle.0.clone(),
+            throttle_subject: throttle::account_subject(&user.username),
+        };
+        let update = self
+            .store()
+            .record_key_sign_in(credential_id, new_sign_count, backed_up, now, event.clone(), &row, &clears)
+            .await?;
+        let cleared = matches!(update, SignCountUpdate::Advanced) && self.store().key_sign_in_clears();
         match update {
             SignCountUpdate::Advanced => {}
             // A concurrent sign-in with a higher counter was recorded
@@ -308,12 +315,15 @@ impl<S: Store> AccountService<S> {
             SignCountUpdate::NotFound => return Ok(KeySignIn::Removed),
         }
         // A key sign-in lifts the lockout of the fallback factors and starts
-        // the account's attempt window over (each read first: the hot path
-        // writes nothing more when there is nothing to clear).
-        if self.store().failures(&user.handle).await? > 0 {
-            self.store().clear_failures(&user.handle).await?;
+        // the account's attempt window over: in the sign-in's own write where
+        // the store can (SQLite), else here (each read first: nothing more is
+        // written when there is nothing to clear).
+        if !cleared {
+            if self.store().failures(&user.handle).await? > 0 {
+                self.store().clear_failures(&user.handle).await?;
+            }
+            throttle::succeeded_if_any(self.store(), &clears.throttle_subject, now).await?;
         }
-        throttle::succeeded_if_any(self.store(), &throttle::account_subject(&user.username), now).await?;
         Ok(KeySignIn::SignedIn(new))
     }
 

@@ -70,6 +70,16 @@ impl SecretTable {
 /// A row holding a sealed secret: (row key, stored bytes).
 pub type SecretRow = (Vec<u8>, Vec<u8>);
 
+/// What a key sign-in lifts: the account's failures in a row (the lockout
+/// of the fallback factors) and its attempt window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInClears {
+    /// The user's handle (`account_failures`).
+    pub user_handle: Vec<u8>,
+    /// The account's throttle subject (`otp_attempts`).
+    pub throttle_subject: String,
+}
+
 /// Storage for the account service. See the module documentation.
 pub trait AccountStore: Send + Sync + 'static {
     /// The user's password hash (PHC string), if a password is set.
@@ -168,7 +178,10 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// A sign-in with a key: [`Store::record_sign_in_with_event`](super::Store::record_sign_in_with_event)
     /// and, when the sign-in is recorded ([`SignCountUpdate::Advanced`]),
-    /// `session` inserted in the same statement or transaction.
+    /// `session` inserted in the same statement or transaction. A backend
+    /// for which [`AccountStore::key_sign_in_clears`] is true also lifts
+    /// `clears` (the account's failures in a row and its attempt window) in
+    /// that write; otherwise the caller does it.
     fn record_key_sign_in(
         &self,
         credential_id: &[u8],
@@ -177,7 +190,15 @@ pub trait AccountStore: Send + Sync + 'static {
         now: SystemTime,
         event: NewAuditEvent,
         session: &SessionRow,
+        clears: &SignInClears,
     ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send;
+
+    /// Does [`AccountStore::record_key_sign_in`] lift its `clears` itself
+    /// when the sign-in is recorded (SQLite: in the writer's transaction, no
+    /// read on the sign-in path)?
+    fn key_sign_in_clears(&self) -> bool {
+        false
+    }
 
     /// The session row `id`.
     fn session_row(&self, id: &[u8]) -> impl Future<Output = Result<Option<SessionRow>, StoreError>> + Send;
@@ -602,8 +623,12 @@ macro_rules! forward_account {
                 now: SystemTime,
                 event: NewAuditEvent,
                 session: &SessionRow,
+                clears: &SignInClears,
             ) -> Result<SignCountUpdate, StoreError> {
-                self.key_sign_in(credential_id, new_sign_count, backed_up, now, event, session).await
+                self.key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears).await
+            }
+            fn key_sign_in_clears(&self) -> bool {
+                self.clears_in_key_sign_in()
             }
             async fn session_row(&self, id: &[u8]) -> Result<Option<SessionRow>, StoreError> {
                 self.acct_session_row(id).await
@@ -773,8 +798,17 @@ impl AccountStore for super::DbStore {
         now: SystemTime,
         event: NewAuditEvent,
         session: &SessionRow,
+        clears: &SignInClears,
     ) -> Result<SignCountUpdate, StoreError> {
-        delegate_acct!(self, s => s.record_key_sign_in(credential_id, new_sign_count, backed_up, now, event, session))
+        delegate_acct!(self, s => s.record_key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears))
+    }
+    fn key_sign_in_clears(&self) -> bool {
+        match self {
+            #[cfg(feature = "sqlite")]
+            super::DbStore::Sqlite(s) => s.key_sign_in_clears(),
+            #[cfg(feature = "postgres")]
+            super::DbStore::Postgres(s) => s.key_sign_in_clears(),
+        }
     }
     async fn session_row(&self, id: &[u8]) -> Result<Option<SessionRow>, StoreError> {
         delegate_acct!(self, s => s.session_row(id))

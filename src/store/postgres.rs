@@ -208,6 +208,12 @@ const TOUCH_SESSION: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GR
 
 impl PgStore {
     /// A key sign-in: counter, audit event and session row in one statement.
+    /// The sign-in statement does not lift the account's failures; the
+    /// account service does (see `AccountStore::key_sign_in_clears`).
+    pub(crate) fn clears_in_key_sign_in(&self) -> bool {
+        false
+    }
+
     pub(crate) async fn key_sign_in(
         &self,
         credential_id: &[u8],
@@ -216,6 +222,7 @@ impl PgStore {
         now: SystemTime,
         event: NewAuditEvent,
         session: &super::account::SessionRow,
+        _clears: &super::account::SignInClears,
     ) -> Result<SignCountUpdate, StoreError> {
         let now = ms(now);
         let run = |sql: &'static str| {

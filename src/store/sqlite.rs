@@ -309,6 +309,7 @@ impl SqliteStore {
             now_ms: ms(now),
             event,
             session: None,
+            clears: None,
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
@@ -345,6 +346,12 @@ impl SqliteStore {
 
     /// A key sign-in through the writer thread, with its session row in the
     /// same transaction as the counter and the audit event.
+    /// The writer lifts a key sign-in's failures and attempt window in the
+    /// sign-in's own transaction.
+    pub(crate) fn clears_in_key_sign_in(&self) -> bool {
+        true
+    }
+
     pub(crate) async fn key_sign_in(
         &self,
         credential_id: &[u8],
@@ -353,6 +360,7 @@ impl SqliteStore {
         now: SystemTime,
         event: NewAuditEvent,
         session: &super::account::SessionRow,
+        clears: &super::account::SignInClears,
     ) -> Result<SignCountUpdate, StoreError> {
         let (reply, answer) = oneshot::channel();
         let w = Box::new(SignInWrite {
@@ -362,6 +370,7 @@ impl SqliteStore {
             now_ms: ms(now),
             event: Some(event),
             session: Some(session.clone()),
+            clears: Some(clears.clone()),
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;

@@ -53,6 +53,8 @@ pub(super) struct SignInWrite {
     pub event: Option<NewAuditEvent>,
     /// The session row of a key sign-in, inserted when the sign-in is recorded.
     pub session: Option<super::account::SessionRow>,
+    /// What a key sign-in lifts, when it is recorded.
+    pub clears: Option<super::account::SignInClears>,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
@@ -68,6 +70,10 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (at_ms, event, username, user_
                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_SESSION: &str = "INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
                               VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// A key sign-in lifts the lockout of the fallback factors and the account's
+/// attempt window (index lookups; nothing to delete in the usual case).
+const CLEAR_FAILURES: &str = "DELETE FROM account_failures WHERE user_handle = ?1";
+const CLEAR_ATTEMPTS: &str = "DELETE FROM otp_attempts WHERE subject = ?1";
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = ?2, backed_up = ?3, last_used_ms = ?4 \
                        WHERE id = ?1 AND sign_count < ?2 RETURNING sign_count";
@@ -307,6 +313,10 @@ fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCo
             s.last_seen_unix_ms,
             s.expires_unix_ms
         ])?;
+    }
+    if let (Ok(SignCountUpdate::Advanced), Some(c)) = (&outcome, &w.clears) {
+        conn.prepare_cached(CLEAR_FAILURES)?.execute(params![c.user_handle])?;
+        conn.prepare_cached(CLEAR_ATTEMPTS)?.execute(params![c.throttle_subject])?;
     }
     Ok(outcome)
 }
