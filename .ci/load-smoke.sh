@@ -37,7 +37,12 @@ echo "--- SQLite"
 run "sqlite://$work/load.sqlite3"
 if [ -n "${HWKEY_TEST_POSTGRES_URL:-}" ]; then
     echo "--- PostgreSQL"
-    run "$HWKEY_TEST_POSTGRES_URL"
+    # A database of its own, new each run: what earlier runs sealed under
+    # other key files must not be in it.
+    db="hwkey_load_smoke"
+    psql "$HWKEY_TEST_POSTGRES_URL" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    run "${HWKEY_TEST_POSTGRES_URL%/*}/$db"
+    psql "$HWKEY_TEST_POSTGRES_URL" -q -c "DROP DATABASE IF EXISTS $db" || true
 else
     echo "--- PostgreSQL: skipped (HWKEY_TEST_POSTGRES_URL is not set)"
 fi
