@@ -5,7 +5,6 @@
 //! under aws-lc and RustCrypto, and an accepted assertion never moves the
 //! counter backwards.
 #![no_main]
-use hwkey::proto::webauthn::AuthenticationResponseJson;
 use libfuzzer_sys::fuzz_target;
 
 fn one(rp: &hwkey::server::RelyingParty, data: &[u8]) -> bool {

@@ -4,7 +4,6 @@
 //! verdict (the stored record, or the error code) is the same under aws-lc
 //! and RustCrypto.
 #![no_main]
-use hwkey::proto::webauthn::RegistrationResponseJson;
 use libfuzzer_sys::fuzz_target;
 
 fn one(rp: &hwkey::server::RelyingParty, data: &[u8]) -> bool {
