@@ -531,7 +531,10 @@ impl<'a> Decoder<'a> {
                     let enc = k.to_vec();
                     let ascending =
                         last.as_deref().is_none_or(|l| canonical_key_cmp(l, &enc) == std::cmp::Ordering::Less);
-                    if !ascending {
+                    // Ascending proves a key new only while every key so far
+                    // was ascending: once one was out of order, each later key
+                    // is looked up too (keys 5, 1, 5: the second 5 is above 1).
+                    if !ascending || seen.is_some() {
                         let set = seen.get_or_insert_with(|| m.iter().map(|(x, _)| x.to_vec()).collect());
                         if set.contains(&enc) {
                             return Err(CborError::DuplicateKey { offset: kpos });
@@ -687,6 +690,12 @@ mod tests {
         assert!(matches!(decode(&dup), Err(CborError::DuplicateKey { .. })));
         // 1 as 0x01 and as the non-minimal 0x18 0x01 are the same key.
         assert!(matches!(decode(&[0xa2, 0x01, 0xf6, 0x18, 0x01, 0xf6]), Err(CborError::DuplicateKey { offset: 3 })));
+        // Found by the cbor_decode fuzz target: after one out-of-order key a
+        // later key above its predecessor was not looked up (5, 1, 5).
+        assert!(matches!(
+            decode(&[0xa3, 0x05, 0xf6, 0x01, 0xf6, 0x05, 0xf6]),
+            Err(CborError::DuplicateKey { offset: 5 })
+        ));
         assert!(matches!(decode(&[0xa2, 0x61, 0x61, 0xf6, 0x61, 0x61, 0xf6]), Err(CborError::DuplicateKey { .. })));
     }
 
