@@ -182,6 +182,7 @@ pub trait AccountStore: Send + Sync + 'static {
     /// for which [`AccountStore::key_sign_in_clears`] is true also lifts
     /// `clears` (the account's failures in a row and its attempt window) in
     /// that write; otherwise the caller does it.
+    #[allow(clippy::too_many_arguments)] // the sign-in's parts, each its own type
     fn record_key_sign_in(
         &self,
         credential_id: &[u8],

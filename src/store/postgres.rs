@@ -214,6 +214,7 @@ impl PgStore {
         false
     }
 
+    #[allow(clippy::too_many_arguments)] // the sign-in's parts, each its own type
     pub(crate) async fn key_sign_in(
         &self,
         credential_id: &[u8],

@@ -352,6 +352,7 @@ impl SqliteStore {
         true
     }
 
+    #[allow(clippy::too_many_arguments)] // the sign-in's parts, each its own type
     pub(crate) async fn key_sign_in(
         &self,
         credential_id: &[u8],
