@@ -21,6 +21,7 @@ console are kept next to --screenshot.
 
 import argparse
 import asyncio
+import contextlib
 import base64
 import hashlib
 import hmac
@@ -395,29 +396,20 @@ async def scenario(page, cdp, url):
     print(f"screenshot (password + key): {shot}")
 
 
-async def run(args):
-    port = free_port()
-    origin = f"http://localhost:{port}"
-    server = subprocess.Popen(
-        [args.server_bin, "--bind", f"127.0.0.1:{port}", "--origin", origin, "--rp-id", "localhost",
-         "--database", "sqlite::memory:"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+@contextlib.asynccontextmanager
+async def chromium_page(chromium, screenshot):
+    """Headless Chromium on a fresh profile; yields (page, cdp) on its first
+    tab. On failure keeps a screenshot at `screenshot` and prints the console."""
     profile = tempfile.mkdtemp(prefix="hwkey-chromium-")
-    browser = None
+    browser = subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+         "--window-size=1000,1400", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        line = server.stdout.readline().strip()
-        assert line == f"listening on http://127.0.0.1:{port}", f"server said {line!r}"
-        print(line)
-        browser = subprocess.Popen(
-            [args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "--window-size=1000,1400", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         port_file = os.path.join(profile, "DevToolsActivePort")
         deadline = time.monotonic() + 30
         while not (os.path.exists(port_file) and open(port_file).read().strip()):
@@ -429,13 +421,12 @@ async def run(args):
         page_target = next(t for t in targets if t.get("type") == "page")
         async with websockets.connect(page_target["webSocketDebuggerUrl"], max_size=None) as ws:
             cdp = Cdp(ws)
-            page = Page(cdp, args.screenshot)
+            page = Page(cdp, screenshot)
             try:
-                await scenario(page, cdp, origin + "/")
+                yield page, cdp
             except BaseException:
                 try:
-                    path = await page.screenshot(args.screenshot.replace(".png", "-failure.png"))
-                    print(f"failure screenshot: {path}", file=sys.stderr)
+                    print(f"failure screenshot: {await page.screenshot(screenshot)}", file=sys.stderr)
                 except Exception:
                     pass
                 for line in cdp.console[-30:]:
@@ -443,21 +434,38 @@ async def run(args):
                 raise
             finally:
                 cdp.reader.cancel()
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(10)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def run(args):
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    server = subprocess.Popen(
+        [args.server_bin, "--bind", f"127.0.0.1:{port}", "--origin", origin, "--rp-id", "localhost",
+         "--database", "sqlite::memory:"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline().strip()
+        assert line == f"listening on http://127.0.0.1:{port}", f"server said {line!r}"
+        print(line)
+        async with chromium_page(args.chromium, args.screenshot.replace(".png", "-failure.png")) as (page, cdp):
+            page.screenshot_path = args.screenshot
+            await scenario(page, cdp, origin + "/")
         print("browser end-to-end: all steps passed")
     finally:
-        if browser:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
         server.terminate()
         try:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
-        shutil.rmtree(profile, ignore_errors=True)
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

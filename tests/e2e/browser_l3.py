@@ -34,9 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from browser import Cdp, Page, free_port  # noqa: E402
+from browser import chromium_page, free_port  # noqa: E402
 
 VIRTUAL_AAGUID = "01020304-0506-0708-0102-030405060708"
 AUTHENTICATOR_NAME = "Chromium Virtual Authenticator (test metadata)"
@@ -335,50 +333,13 @@ async def scenario(page, cdp, args, workdir):
 
 
 async def run(args):
-    profile = tempfile.mkdtemp(prefix="hwkey-chromium-l3-")
     workdir = tempfile.mkdtemp(prefix="hwkey-l3-")
-    browser = subprocess.Popen(
-        [args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-         "--window-size=1000,1400", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + 30
-        while not (os.path.exists(port_file) and open(port_file).read().strip()):
-            if time.monotonic() > deadline or browser.poll() is not None:
-                raise RuntimeError("Chromium did not start (no DevToolsActivePort)")
-            await asyncio.sleep(0.1)
-        devtools_port = open(port_file).read().split()[0]
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{devtools_port}/json/list", timeout=10))
-        target = next(t for t in targets if t.get("type") == "page")
-        async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
-            cdp = Cdp(ws)
-            page = Page(cdp, args.screenshot)
-            try:
-                await scenario(page, cdp, args, workdir)
-            except BaseException:
-                try:
-                    print(f"failure screenshot: {await page.screenshot(args.screenshot)}", file=sys.stderr)
-                except Exception:
-                    pass
-                for line in cdp.console[-30:]:
-                    print(f"console: {line}", file=sys.stderr)
-                raise
-            finally:
-                cdp.reader.cancel()
+        async with chromium_page(args.chromium, args.screenshot) as (page, cdp):
+            await scenario(page, cdp, args, workdir)
         print("browser Level 3: all steps passed")
     finally:
-        browser.terminate()
-        try:
-            browser.wait(10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-        shutil.rmtree(profile, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
