@@ -1,6 +1,11 @@
 //! authenticatorClientPIN: PIN set/change, retries and lockout, key
 //! agreement, pinUvAuthToken issuance with permissions.
 //!
+//! Built-in UV (a simulated fingerprint sensor, [`super::bio_enrollment`]):
+//! getPinUvAuthTokenUsingUvWithPermissions takes a sample and issues a token
+//! on a match; getUVRetries reports the UV retries. A correct PIN restores
+//! them (the PIN is the fallback once UV is blocked).
+//!
 //! Lockout: every mismatch costs one of 8 retries (persisted); three
 //! consecutive mismatches block PIN use until a power cycle
 //! (`CTAP2_ERR_PIN_AUTH_BLOCKED`); with no retries left the PIN is blocked
@@ -9,7 +14,7 @@
 use std::time::Instant;
 
 use super::state::{Secret, StoredPin};
-use super::{Authenticator, PinToken};
+use super::{Authenticator, PinToken, Reply};
 use crate::crypto::ct_eq;
 use crate::crypto::pin_protocol::{PinUvAuthProtocol, SharedSecret, new_pin_uv_auth_token};
 use crate::proto::cbor::Value;
@@ -18,8 +23,60 @@ use crate::proto::ctap2::{CtapCodec, CtapStatus};
 
 const MAX_CONSECUTIVE_FAILURES: u8 = 3;
 
-pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, CtapStatus> {
+pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Reply, CtapStatus> {
     let req = ClientPinRequest::from_value(v).map_err(|e| e.status())?;
+    match req.sub_command {
+        ClientPinSubcommand::GetPinUvAuthTokenUsingUvWithPermissions if a.config.fingerprint.is_some() => {
+            uv_token(a, &req)
+        }
+        ClientPinSubcommand::GetUvRetries if a.config.fingerprint.is_some() => {
+            let r = ClientPinResponse { uv_retries: Some(a.state.uv_retries.into()), ..Default::default() };
+            Ok(Reply::Done(Some(r.to_value())))
+        }
+        _ => pin_subcommand(a, &req).map(Reply::Done),
+    }
+}
+
+/// Token permissions this authenticator grants (`be` only with a sensor).
+fn check_permissions(a: &Authenticator, perms: Option<u64>) -> Result<u8, CtapStatus> {
+    let perms = perms.ok_or(CtapStatus::MissingParameter)?;
+    if perms == 0 || perms > 0xff {
+        return Err(CtapStatus::InvalidParameter);
+    }
+    let perms = perms as u8;
+    if perms & !0x3f != 0 || (perms & permissions::BIO_ENROLLMENT != 0 && a.config.fingerprint.is_none()) {
+        return Err(CtapStatus::UnauthorizedPermission);
+    }
+    Ok(perms)
+}
+
+/// getPinUvAuthTokenUsingUvWithPermissions (CTAP 2.1 §6.5.5.7.3).
+fn uv_token(a: &mut Authenticator, req: &ClientPinRequest) -> Result<Reply, CtapStatus> {
+    let protocol = protocol(req)?;
+    let perms = check_permissions(a, req.permissions)?;
+    req.key_agreement.as_ref().ok_or(CtapStatus::MissingParameter)?;
+    if perms & (permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION) != 0 && req.rp_id.is_none() {
+        return Err(CtapStatus::MissingParameter);
+    }
+    super::bio_enrollment::uv_precheck(a, CtapStatus::NotAllowed)?;
+    if a.state.force_pin_change {
+        return Err(CtapStatus::PinPolicyViolation);
+    }
+    let (_, shared) = shared_secret(a, req)?;
+    let rp_id = req.rp_id.clone();
+    Ok(Reply::up("userVerification", rp_id.clone(), None, move |a, outcome| {
+        outcome.require()?;
+        super::bio_enrollment::verify_user(a)?;
+        let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
+        let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
+        a.volatile.token =
+            Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now(), used: false });
+        Ok(Some(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() }.to_value()))
+    }))
+}
+
+fn pin_subcommand(a: &mut Authenticator, req: &ClientPinRequest) -> Result<Option<Value>, CtapStatus> {
+    let req = req.clone();
     let resp = match req.sub_command {
         ClientPinSubcommand::GetPinRetries => ClientPinResponse {
             pin_retries: Some(a.state.pin_retries.into()),
@@ -45,17 +102,10 @@ pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Option<Valu
             get_token(a, &req, permissions::MAKE_CREDENTIAL | permissions::GET_ASSERTION, None)?
         }
         ClientPinSubcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
-            let perms = req.permissions.ok_or(CtapStatus::MissingParameter)?;
-            if perms == 0 || perms > 0xff {
-                return Err(CtapStatus::InvalidParameter);
-            }
-            let perms = perms as u8;
-            if perms & permissions::BIO_ENROLLMENT != 0 || perms & !0x3f != 0 {
-                return Err(CtapStatus::UnauthorizedPermission);
-            }
+            let perms = check_permissions(a, req.permissions)?;
             get_token(a, &req, perms, req.rp_id.clone())?
         }
-        // No built-in user verification.
+        // No built-in user verification (without a sensor).
         ClientPinSubcommand::GetPinUvAuthTokenUsingUvWithPermissions | ClientPinSubcommand::GetUvRetries => {
             return Err(CtapStatus::InvalidSubcommand);
         }
@@ -143,6 +193,8 @@ fn verify_pin_hash(a: &mut Authenticator, shared: &SharedSecret, pin_hash_enc: &
     a.volatile.consecutive_pin_failures = 0;
     let backup = a.state.clone();
     a.state.pin_retries = super::state::PIN_RETRIES;
+    // The PIN is the fallback of a blocked built-in UV: it restores the UV retries.
+    a.state.uv_retries = super::state::UV_RETRIES;
     a.persist_or_restore(backup)
 }
 

@@ -56,8 +56,13 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
     if opts.rk.is_some() {
         return Err(CtapStatus::UnsupportedOption);
     }
-    if opts.uv == Some(true) {
+    if opts.uv == Some(true) && a.config.fingerprint.is_none() {
         return Err(CtapStatus::InvalidOption);
+    }
+    // Built-in UV (the uv option, without a token): a fingerprint at the touch.
+    let builtin_uv = opts.uv == Some(true) && req.pin_uv_auth_param.is_none();
+    if builtin_uv {
+        super::bio_enrollment::uv_precheck(a, CtapStatus::InvalidOption)?;
     }
     let up = opts.up.unwrap_or(true);
     let uv = match &req.pin_uv_auth_param {
@@ -72,10 +77,10 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
             true
         }
         None => {
-            if a.state.always_uv && up {
+            if a.state.always_uv && up && !builtin_uv {
                 return Err(CtapStatus::PuatRequired);
             }
-            false
+            builtin_uv
         }
     };
     let ext = req.extensions.clone().unwrap_or_default();
@@ -144,10 +149,14 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
         }
         Ok(Some(resp.to_value()))
     };
-    if up {
+    if up || builtin_uv {
         Ok(Reply::up("getAssertion", Some(req.rp_id.clone()), None, move |a, outcome| {
             outcome.require()?;
-            a.spend_token_permissions();
+            if builtin_uv {
+                super::bio_enrollment::verify_user(a)?;
+            } else {
+                a.spend_token_permissions();
+            }
             finish(a)
         }))
     } else {

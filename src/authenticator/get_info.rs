@@ -29,6 +29,12 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
     ] {
         options.insert(k.to_owned(), v);
     }
+    // A fingerprint sensor: bioEnroll and uv are present, true once a finger is enrolled.
+    let sensor = a.config.fingerprint.is_some();
+    if sensor {
+        options.insert("bioEnroll".to_owned(), a.uv_configured());
+        options.insert("uv".to_owned(), a.uv_configured());
+    }
     let remaining = a.config.max_resident_credentials.saturating_sub(a.state.credentials.len());
     GetInfoResponse {
         // With alwaysUv, U2F (which cannot verify the user) is switched off.
@@ -60,8 +66,8 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         firmware_version: Some(a.config.firmware_version),
         max_cred_blob_length: Some(MAX_CRED_BLOB_LENGTH as u64),
         max_rpids_for_set_min_pin_length: Some(MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH as u64),
-        preferred_platform_uv_attempts: None,
-        uv_modality: None,
+        preferred_platform_uv_attempts: sensor.then_some(super::bio_enrollment::PREFERRED_PLATFORM_UV_ATTEMPTS),
+        uv_modality: sensor.then_some(super::bio_enrollment::UV_MODALITY_FINGERPRINT),
         certifications: None,
         remaining_discoverable_credentials: Some(remaining as u64),
         vendor_prototype_config_commands: None,

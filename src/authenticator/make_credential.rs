@@ -52,8 +52,13 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
     }
     let alg = alg.ok_or(CtapStatus::UnsupportedAlgorithm)?;
     let opts = req.options.unwrap_or_default();
-    if opts.up == Some(false) || opts.uv == Some(true) {
+    if opts.up == Some(false) || (opts.uv == Some(true) && a.config.fingerprint.is_none()) {
         return Err(CtapStatus::InvalidOption);
+    }
+    // Built-in UV (the uv option, without a token): a fingerprint at the touch.
+    let builtin_uv = opts.uv == Some(true) && req.pin_uv_auth_param.is_none();
+    if builtin_uv {
+        super::bio_enrollment::uv_precheck(a, CtapStatus::InvalidOption)?;
     }
     let rk = opts.rk.unwrap_or(false);
     // makeCredUvNotRqd is false: with a PIN set (or alwaysUv), a token is required.
@@ -69,10 +74,10 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
             true
         }
         None => {
-            if a.pin_is_set() || a.state.always_uv {
+            if (a.pin_is_set() || a.state.always_uv) && !builtin_uv {
                 return Err(CtapStatus::PuatRequired);
             }
-            false
+            builtin_uv
         }
     };
     let rp_id_hash = a.rp_id_hash(&req.rp.id);
@@ -81,8 +86,11 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
         if let Some(c) = a.find_credential(&req.rp.id, &rp_id_hash, &d.id)
             && (c.cred_protect < 3 || uv)
         {
-            return Ok(Reply::up("makeCredential", Some(req.rp.id.clone()), None, |_, outcome| {
+            return Ok(Reply::up("makeCredential", Some(req.rp.id.clone()), None, move |a, outcome| {
                 outcome.require()?;
+                if builtin_uv {
+                    super::bio_enrollment::verify_user(a)?;
+                }
                 Err(CtapStatus::CredentialExcluded)
             }));
         }
@@ -109,7 +117,11 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
     let rp_id = req.rp.id.clone();
     Ok(Reply::up("makeCredential", Some(rp_id), user_name, move |a, outcome| {
         outcome.require()?;
-        a.spend_token_permissions();
+        if builtin_uv {
+            super::bio_enrollment::verify_user(a)?;
+        } else {
+            a.spend_token_permissions();
+        }
         finish(a, req, alg, rk, uv, cred_protect, rp_id_hash)
     }))
 }

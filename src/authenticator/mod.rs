@@ -42,7 +42,9 @@
 //! operations until they expire or are replaced, and only with the PIN/UV
 //! auth protocol they were issued under.
 
+pub mod bio_enrollment;
 mod cert;
+pub use bio_enrollment::FingerprintMode;
 pub use cert::generate_attestation;
 mod client_pin;
 mod config;
@@ -206,6 +208,9 @@ pub struct AuthenticatorConfig {
     /// A pinUvAuthToken not used this soon after it was issued expires
     /// (CTAP 2.1 §6.5.5.7 initialUsageTimeLimit; 30 s, as for USB keys).
     pub token_initial_use: Duration,
+    /// A simulated fingerprint sensor (bioEnrollment and built-in UV);
+    /// `None`: no sensor, user verification by PIN only.
+    pub fingerprint: Option<FingerprintMode>,
 }
 
 impl Default for AuthenticatorConfig {
@@ -220,6 +225,7 @@ impl Default for AuthenticatorConfig {
             reset_window: Duration::from_secs(10),
             firmware_version: 1,
             token_initial_use: TOKEN_INITIAL_USE,
+            fingerprint: None,
         }
     }
 }
@@ -302,6 +308,7 @@ pub(crate) struct Volatile {
     pub cred_enumeration: Option<credential_management::CredEnumeration>,
     pub large_blob_write: Option<large_blobs::PendingWrite>,
     pub u2f_up_since: Option<Instant>,
+    pub sensor: bio_enrollment::SensorVolatile,
 }
 
 impl Volatile {
@@ -318,6 +325,7 @@ impl Volatile {
             cred_enumeration: None,
             large_blob_write: None,
             u2f_up_since: None,
+            sensor: bio_enrollment::SensorVolatile::default(),
         })
     }
 }
@@ -552,12 +560,15 @@ impl Authenticator {
         if command != Command::LargeBlobs {
             self.volatile.large_blob_write = None;
         }
+        if !matches!(command, Command::BioEnrollment | Command::BioEnrollmentPreview) {
+            self.volatile.sensor.enrollment = None;
+        }
         match command {
             Command::GetInfo => Ok(Reply::Done(Some(get_info::get_info(self)))),
             Command::MakeCredential => make_credential::make_credential(self, &value),
             Command::GetAssertion => get_assertion::get_assertion(self, &value),
             Command::GetNextAssertion => get_assertion::get_next_assertion(self).map(Reply::Done),
-            Command::ClientPin => client_pin::client_pin(self, &value).map(Reply::Done),
+            Command::ClientPin => client_pin::client_pin(self, &value),
             Command::Reset => reset::reset(self),
             Command::Selection => Ok(reset::selection()),
             Command::CredentialManagement | Command::CredentialManagementPreview => {
@@ -565,7 +576,7 @@ impl Authenticator {
             }
             Command::Config => config::config(self, &value).map(Reply::Done),
             Command::LargeBlobs => large_blobs::large_blobs(self, &value).map(Reply::Done),
-            Command::BioEnrollment | Command::BioEnrollmentPreview => Err(CtapStatus::InvalidCommand),
+            Command::BioEnrollment | Command::BioEnrollmentPreview => bio_enrollment::bio_enrollment(self, &value),
         }
     }
 

@@ -273,10 +273,33 @@ pub struct PersistentState {
     /// Next creation sequence number.
     #[serde(default)]
     pub next_created: u64,
+    /// Enrolled fingerprints of the simulated sensor (built-in UV).
+    #[serde(default)]
+    pub enrollments: Vec<StoredEnrollment>,
+    /// Built-in UV retries left ([`UV_RETRIES`] when fresh).
+    #[serde(default = "fresh_uv_retries")]
+    pub uv_retries: u8,
+}
+
+/// An enrolled fingerprint: its template ID and friendly name (the simulated
+/// sensor keeps no biometric data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEnrollment {
+    /// templateId.
+    pub template_id: Bytes,
+    /// templateFriendlyName (empty when never named).
+    #[serde(default)]
+    pub friendly_name: String,
+}
+
+fn fresh_uv_retries() -> u8 {
+    UV_RETRIES
 }
 
 /// Default PIN retries.
 pub const PIN_RETRIES: u8 = 8;
+/// Built-in UV retries (maxUvRetries) of a fresh authenticator.
+pub const UV_RETRIES: u8 = 5;
 /// Default minimum PIN length.
 pub const DEFAULT_MIN_PIN_LENGTH: u8 = 4;
 
@@ -301,6 +324,8 @@ impl PersistentState {
             credentials: Vec::new(),
             large_blob_array: Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec()),
             next_created: 1,
+            enrollments: Vec::new(),
+            uv_retries: UV_RETRIES,
         })
     }
 
@@ -316,6 +341,8 @@ impl PersistentState {
         self.force_pin_change = false;
         self.always_uv = false;
         self.credentials.clear();
+        self.enrollments.clear();
+        self.uv_retries = UV_RETRIES;
         self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
         Ok(())
     }
@@ -332,6 +359,9 @@ impl PersistentState {
         }
         if self.credentials.iter().any(|c| c.private_key.0.len() != 32 || c.id.0.is_empty()) {
             return Err("credential key has the wrong length");
+        }
+        if self.enrollments.iter().any(|e| e.template_id.0.is_empty() || e.template_id.0.len() > 32) {
+            return Err("fingerprint template ID has the wrong length");
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //!   getInfo (read once when opened) and the cached PIN/UV key agreement.
 //! - [`ctap2`]: a typed call for every CTAP2 command.
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
+//! - [`bio`]: fingerprint enrollment (bioEnrollment).
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
 //! - [`large_blob`]: the largeBlob array (read, write, per-credential entries).
 //! - [`derive`](mod@derive): the FIDO2 hmac-secret backend of
@@ -16,6 +17,7 @@
 //! Every blocking call takes an [`Op`]: a deadline, a cancel handle and a
 //! progress callback.
 
+pub mod bio;
 pub mod ctap1;
 pub mod ctap2;
 pub mod derive;
@@ -81,6 +83,18 @@ pub enum ClientError {
     /// The new PIN breaks the key's PIN policy.
     #[error("the PIN does not meet the security key's policy (length)")]
     PinPolicy,
+    /// Built-in user verification (the fingerprint) did not match.
+    #[error("fingerprint not recognized{}", retries.map(|r| format!(" ({r} attempts left)")).unwrap_or_default())]
+    UvInvalid {
+        /// UV attempts left before built-in UV is blocked, when the key said.
+        retries: Option<u64>,
+    },
+    /// Built-in user verification is blocked: the PIN must be used (it unblocks it).
+    #[error("fingerprint verification is blocked: use the PIN")]
+    UvBlocked,
+    /// No enrolled fingerprint has that template ID.
+    #[error("no such fingerprint on this security key")]
+    NoSuchFingerprint,
     /// No credential of the request exists on the key.
     #[error("no matching credential on this security key")]
     NoCredentials,
@@ -119,6 +133,9 @@ impl ClientError {
             ClientError::PinBlocked => "pin_blocked",
             ClientError::PinChangeRequired => "pin_change_required",
             ClientError::PinPolicy => "pin_policy_violation",
+            ClientError::UvInvalid { .. } => "uv_invalid",
+            ClientError::UvBlocked => "uv_blocked",
+            ClientError::NoSuchFingerprint => "no_such_fingerprint",
             ClientError::NoCredentials => "no_credentials",
             ClientError::CredentialExcluded => "credential_excluded",
             ClientError::InvalidRequest(_) => "invalid_request",
@@ -136,6 +153,8 @@ impl ClientError {
             CtapStatus::PinNotSet => ClientError::PinNotSet,
             CtapStatus::PinPolicyViolation => ClientError::PinPolicy,
             CtapStatus::PinInvalid => ClientError::PinInvalid { retries: None },
+            CtapStatus::UvInvalid => ClientError::UvInvalid { retries: None },
+            CtapStatus::UvBlocked => ClientError::UvBlocked,
             CtapStatus::NoCredentials => ClientError::NoCredentials,
             CtapStatus::CredentialExcluded => ClientError::CredentialExcluded,
             s => ClientError::Status(s),

@@ -195,8 +195,37 @@ impl Device {
         let protocol = self.pin_protocol();
         let (key, shared) = self.key_agreement(op)?;
         let req = ClientPinRequest::get_token_using_uv(protocol.number(), key, permissions, rp_id.map(str::to_owned));
-        let resp = self.client_pin(&req, op)?;
+        let resp = match self.client_pin(&req, op) {
+            Ok(r) => r,
+            Err(ClientError::UvInvalid { .. }) => {
+                let retries = self.uv_retries(op).ok();
+                return Err(ClientError::UvInvalid { retries });
+            }
+            Err(e) => return Err(e),
+        };
         self.decrypt_token(&shared, resp.pin_uv_auth_token, true)
+    }
+
+    /// [`Device::uv_token`], tried up to the key's preferredPlatformUvAttempts
+    /// (1 when it names none, at most 10) while the finger does not match.
+    /// Ends with [`ClientError::UvInvalid`] after the last failed attempt, or
+    /// [`ClientError::UvBlocked`] once the key blocks built-in UV: the caller
+    /// falls back to the PIN then.
+    pub fn uv_token_with_retries(
+        &mut self,
+        permissions: u8,
+        rp_id: Option<&str>,
+        op: &Op,
+    ) -> Result<PinUvAuthToken, ClientError> {
+        let attempts = self.info.as_ref().and_then(|i| i.preferred_platform_uv_attempts).unwrap_or(1).clamp(1, 10);
+        let mut last = ClientError::UvInvalid { retries: None };
+        for _ in 0..attempts {
+            match self.uv_token(permissions, rp_id, op) {
+                Err(e @ ClientError::UvInvalid { .. }) => last = e,
+                r => return r,
+            }
+        }
+        Err(last)
     }
 
     fn decrypt_token(

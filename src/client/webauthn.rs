@@ -344,10 +344,11 @@ impl<'a> WebAuthnClient<'a> {
         }
         if uv_configured {
             if dev.option("pinUvAuthToken") == Some(true) {
-                match dev.uv_token(perms, Some(rp_id), op) {
+                match dev.uv_token_with_retries(perms, Some(rp_id), op) {
                     Ok(t) => return Ok(UvAuth::Token(t)),
-                    // UV locked out or failing: fall back to the PIN.
-                    Err(ClientError::Status(CtapStatus::UvBlocked | CtapStatus::UvInvalid)) if pin_set => {}
+                    // UV locked out, or no match in the preferred number of
+                    // attempts: fall back to the PIN.
+                    Err(ClientError::UvBlocked | ClientError::UvInvalid { .. }) if pin_set => {}
                     Err(e) => return Err(e),
                 }
             } else {

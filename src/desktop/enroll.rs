@@ -85,7 +85,7 @@ pub fn enroll(
         with_pin(dev, &mut req)?;
     }
     let resp = match dev.make_credential(&req, op) {
-        Err(ClientError::PinRequired | ClientError::Status(CtapStatus::PuatRequired | CtapStatus::UvBlocked))
+        Err(ClientError::PinRequired | ClientError::Status(CtapStatus::PuatRequired) | ClientError::UvBlocked)
         | Err(ClientError::PinBlocked)
             if !pin_first && dev.option("clientPin") == Some(true) =>
         {

@@ -1,5 +1,5 @@
 //! The `hwkey` command-line tool (CONTRACTS §3): FIDO security keys
-//! (`list`, `info`, `wink`, `webauthn`, `pin`, `creds`, `reset`), the
+//! (`list`, `info`, `wink`, `webauthn`, `pin`, `creds`, `bio`, `reset`), the
 //! software authenticator (`virtual serve`), OTP codes (`otp`) and the
 //! YubiKey OTP interface (`yubikey`, `virtual yubikey`).
 //!
@@ -8,6 +8,7 @@
 //! wrong in its first line.
 #![forbid(unsafe_code)]
 
+mod bio;
 mod common;
 mod creds;
 mod info;
@@ -58,6 +59,9 @@ enum Command {
     /// Manage discoverable credentials.
     #[command(subcommand)]
     Creds(creds::CredsCommand),
+    /// Manage fingerprints (keys with a fingerprint sensor).
+    #[command(subcommand)]
+    Bio(bio::BioCommand),
     /// Erase every credential and the PIN (asks for confirmation).
     Reset {
         #[command(flatten)]
@@ -100,6 +104,11 @@ enum VirtualCommand {
         /// Grant user presence only after this many milliseconds (default: at once).
         #[arg(long, value_name = "MS")]
         touch_delay: Option<u64>,
+        /// Simulate a fingerprint sensor (bioEnrollment, built-in UV): every
+        /// sample matches (always), none does (never), or each verification
+        /// matches after N failed samples (after:N).
+        #[arg(long, value_name = "always|never|after:N")]
+        fingerprint: Option<hwkey::authenticator::FingerprintMode>,
     },
     /// A software YubiKey OTP interface over UDP, or a YubiKey 5 (OTP and
     /// FIDO interfaces) as kernel HID devices through /dev/uhid (--uhid).
@@ -133,13 +142,14 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Webauthn(c) => webauthn::run(c),
         Command::Pin(c) => pin::run(c),
         Command::Creds(c) => creds::run(c),
+        Command::Bio(c) => bio::run(c),
         Command::Reset { device, yes } => reset::run(&device, yes),
-        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay }) => {
+        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay, fingerprint }) => {
             let listen = match udp {
                 Some(a) if !uhid => virtual_device::Listen::Udp(a),
                 _ => virtual_device::Listen::Uhid,
             };
-            virtual_device::serve(listen, state, pin, touch_delay)
+            virtual_device::serve(listen, state, pin, touch_delay, fingerprint)
         }
         Command::Virtual(VirtualCommand::Yubikey { udp, uhid, serial, slot1_hmac, slot2_hmac, version }) => {
             let udp = if uhid { None } else { udp };

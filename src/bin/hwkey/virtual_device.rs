@@ -1,7 +1,7 @@
 //! `hwkey virtual serve`: the software CTAP2.1 authenticator over UDP, or as
 //! a Linux kernel HID device through `/dev/uhid` (`--uhid`).
 
-use hwkey::authenticator::{Authenticator, AuthenticatorConfig, UserPresence};
+use hwkey::authenticator::{Authenticator, AuthenticatorConfig, FingerprintMode, UserPresence};
 use hwkey::client::{Device, Op};
 use hwkey::transport::CancelToken;
 use hwkey::transport::ctaphid::DeviceConfig;
@@ -26,8 +26,14 @@ pub fn serve(
     state: Option<PathBuf>,
     pin: Option<String>,
     touch_delay: Option<u64>,
+    fingerprint: Option<FingerprintMode>,
 ) -> Result<(), String> {
-    let config = AuthenticatorConfig { state_path: state, user_presence: UserPresence::Approve, ..Default::default() };
+    let config = AuthenticatorConfig {
+        state_path: state,
+        user_presence: UserPresence::Approve,
+        fingerprint,
+        ..Default::default()
+    };
     let mut auth = Authenticator::new(config).map_err(|e| format!("software authenticator: {e}"))?;
     if let Some(pin) = pin {
         auth = set_pin(auth, &pin)?;

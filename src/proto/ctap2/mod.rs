@@ -8,6 +8,7 @@
 //! ([`CtapRequest::to_request_bytes`]). [`parse_response`] splits a raw
 //! response into its status and CBOR body.
 
+pub mod bio_enrollment;
 pub mod client_pin;
 pub mod config;
 pub mod credential_management;
