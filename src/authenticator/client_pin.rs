@@ -37,17 +37,49 @@ pub(crate) fn client_pin(a: &mut Authenticator, v: &Value) -> Result<Reply, Ctap
     }
 }
 
-/// Token permissions this authenticator grants (`be` only with a sensor).
+/// Token permissions this authenticator grants (`be` only with a sensor;
+/// `pcmr` alone, for the persistent token).
 fn check_permissions(a: &Authenticator, perms: Option<u64>) -> Result<u8, CtapStatus> {
     let perms = perms.ok_or(CtapStatus::MissingParameter)?;
     if perms == 0 || perms > 0xff {
         return Err(CtapStatus::InvalidParameter);
     }
     let perms = perms as u8;
-    if perms & !0x3f != 0 || (perms & permissions::BIO_ENROLLMENT != 0 && a.config.fingerprint.is_none()) {
+    if perms & !0x7f != 0
+        || (perms & permissions::BIO_ENROLLMENT != 0 && a.config.fingerprint.is_none())
+        || (perms & permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY != 0
+            && perms != permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY)
+    {
         return Err(CtapStatus::UnauthorizedPermission);
     }
     Ok(perms)
+}
+
+/// Hand out a token after the PIN or UV was verified: the persistent token
+/// for `pcmr` (CTAP 2.2; the volatile token is left alone), else a new
+/// volatile token with these permissions.
+fn issue_token(
+    a: &mut Authenticator,
+    shared: &SharedSecret,
+    protocol: crate::crypto::pin_protocol::PinUvAuthProtocol,
+    perms: u8,
+    rp_id: Option<String>,
+) -> Result<ClientPinResponse, CtapStatus> {
+    let enc = if perms == permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY {
+        if a.state.upgrade(a.provider).map_err(|_| CtapStatus::Other)? {
+            let backup = a.state.clone();
+            a.persist_or_restore(backup)?;
+        }
+        let t = a.state.persistent_token.as_ref().ok_or(CtapStatus::Other)?;
+        shared.encrypt(a.provider, t.bytes()).map_err(|_| CtapStatus::Other)?
+    } else {
+        let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
+        let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
+        a.volatile.token =
+            Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now(), used: false });
+        enc
+    };
+    Ok(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() })
 }
 
 /// getPinUvAuthTokenUsingUvWithPermissions (CTAP 2.1 §6.5.5.7.3).
@@ -67,11 +99,7 @@ fn uv_token(a: &mut Authenticator, req: &ClientPinRequest) -> Result<Reply, Ctap
     Ok(Reply::up("userVerification", rp_id.clone(), None, move |a, outcome| {
         outcome.require()?;
         super::bio_enrollment::verify_user(a)?;
-        let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
-        let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
-        a.volatile.token =
-            Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now(), used: false });
-        Ok(Some(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() }.to_value()))
+        Ok(Some(issue_token(a, &shared, protocol, perms, rp_id)?.to_value()))
     }))
 }
 
@@ -115,6 +143,16 @@ fn pin_subcommand(a: &mut Authenticator, req: &ClientPinRequest) -> Result<Optio
     Ok((resp != Default::default()).then(|| resp.to_value()))
 }
 
+/// The PIN complexity policy (CTAP 2.2 pinComplexityPolicy): a PIN must not
+/// be one character repeated (`1111`) nor a run of consecutive characters,
+/// up or down (`1234`, `9876`, `abcd`).
+pub(crate) fn complex_enough(pin: &str) -> bool {
+    let c: Vec<u32> = pin.chars().map(u32::from).collect();
+    let steps: Vec<i64> = c.windows(2).map(|w| i64::from(w[1]) - i64::from(w[0])).collect();
+    let Some(&first) = steps.first() else { return false };
+    !(matches!(first, -1..=1) && steps.iter().all(|&s| s == first))
+}
+
 fn protocol(req: &ClientPinRequest) -> Result<PinUvAuthProtocol, CtapStatus> {
     let p = req.pin_uv_auth_protocol.ok_or(CtapStatus::MissingParameter)?;
     PinUvAuthProtocol::from_number(p).map_err(|_| CtapStatus::InvalidParameter)
@@ -140,6 +178,9 @@ fn new_pin(a: &Authenticator, shared: &SharedSecret, new_pin_enc: &[u8]) -> Resu
     let pin = std::str::from_utf8(&padded[..len]).map_err(|_| CtapStatus::PinPolicyViolation)?;
     let code_points = pin.chars().count() as u32;
     if code_points < a.state.min_pin_length.max(4) as u32 {
+        return Err(CtapStatus::PinPolicyViolation);
+    }
+    if a.config.pin_complexity_policy && !complex_enough(pin) {
         return Err(CtapStatus::PinPolicyViolation);
     }
     let hash = zeroize::Zeroizing::new(a.provider.sha256(&[&padded[..len]]));
@@ -219,6 +260,8 @@ fn change_pin(a: &mut Authenticator, req: &ClientPinRequest) -> Result<(), CtapS
     let backup = a.state.clone();
     a.state.pin = Some(pin);
     a.state.force_pin_change = false;
+    // A new PIN ends the persistent token (CTAP 2.2 resetPersistentPinUvAuthToken).
+    a.state.persistent_token = Some(super::state::Secret::new(new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?));
     a.persist_or_restore(backup)?;
     a.volatile.token = None;
     Ok(())
@@ -239,9 +282,5 @@ fn get_token(
     if a.state.force_pin_change {
         return Err(CtapStatus::PinPolicyViolation);
     }
-    let token = new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?;
-    let enc = shared.encrypt(a.provider, &token).map_err(|_| CtapStatus::Other)?;
-    a.volatile.token =
-        Some(PinToken { token, protocol, permissions: perms, rp_id, issued: Instant::now(), used: false });
-    Ok(ClientPinResponse { pin_uv_auth_token: Some(enc), ..Default::default() })
+    issue_token(a, &shared, protocol, perms, rp_id)
 }

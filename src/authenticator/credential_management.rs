@@ -1,5 +1,9 @@
 //! authenticatorCredentialManagement: metadata, enumerate RPs, enumerate
 //! credentials, delete, update user information.
+//!
+//! The read-only subcommands (metadata and the two enumerations) also accept
+//! the persistent pinUvAuthToken of CTAP 2.2 (permission `pcmr`, which
+//! survives power cycles); delete and update need a token with `cm`.
 
 use super::Authenticator;
 use crate::proto::cbor::Value;
@@ -27,13 +31,23 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
     let req = CredentialManagementRequest::from_value(v).map_err(|e| e.status())?;
     let needs_auth =
         !matches!(req.sub_command, Sub::EnumerateRpsGetNextRp | Sub::EnumerateCredentialsGetNextCredential);
+    let read_only =
+        matches!(req.sub_command, Sub::GetCredsMetadata | Sub::EnumerateRpsBegin | Sub::EnumerateCredentialsBegin);
+    let mut persistent = false;
     if needs_auth {
         let param = req.pin_uv_auth_param.as_deref().ok_or(CtapStatus::PuatRequired)?;
-        a.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permissions::CREDENTIAL_MANAGEMENT, None)?;
+        let message = req.auth_message();
+        match a.check_token(req.pin_uv_auth_protocol, param, &message, permissions::CREDENTIAL_MANAGEMENT, None) {
+            Ok(()) => {}
+            Err(CtapStatus::PinAuthInvalid) if read_only && a.check_persistent_token(req.pin_uv_auth_protocol, param, &message) => {
+                persistent = true;
+            }
+            Err(e) => return Err(e),
+        }
     }
     // CTAP 2.1 §6.8: a token with a permissions RP ID reaches only that RP's
     // credentials; metadata and RP enumeration need a token without one.
-    let bound_rp = if needs_auth { a.volatile.token.as_ref().and_then(|t| t.rp_id.clone()) } else { None };
+    let bound_rp = if needs_auth && !persistent { a.volatile.token.as_ref().and_then(|t| t.rp_id.clone()) } else { None };
     let may_reach = |rp_id: &str| bound_rp.as_deref().is_none_or(|b| b == rp_id);
     let params = req.sub_command_params.clone().unwrap_or_default();
     if matches!(req.sub_command, Sub::GetCredsMetadata | Sub::EnumerateRpsBegin) && bound_rp.is_some() {
@@ -154,6 +168,7 @@ fn cred_response(a: &Authenticator, id: &[u8]) -> Result<CredentialManagementRes
         public_key: Some(super::public_cose(a.provider, c.alg, c.private_key.bytes())?),
         cred_protect: Some(c.cred_protect.into()),
         large_blob_key: c.large_blob_key.as_ref().map(|k| k.bytes().to_vec()),
+        third_party_payment: Some(c.third_party_payment),
         ..Default::default()
     })
 }

@@ -1,14 +1,14 @@
 //! authenticatorGetAssertion and authenticatorGetNextAssertion: allowList
 //! and discoverable credentials (newest first), credProtect enforcement,
-//! hmac-secret, credBlob, largeBlobKey, silent pre-flight (`up = false`).
+//! hmac-secret, credBlob, largeBlobKey, thirdPartyPayment, silent pre-flight
+//! (`up = false`), built-in UV (the `uv` option).
 
 use std::time::{Duration, Instant};
 
-use super::state::{StoredCredential, cred_random};
+use super::state::StoredCredential;
 use super::{Authenticator, Reply, sign};
-use crate::crypto::HashAlg;
 use crate::crypto::SecretBytes;
-use crate::crypto::pin_protocol::{PinUvAuthProtocol, SharedSecret};
+use crate::crypto::pin_protocol::SharedSecret;
 use crate::proto::auth_data::{AuthenticatorData, Flags};
 use crate::proto::cbor::Value;
 use crate::proto::ctap2::client_pin::permissions;
@@ -29,6 +29,7 @@ pub(crate) struct AssertionContext {
     hmac: Option<(SharedSecret, SecretBytes)>,
     cred_blob: bool,
     large_blob_key: bool,
+    third_party_payment: bool,
 }
 
 /// Credentials left for getNextAssertion.
@@ -86,22 +87,7 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
     let ext = req.extensions.clone().unwrap_or_default();
     let hmac = match &ext.hmac_secret {
         None => None,
-        Some(h) => {
-            let proto = PinUvAuthProtocol::from_number(h.pin_uv_auth_protocol.unwrap_or(1).into())
-                .map_err(|_| CtapStatus::InvalidParameter)?;
-            let shared = a
-                .key_agreement(proto)
-                .decapsulate(a.provider, &h.key_agreement)
-                .map_err(|_| CtapStatus::InvalidParameter)?;
-            if !shared.verify(a.provider, &h.salt_enc, &h.salt_auth) {
-                return Err(CtapStatus::PinAuthInvalid);
-            }
-            let salts = shared.decrypt(a.provider, &h.salt_enc).map_err(|_| CtapStatus::InvalidLength)?;
-            if salts.len() != 32 && salts.len() != 64 {
-                return Err(CtapStatus::InvalidLength);
-            }
-            Some((shared, salts))
-        }
+        Some(h) => Some(super::hmac_secret::open_salts(a, h)?),
     };
     let rp_id_hash = a.rp_id_hash(&req.rp_id);
     let allow: Vec<&PublicKeyCredentialDescriptor> = req.allow_list.iter().flatten().collect();
@@ -136,6 +122,7 @@ pub(crate) fn get_assertion(a: &mut Authenticator, v: &Value) -> Result<Reply, C
         hmac,
         cred_blob: ext.cred_blob == Some(true),
         large_blob_key: ext.large_blob_key == Some(true),
+        third_party_payment: ext.third_party_payment == Some(true),
     };
     let first = creds.remove(0);
     let total = creds.len() + 1;
@@ -188,15 +175,13 @@ fn assertion(
     if let Some((shared, salts)) = &ctx.hmac
         && cred.hmac_secret
     {
-        let cr = cred_random(provider, a.master_key(), cred.private_key.bytes(), ctx.uv);
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(64));
-        for salt in salts.chunks(32) {
-            out.extend(provider.hmac(HashAlg::Sha256, &cr, &[salt]));
-        }
-        outputs.hmac_secret = Some(shared.encrypt(provider, &out).map_err(|_| CtapStatus::Other)?);
+        outputs.hmac_secret = Some(super::hmac_secret::outputs(a, shared, salts, cred.private_key.bytes(), ctx.uv)?);
     }
     if ctx.cred_blob {
         outputs.cred_blob = Some(cred.cred_blob.as_ref().map(|b| b.0.clone()).unwrap_or_default());
+    }
+    if ctx.third_party_payment {
+        outputs.third_party_payment = Some(cred.third_party_payment);
     }
     let mut flags = 0u8;
     if ctx.up {

@@ -1,4 +1,6 @@
-//! authenticatorGetInfo: what this authenticator supports.
+//! authenticatorGetInfo: what this authenticator supports (CTAP 2.1 and
+//! the CTAP 2.2 members: encIdentifier, encCredStoreState, maxPINLength,
+//! attestationFormats, the persistent token's perCredMgmtRO).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use super::{
     MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH, MAX_SERIALIZED_LARGE_BLOB_ARRAY,
 };
 use crate::proto::cbor::Value;
+use crate::proto::ctap2::enc_info;
 use crate::proto::ctap2::get_info::GetInfoResponse;
 use crate::proto::ctap2::{CtapCodec, PublicKeyCredentialParameters};
 use crate::proto::extensions::id;
@@ -26,6 +29,7 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         ("setMinPINLength", true),
         ("makeCredUvNotRqd", false),
         ("alwaysUv", a.state.always_uv),
+        ("perCredMgmtRO", true),
     ] {
         options.insert(k.to_owned(), v);
     }
@@ -39,15 +43,23 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
     GetInfoResponse {
         // With alwaysUv, U2F (which cannot verify the user) is switched off.
         versions: if a.state.always_uv {
-            vec!["FIDO_2_0".into(), "FIDO_2_1".into()]
+            vec!["FIDO_2_0".into(), "FIDO_2_1".into(), "FIDO_2_2".into()]
         } else {
-            vec!["U2F_V2".into(), "FIDO_2_0".into(), "FIDO_2_1".into()]
+            vec!["U2F_V2".into(), "FIDO_2_0".into(), "FIDO_2_1".into(), "FIDO_2_2".into()]
         },
         extensions: Some(
-            [id::CRED_PROTECT, id::HMAC_SECRET, id::CRED_BLOB, id::LARGE_BLOB_KEY, id::MIN_PIN_LENGTH]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                id::CRED_PROTECT,
+                id::HMAC_SECRET,
+                id::HMAC_SECRET_MC,
+                id::CRED_BLOB,
+                id::LARGE_BLOB_KEY,
+                id::MIN_PIN_LENGTH,
+                id::THIRD_PARTY_PAYMENT,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         ),
         aaguid: a.aaguid().to_vec(),
         options: Some(options),
@@ -71,8 +83,53 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         certifications: None,
         remaining_discoverable_credentials: Some(remaining as u64),
         vendor_prototype_config_commands: None,
-        ignored_fields: Vec::new(),
+        attestation_formats: Some(vec![
+            match a.config.attestation {
+                super::AttestationMode::None => "none",
+                _ => "packed",
+            }
+            .into(),
+        ]),
+        max_pin_length: Some(63),
+        pin_complexity_policy: Some(a.config.pin_complexity_policy),
+        enc_identifier: enc_member(a, enc_info::IDENTIFIER_LABEL, a.state.device_identifier.as_ref().map(|d| &d.0[..])),
+        enc_cred_store_state: enc_member(a, enc_info::CRED_STORE_STATE_LABEL, Some(&cred_store_state(a))),
+        ..Default::default()
     }
+}
+
+/// An encrypted getInfo member under the persistent token (fresh IV each time).
+fn enc_member(a: &Authenticator, label: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+    let token = a.state.persistent_token.as_ref()?;
+    let value: [u8; 16] = value?.try_into().ok()?;
+    let mut iv = [0u8; 16];
+    a.provider.fill_random(&mut iv).ok()?;
+    enc_info::encrypt(a.provider, token.bytes(), label, &iv, &value)
+}
+
+/// A 16-byte digest of the discoverable credentials (IDs, users, payment
+/// flags) and the master key: it changes whenever one is created, deleted
+/// or updated, and at reset.
+fn cred_store_state(a: &Authenticator) -> [u8; 16] {
+    let mut parts: Vec<&[u8]> = vec![b"hwkey credStoreState v1", a.master_key()];
+    let mut lens = Vec::new();
+    for c in &a.state.credentials {
+        for f in [
+            &c.id.0[..],
+            &c.user_id.0[..],
+            c.user_name.as_deref().unwrap_or("").as_bytes(),
+            c.user_display_name.as_deref().unwrap_or("").as_bytes(),
+        ] {
+            lens.push((f.len() as u32).to_be_bytes());
+            parts.push(f);
+        }
+    }
+    let lens_flat: Vec<u8> = lens.concat();
+    parts.push(&lens_flat);
+    let h = a.provider.sha256(&parts);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h[..16]);
+    out
 }
 
 pub(crate) fn get_info(a: &Authenticator) -> Value {

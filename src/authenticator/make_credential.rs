@@ -1,6 +1,6 @@
 //! authenticatorMakeCredential: new credentials (ES256, EdDSA), packed or
 //! self attestation, excludeList, resident keys, credProtect, hmac-secret,
-//! credBlob, largeBlobKey, minPinLength.
+//! credBlob, largeBlobKey, minPinLength, thirdPartyPayment, hmac-secret-mc.
 
 use super::state::{self, Bytes, CredentialAlg, SealedFields, Secret, StoredCredential};
 use super::{AttestationMode, Authenticator, MAX_CRED_BLOB_LENGTH, Reply, public_cose, secret, sign};
@@ -104,6 +104,10 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
     if ext.large_blob_key == Some(false) {
         return Err(CtapStatus::InvalidOption);
     }
+    // hmac-secret-mc: the salts are checked before the touch (evaluated in `finish`).
+    if let (Some(true), Some(h)) = (ext.hmac_secret, &ext.hmac_secret_mc) {
+        super::hmac_secret::open_salts(a, h)?;
+    }
     if ext.large_blob_key == Some(true) && !rk {
         return Err(CtapStatus::InvalidOption);
     }
@@ -140,6 +144,7 @@ fn finish(
     let key = super::generate_key(provider, alg)?;
     let cred_blob = ext.cred_blob.as_ref().filter(|b| b.len() <= MAX_CRED_BLOB_LENGTH).cloned();
     let hmac_secret = ext.hmac_secret == Some(true);
+    let third_party_payment = ext.third_party_payment == Some(true);
     let id = state::seal_credential_id(
         provider,
         a.master_key(),
@@ -151,6 +156,7 @@ fn finish(
             private_key: &key,
             cred_blob: cred_blob.as_deref(),
             resident: rk,
+            third_party_payment,
         },
     )
     .map_err(|_| CtapStatus::Other)?;
@@ -162,6 +168,12 @@ fn finish(
     }
     if ext.hmac_secret.is_some() {
         outputs.hmac_secret = Some(hmac_secret);
+    }
+    // hmac-secret-mc (CTAP 2.2): the outputs at creation, from the CredRandom
+    // getAssertion will use at this UV level.
+    if let (true, Some(h)) = (hmac_secret, &ext.hmac_secret_mc) {
+        let (shared, salts) = super::hmac_secret::open_salts(a, h)?;
+        outputs.hmac_secret_mc = Some(super::hmac_secret::outputs(a, &shared, &salts, &key, uv)?);
     }
     if ext.cred_blob.is_some() {
         outputs.cred_blob = Some(cred_blob.is_some());
@@ -196,6 +208,7 @@ fn finish(
             large_blob_key: large_blob_key.as_deref().map(|k| Secret::new(secret(k))),
             created,
             resident: true,
+            third_party_payment,
         });
     }
     a.state.sign_count = a.state.sign_count.wrapping_add(1);

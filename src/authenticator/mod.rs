@@ -51,6 +51,7 @@ mod config;
 mod credential_management;
 mod get_assertion;
 mod get_info;
+mod hmac_secret;
 mod large_blobs;
 mod make_credential;
 mod reset;
@@ -101,8 +102,9 @@ pub enum AuthenticatorError {
     /// Key generation failed.
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
-    /// The PIN breaks the policy (length in code points below minPINLength, over 63 bytes).
-    #[error("PIN must have at least {min} characters and at most 63 bytes")]
+    /// The PIN breaks the policy (length in code points below minPINLength,
+    /// over 63 bytes, or too simple under the PIN complexity policy).
+    #[error("PIN must have at least {min} characters and at most 63 bytes (and not be a run like 1234 or 1111 when the PIN complexity policy is on)")]
     PinPolicy {
         /// The current minimum length.
         min: u8,
@@ -211,6 +213,9 @@ pub struct AuthenticatorConfig {
     /// A simulated fingerprint sensor (bioEnrollment and built-in UV);
     /// `None`: no sensor, user verification by PIN only.
     pub fingerprint: Option<FingerprintMode>,
+    /// Enforce a PIN complexity policy (CTAP 2.2 pinComplexityPolicy): no
+    /// PIN of one repeated character or a run such as `1234` or `dcba`.
+    pub pin_complexity_policy: bool,
 }
 
 impl Default for AuthenticatorConfig {
@@ -226,6 +231,7 @@ impl Default for AuthenticatorConfig {
             firmware_version: 1,
             token_initial_use: TOKEN_INITIAL_USE,
             fingerprint: None,
+            pin_complexity_policy: false,
         }
     }
 }
@@ -361,7 +367,12 @@ impl Authenticator {
             None => Store::memory(),
         };
         let state = match store.load()? {
-            Some(s) => s,
+            Some(mut s) => {
+                if s.upgrade(provider)? {
+                    store.save(&s)?;
+                }
+                s
+            }
             None => {
                 let s = PersistentState::generate(provider, AAGUID)?;
                 store.save(&s)?;
@@ -405,7 +416,10 @@ impl Authenticator {
     /// `hwkey virtual serve`), resetting the retry counter and dropping tokens.
     pub fn set_pin(&mut self, pin: &str) -> Result<(), AuthenticatorError> {
         let min = self.state.min_pin_length.max(4);
-        if pin.chars().count() < min as usize || pin.len() > 63 {
+        if pin.chars().count() < min as usize
+            || pin.len() > 63
+            || (self.config.pin_complexity_policy && !client_pin::complex_enough(pin))
+        {
             return Err(AuthenticatorError::PinPolicy { min });
         }
         let hash = Zeroizing::new(self.provider.sha256(&[pin.as_bytes()]));
@@ -416,6 +430,9 @@ impl Authenticator {
         });
         next.pin_retries = state::PIN_RETRIES;
         next.force_pin_change = false;
+        next.persistent_token = Some(state::Secret::new(
+            crate::crypto::pin_protocol::new_pin_uv_auth_token(self.provider).map_err(|_| CryptoError::Rng)?,
+        ));
         self.store.save(&next)?;
         self.state = next;
         self.volatile.token = None;
@@ -644,6 +661,14 @@ impl Authenticator {
         }
         token.used = true;
         Ok(())
+    }
+
+    /// Check a pinUvAuthParam made with the persistent pinUvAuthToken
+    /// (permission `pcmr`, CTAP 2.2), under either PIN/UV auth protocol.
+    pub(crate) fn check_persistent_token(&self, protocol: Option<u64>, param: &[u8], message: &[u8]) -> bool {
+        let Some(Ok(protocol)) = protocol.map(PinUvAuthProtocol::from_number) else { return false };
+        let Some(token) = &self.state.persistent_token else { return false };
+        protocol.verify(self.provider, token.bytes(), message, param)
     }
 
     /// After user presence was collected for makeCredential or getAssertion:

@@ -230,6 +230,9 @@ pub struct StoredCredential {
     /// Discoverable (stored) credential.
     #[serde(default = "yes")]
     pub resident: bool,
+    /// Enabled for third-party payments (thirdPartyPayment, CTAP 2.2).
+    #[serde(default)]
+    pub third_party_payment: bool,
 }
 
 fn yes() -> bool {
@@ -279,6 +282,13 @@ pub struct PersistentState {
     /// Built-in UV retries left ([`UV_RETRIES`] when fresh).
     #[serde(default = "fresh_uv_retries")]
     pub uv_retries: u8,
+    /// The persistent pinUvAuthToken (CTAP 2.2, permission `pcmr`): survives
+    /// power cycles; renewed by a PIN change and by reset.
+    #[serde(default)]
+    pub persistent_token: Option<Secret>,
+    /// The device identifier encIdentifier encrypts (16 bytes); renewed by reset.
+    #[serde(default)]
+    pub device_identifier: Option<Bytes>,
 }
 
 /// An enrolled fingerprint: its template ID and friendly name (the simulated
@@ -298,6 +308,12 @@ fn fresh_uv_retries() -> u8 {
 
 /// Default PIN retries.
 pub const PIN_RETRIES: u8 = 8;
+fn random_secret(provider: &dyn CryptoProvider, n: usize) -> Result<SecretBytes, CryptoError> {
+    let mut b = Zeroizing::new(vec![0u8; n]);
+    provider.fill_random(&mut b)?;
+    Ok(b)
+}
+
 /// Built-in UV retries (maxUvRetries) of a fresh authenticator.
 pub const UV_RETRIES: u8 = 5;
 /// Default minimum PIN length.
@@ -326,6 +342,8 @@ impl PersistentState {
             next_created: 1,
             enrollments: Vec::new(),
             uv_retries: UV_RETRIES,
+            persistent_token: Some(Secret(random_secret(provider, 32)?)),
+            device_identifier: Some(Bytes(random_secret(provider, 16)?.to_vec())),
         })
     }
 
@@ -343,8 +361,25 @@ impl PersistentState {
         self.credentials.clear();
         self.enrollments.clear();
         self.uv_retries = UV_RETRIES;
+        self.persistent_token = Some(Secret(random_secret(provider, 32)?));
+        self.device_identifier = Some(Bytes(random_secret(provider, 16)?.to_vec()));
         self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
         Ok(())
+    }
+
+    /// Fill in what a state file written before CTAP 2.2 support lacks
+    /// (the persistent token, the device identifier); true if anything changed.
+    pub fn upgrade(&mut self, provider: &dyn CryptoProvider) -> Result<bool, StateError> {
+        let mut changed = false;
+        if self.persistent_token.is_none() {
+            self.persistent_token = Some(Secret(random_secret(provider, 32)?));
+            changed = true;
+        }
+        if self.device_identifier.is_none() {
+            self.device_identifier = Some(Bytes(random_secret(provider, 16)?.to_vec()));
+            changed = true;
+        }
+        Ok(changed)
     }
 
     fn validate(&self) -> Result<(), &'static str> {
@@ -359,6 +394,11 @@ impl PersistentState {
         }
         if self.credentials.iter().any(|c| c.private_key.0.len() != 32 || c.id.0.is_empty()) {
             return Err("credential key has the wrong length");
+        }
+        if self.persistent_token.as_ref().is_some_and(|t| t.0.len() != 32)
+            || self.device_identifier.as_ref().is_some_and(|d| d.0.len() != 16)
+        {
+            return Err("persistent token or device identifier has the wrong length");
         }
         if self.enrollments.iter().any(|e| e.template_id.0.is_empty() || e.template_id.0.len() > 32) {
             return Err("fingerprint template ID has the wrong length");
@@ -458,6 +498,8 @@ pub struct SealedFields<'a> {
     pub cred_blob: Option<&'a [u8]>,
     /// A discoverable credential (its ID dies when it is deleted).
     pub resident: bool,
+    /// Enabled for third-party payments.
+    pub third_party_payment: bool,
 }
 
 /// Seal a credential into its ID: `0x01 || nonce(12) || AES-256-GCM(master,
@@ -473,7 +515,10 @@ pub fn seal_credential_id(
         return Err(CryptoError::InvalidInput("credential too large to seal"));
     }
     let mut pt = Zeroizing::new(Vec::with_capacity(40 + blob.len()));
-    let flags = u8::from(f.hmac_secret) | if f.cred_blob.is_some() { 2 } else { 0 } | if f.resident { 4 } else { 0 };
+    let flags = u8::from(f.hmac_secret)
+        | if f.cred_blob.is_some() { 2 } else { 0 }
+        | if f.resident { 4 } else { 0 }
+        | if f.third_party_payment { 8 } else { 0 };
     pt.extend_from_slice(&[f.alg.byte(), f.cred_protect, flags]);
     pt.extend_from_slice(f.private_key);
     pt.push(blob.len() as u8);
@@ -527,6 +572,7 @@ pub fn open_credential_id(
         large_blob_key: None,
         created: 0,
         resident: flags & 4 != 0,
+        third_party_payment: flags & 8 != 0,
     })
 }
 
@@ -553,6 +599,7 @@ mod tests {
             private_key: &key,
             cred_blob: Some(b"blob"),
             resident: false,
+            third_party_payment: true,
         };
         let id = seal_credential_id(p, &master, &[1; 32], &f).unwrap();
         let c = open_credential_id(p, &master, &[1; 32], "a.example", &id).unwrap();
@@ -561,6 +608,7 @@ mod tests {
         assert!(c.hmac_secret);
         assert_eq!(c.private_key.bytes(), &key);
         assert_eq!(c.cred_blob.unwrap().0, b"blob");
+        assert!(c.third_party_payment && !c.resident);
         assert!(open_credential_id(p, &master, &[2; 32], "b.example", &id).is_none());
         assert!(open_credential_id(p, &[8; 32], &[1; 32], "a.example", &id).is_none());
         assert!(open_credential_id(p, &master, &[1; 32], "a.example", &id[..20]).is_none());

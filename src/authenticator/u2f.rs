@@ -78,6 +78,7 @@ fn register(a: &mut Authenticator, cmd: &Apdu) -> Vec<u8> {
                 private_key: &key,
                 cred_blob: None,
                 resident: false,
+                third_party_payment: false,
             },
         )
         .ok()?;

@@ -13,7 +13,7 @@ use crate::proto::ctap2::bio_enrollment::{
     BioEnrollmentParams, BioEnrollmentRequest, BioEnrollmentResponse, BioEnrollmentSubcommand as Sub,
     MODALITY_FINGERPRINT, sample_status,
 };
-use crate::proto::ctap2::{Command, CtapCodec, CtapRequest, CtapStatus, decode_response};
+use crate::proto::ctap2::{Command, CtapRequest, CtapStatus, decode_response};
 
 pub use crate::proto::ctap2::bio_enrollment::sample_status as status;
 
@@ -159,8 +159,8 @@ impl Device {
         };
         progress(EnrollEvent::Touch { remaining: None });
         let first = self.bio_call(Sub::EnrollBegin, timeout(None), Some(token), op)?;
-        let id = first.template_id.ok_or_else(|| ClientError::Malformed("enrollBegin without a templateId".into()))?;
         let (mut status, mut remaining) = sample(&first)?;
+        let id = first.template_id.ok_or_else(|| ClientError::Malformed("enrollBegin without a templateId".into()))?;
         progress(EnrollEvent::Sample { status, remaining });
         // A sensor asking for more and more samples, or rejecting every one, is given up on.
         let max_captures = CAPTURES_PER_SAMPLE.saturating_mul(remaining.saturating_add(1)).min(256);

@@ -170,6 +170,8 @@ pub struct ResidentCredential {
     pub cred_protect: Option<u64>,
     /// The credential's public key (when the key reported it).
     pub public_key: Option<crate::proto::cose::CoseKey>,
+    /// Enabled for third-party payments (CTAP 2.2; when the key reported it).
+    pub third_party_payment: Option<bool>,
 }
 
 impl Device {
@@ -197,7 +199,8 @@ impl Device {
     }
 
     /// Every discoverable credential, by relying party. `token` needs the
-    /// credential-management permission.
+    /// credential-management permission, or is the persistent token (`pcmr`,
+    /// [`Device::persistent_token`]), which may list but not delete.
     pub fn list_credentials(
         &mut self,
         token: &super::pin::PinUvAuthToken,
@@ -241,6 +244,7 @@ impl Device {
                     credential_id: id.id,
                     cred_protect: c.cred_protect,
                     public_key: c.public_key,
+                    third_party_payment: c.third_party_payment,
                 });
             }
         }

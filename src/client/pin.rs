@@ -39,6 +39,12 @@ impl PinUvAuthToken {
     pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
         self.protocol.authenticate(self.provider, &self.token, message)
     }
+    /// Decrypt an encrypted getInfo member (encIdentifier, encCredStoreState)
+    /// with this token, which must be the persistent one (permission `pcmr`).
+    /// `None` if it does not decrypt (another token, or no AES-128 in this build).
+    pub fn decrypt_info_member(&self, label: &[u8], enc: &[u8]) -> Option<[u8; 16]> {
+        crate::proto::ctap2::enc_info::decrypt(self.provider, &self.token, label, enc)
+    }
 }
 
 impl Device {
@@ -185,6 +191,38 @@ impl Device {
             Err(e) => return Err(self.pin_failure(e, op)),
         };
         self.decrypt_token(&shared, resp.pin_uv_auth_token, false)
+    }
+
+    /// The persistent pinUvAuthToken (CTAP 2.2 `perCredMgmtRO`, permission
+    /// `pcmr`): it survives power cycles until the PIN changes or the key is
+    /// reset, and only reads credential management (metadata, RPs,
+    /// credentials) and the encrypted getInfo members.
+    pub fn persistent_token(&mut self, pin: &str, op: &Op) -> Result<PinUvAuthToken, ClientError> {
+        if self.option("perCredMgmtRO") != Some(true) {
+            return Err(ClientError::Unsupported("persistent read-only credential management (pcmr)".into()));
+        }
+        self.pin_token(pin, permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY, None, op)
+    }
+
+    /// The authenticator's identifier (encIdentifier, read afresh), with the persistent token.
+    pub fn identifier(&mut self, persistent: &PinUvAuthToken, op: &Op) -> Result<Option<[u8; 16]>, ClientError> {
+        let info = self.get_info(op)?;
+        Ok(info
+            .enc_identifier
+            .and_then(|e| persistent.decrypt_info_member(crate::proto::ctap2::enc_info::IDENTIFIER_LABEL, &e)))
+    }
+
+    /// The credential store state (encCredStoreState, read afresh): it
+    /// changes whenever a discoverable credential is created, deleted or updated.
+    pub fn cred_store_state(
+        &mut self,
+        persistent: &PinUvAuthToken,
+        op: &Op,
+    ) -> Result<Option<[u8; 16]>, ClientError> {
+        let info = self.get_info(op)?;
+        Ok(info
+            .enc_cred_store_state
+            .and_then(|e| persistent.decrypt_info_member(crate::proto::ctap2::enc_info::CRED_STORE_STATE_LABEL, &e)))
     }
 
     /// A pinUvAuthToken from built-in user verification (fingerprint, ...).

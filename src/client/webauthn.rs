@@ -7,7 +7,8 @@
 //!   (checked against the public suffix list); the origin must be https, or
 //!   http on localhost.
 //! - The client data is serialized exactly as the spec's limited serializer.
-//! - User verification: built-in UV when the key has it configured (a UV
+//! - User verification: built-in UV when the key has it configured (tried
+//!   preferredPlatformUvAttempts times; a finger that does not match or a UV
 //!   lockout falls back to the PIN), else the PIN; a key with neither when UV
 //!   is required gets [`ClientError::PinNotSet`] ("set a PIN first").
 //! - excludeList / allowList are filtered by maxCredentialIdLength and split
@@ -15,8 +16,9 @@
 //!   silent pre-flight (up=false) finds the matching chunk, so the user
 //!   touches the key once.
 //! - Extensions: credProps, credProtect (with enforcement), prf on top of
-//!   hmac-secret (salts hashed as SHA-256("WebAuthn PRF" || 0x00 || salt)),
-//!   the legacy hmacCreateSecret/hmacGetSecret, credBlob, minPinLength,
+//!   hmac-secret (salts hashed as SHA-256("WebAuthn PRF" || 0x00 || salt);
+//!   evaluated at registration too on keys with hmac-secret-mc, CTAP 2.2),
+//!   `payment.isPayment` as thirdPartyPayment (CTAP 2.2), the legacy hmacCreateSecret/hmacGetSecret, credBlob, minPinLength,
 //!   largeBlob (support at registration; read and write at authentication,
 //!   through [`super::large_blob`]), appid / appidExclude.
 //! - U2F-only keys are driven through CTAP1, appid included.
@@ -230,6 +232,11 @@ fn client_data(type_: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
         top_origin: None,
     }
     .to_json_bytes()
+}
+
+/// Whether the client extension inputs hold `payment: {isPayment: true}`.
+fn is_payment(ext: &ClientExtensionInputs) -> bool {
+    ext.other.get("payment").and_then(|p| p.get("isPayment")).and_then(serde_json::Value::as_bool) == Some(true)
 }
 
 /// The PRF salt: SHA-256("WebAuthn PRF" || 0x00 || input).
@@ -457,6 +464,11 @@ impl<'a> WebAuthnClient<'a> {
         if ext.min_pin_length == Some(true) && supports(ext_id::MIN_PIN_LENGTH) {
             mc_ext.min_pin_length = Some(true);
         }
+        // Secure Payment Confirmation's `payment: {isPayment: true}` maps to
+        // CTAP 2.2 thirdPartyPayment.
+        if is_payment(&ext) && supports(ext_id::THIRD_PARTY_PAYMENT) {
+            mc_ext.third_party_payment = Some(true);
+        }
         let mut want_large_blob = false;
         if let Some(lb) = &ext.large_blob {
             let ok = supports(ext_id::LARGE_BLOB_KEY) && dev.option("largeBlobs") == Some(true);
@@ -482,6 +494,29 @@ impl<'a> WebAuthnClient<'a> {
         let mut auth = self.acquire_uv(dev, uv_req, perms, &rp_id, op)?;
         if needs_preflight {
             exclude = Self::preflight(dev, &rp_id, &exclude, &auth, op)?.into_iter().collect();
+        }
+        // PRF at creation (CTAP 2.2 hmac-secret-mc): the salts go encrypted
+        // under the key agreement in force now, after the token request.
+        let mut mc_prf: Option<(SharedSecret, bool)> = None;
+        if let Some(eval) = ext.prf.as_ref().and_then(|p| p.eval.as_ref())
+            && mc_ext.hmac_secret == Some(true)
+            && dev.info().is_some_and(|i| i.supports_extension(ext_id::HMAC_SECRET_MC))
+        {
+            let (key, ss) = dev.key_agreement(op)?;
+            let mut plain = Zeroizing::new(prf_salt(self.provider, &eval.first).to_vec());
+            if let Some(s2) = &eval.second {
+                plain.extend_from_slice(&prf_salt(self.provider, s2));
+            }
+            let salt_enc = ss.encrypt(self.provider, &plain)?;
+            let salt_auth = ss.authenticate(self.provider, &salt_enc);
+            let proto = ss.protocol().number();
+            mc_ext.hmac_secret_mc = Some(HmacSecretInput {
+                key_agreement: key,
+                salt_enc,
+                salt_auth,
+                pin_uv_auth_protocol: (proto != 1).then_some(proto),
+            });
+            mc_prf = Some((ss, eval.second.is_some()));
         }
         if let Some(appid) = &ext.appid_exclude
             && !options.exclude_credentials.is_empty()
@@ -554,7 +589,18 @@ impl<'a> WebAuthnClient<'a> {
             results.hmac_create_secret = Some(outputs.hmac_secret == Some(true));
         }
         if ext.prf.is_some() {
-            results.prf = Some(PrfOutputs { enabled: Some(outputs.hmac_secret == Some(true)), results: None });
+            let mut prf = PrfOutputs { enabled: Some(outputs.hmac_secret == Some(true)), results: None };
+            if let (Some((ss, two)), Some(enc)) = (&mc_prf, &outputs.hmac_secret_mc) {
+                let plain = ss.decrypt(self.provider, enc)?;
+                if plain.len() != if *two { 64 } else { 32 } {
+                    return Err(ClientError::Malformed("hmac-secret-mc output of the wrong length".into()));
+                }
+                prf.results = Some(PrfValues {
+                    first: Base64Url(plain[..32].to_vec()),
+                    second: two.then(|| Base64Url(plain[32..64].to_vec())),
+                });
+            }
+            results.prf = Some(prf);
         }
         if ext.cred_blob.is_some() {
             results.cred_blob = Some(outputs.cred_blob == Some(true));
@@ -787,6 +833,9 @@ impl<'a> WebAuthnClient<'a> {
         let supports = |e: &str| dev.info().is_some_and(|i| i.supports_extension(e));
         let (has_hmac, has_cred_blob) = (supports(ext_id::HMAC_SECRET), supports(ext_id::CRED_BLOB));
         let mut ga_ext = GetAssertionExtensions::default();
+        if is_payment(&ext) && supports(ext_id::THIRD_PARTY_PAYMENT) {
+            ga_ext.third_party_payment = Some(true);
+        }
         if let Some((s1, s2, _)) = &salts
             && has_hmac
             && (s1.len() != 32 || s2.as_ref().is_some_and(|s| s.len() != 32))

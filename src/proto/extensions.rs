@@ -1,6 +1,6 @@
 //! Extension identifiers and the authenticator-side (CBOR) values of the
-//! extensions hwkey implements: credProtect, hmac-secret, credBlob,
-//! largeBlobKey, minPinLength; client-side ones (credProps, prf, appid,
+//! extensions hwkey implements: credProtect, hmac-secret, hmac-secret-mc,
+//! credBlob, largeBlobKey, minPinLength, thirdPartyPayment; client-side ones (credProps, prf, appid,
 //! appidExclude, largeBlob) are in [`super::webauthn`].
 
 /// Extension identifiers as they appear in CBOR maps and getInfo.
@@ -17,6 +17,8 @@ pub mod id {
     pub const LARGE_BLOB_KEY: &str = "largeBlobKey";
     /// minPinLength.
     pub const MIN_PIN_LENGTH: &str = "minPinLength";
+    /// thirdPartyPayment (CTAP 2.2: the credential may sign payments started by another party).
+    pub const THIRD_PARTY_PAYMENT: &str = "thirdPartyPayment";
 }
 
 /// credProtect levels (CTAP 2.1 §12.1).
@@ -140,6 +142,8 @@ pub struct MakeCredentialExtensions {
     pub large_blob_key: Option<bool>,
     /// minPinLength: `true` to ask for the minimum PIN length (for permitted RPs).
     pub min_pin_length: Option<bool>,
+    /// thirdPartyPayment: `true` to enable the credential for third-party payments.
+    pub third_party_payment: Option<bool>,
     /// Extensions this type does not know, kept as they came.
     pub other: Vec<(String, Value)>,
 }
@@ -170,6 +174,9 @@ impl MakeCredentialExtensions {
         if let Some(b) = self.min_pin_length {
             m.push((id::MIN_PIN_LENGTH.to_owned(), Value::Bool(b)));
         }
+        if let Some(b) = self.third_party_payment {
+            m.push((id::THIRD_PARTY_PAYMENT.to_owned(), Value::Bool(b)));
+        }
         m.extend(self.other.iter().cloned());
         build_text_map(m)
     }
@@ -187,6 +194,7 @@ impl MakeCredentialExtensions {
                 id::CRED_BLOB => out.cred_blob = Some(as_bytes(&x, "credBlob")?),
                 id::LARGE_BLOB_KEY => out.large_blob_key = Some(as_bool(&x, "largeBlobKey")?),
                 id::MIN_PIN_LENGTH => out.min_pin_length = Some(as_bool(&x, "minPinLength")?),
+                id::THIRD_PARTY_PAYMENT => out.third_party_payment = Some(as_bool(&x, "thirdPartyPayment")?),
                 _ => out.other.push((k, x)),
             }
         }
@@ -203,6 +211,8 @@ pub struct GetAssertionExtensions {
     pub cred_blob: Option<bool>,
     /// largeBlobKey: `true` to return the credential's large-blob key.
     pub large_blob_key: Option<bool>,
+    /// thirdPartyPayment: `true` to learn whether the credential is enabled for payments.
+    pub third_party_payment: Option<bool>,
     /// Extensions this type does not know, kept as they came.
     pub other: Vec<(String, Value)>,
 }
@@ -224,6 +234,9 @@ impl GetAssertionExtensions {
         if let Some(b) = self.large_blob_key {
             m.push((id::LARGE_BLOB_KEY.to_owned(), Value::Bool(b)));
         }
+        if let Some(b) = self.third_party_payment {
+            m.push((id::THIRD_PARTY_PAYMENT.to_owned(), Value::Bool(b)));
+        }
         m.extend(self.other.iter().cloned());
         build_text_map(m)
     }
@@ -232,6 +245,7 @@ impl GetAssertionExtensions {
         let mut out = Self::default();
         for (k, x) in text_map(v, "extensions")? {
             match k.as_str() {
+                id::THIRD_PARTY_PAYMENT => out.third_party_payment = Some(as_bool(&x, "thirdPartyPayment")?),
                 id::HMAC_SECRET => out.hmac_secret = Some(HmacSecretInput::from_value(&x)?),
                 id::CRED_BLOB => out.cred_blob = Some(as_bool(&x, "credBlob")?),
                 id::LARGE_BLOB_KEY => out.large_blob_key = Some(as_bool(&x, "largeBlobKey")?),
@@ -312,6 +326,8 @@ pub struct GetAssertionExtensionOutputs {
     pub hmac_secret: Option<Vec<u8>>,
     /// credBlob: the stored blob (empty if none).
     pub cred_blob: Option<Vec<u8>>,
+    /// thirdPartyPayment: whether the credential is enabled for third-party payments.
+    pub third_party_payment: Option<bool>,
     /// Outputs this type does not know.
     pub other: Vec<(String, Value)>,
 }
@@ -330,6 +346,9 @@ impl GetAssertionExtensionOutputs {
         if let Some(b) = &self.cred_blob {
             m.push((id::CRED_BLOB.to_owned(), Value::Bytes(b.clone())));
         }
+        if let Some(b) = self.third_party_payment {
+            m.push((id::THIRD_PARTY_PAYMENT.to_owned(), Value::Bool(b)));
+        }
         m.extend(self.other.iter().cloned());
         build_text_map(m)
     }
@@ -340,6 +359,7 @@ impl GetAssertionExtensionOutputs {
             match k.as_str() {
                 id::HMAC_SECRET => out.hmac_secret = Some(as_bytes(&x, "hmac-secret")?),
                 id::CRED_BLOB => out.cred_blob = Some(as_bytes(&x, "credBlob")?),
+                id::THIRD_PARTY_PAYMENT => out.third_party_payment = Some(as_bool(&x, "thirdPartyPayment")?),
                 _ => out.other.push((k, x)),
             }
         }
@@ -367,7 +387,7 @@ mod tests {
             blob in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)), lbk in proptest::option::of(any::<bool>()),
             mpl in proptest::option::of(any::<bool>()), other in proptest::option::of(any::<u32>())) {
             let e = MakeCredentialExtensions { cred_protect: cp, hmac_secret: hs, hmac_secret_mc: None, cred_blob: blob,
-                large_blob_key: lbk, min_pin_length: mpl, other: other.map(|o| vec![("x-other".to_owned(), Value::from(o))]).unwrap_or_default() };
+                large_blob_key: lbk, min_pin_length: mpl, third_party_payment: hs, other: other.map(|o| vec![("x-other".to_owned(), Value::from(o))]).unwrap_or_default() };
             prop_assert_eq!(MakeCredentialExtensions::from_value(&e.to_value()).unwrap(), e);
         }
 
@@ -375,9 +395,9 @@ mod tests {
         fn ga_extensions_round_trip(salt in proptest::collection::vec(any::<u8>(), 0..80), p in proptest::option::of(1u8..3),
             cb in proptest::option::of(any::<bool>()), lbk in proptest::option::of(any::<bool>())) {
             let e = GetAssertionExtensions { hmac_secret: Some(HmacSecretInput { key_agreement: key(), salt_enc: salt.clone(),
-                salt_auth: salt, pin_uv_auth_protocol: p }), cred_blob: cb, large_blob_key: lbk, other: vec![] };
+                salt_auth: salt, pin_uv_auth_protocol: p }), cred_blob: cb, large_blob_key: lbk, third_party_payment: cb, other: vec![] };
             prop_assert_eq!(GetAssertionExtensions::from_value(&e.to_value()).unwrap(), e);
-            let o = GetAssertionExtensionOutputs { hmac_secret: Some(vec![1, 2]), cred_blob: Some(vec![]), other: vec![] };
+            let o = GetAssertionExtensionOutputs { hmac_secret: Some(vec![1, 2]), cred_blob: Some(vec![]), third_party_payment: lbk, other: vec![] };
             prop_assert_eq!(GetAssertionExtensionOutputs::from_value(&o.to_value()).unwrap(), o);
             let o = MakeCredentialExtensionOutputs { cred_protect: Some(2), hmac_secret: Some(true), hmac_secret_mc: None,
                 cred_blob: cb, min_pin_length: Some(4), other: vec![] };

@@ -109,6 +109,9 @@ enum VirtualCommand {
         /// matches after N failed samples (after:N).
         #[arg(long, value_name = "always|never|after:N")]
         fingerprint: Option<hwkey::authenticator::FingerprintMode>,
+        /// Enforce a PIN complexity policy (CTAP 2.2): refuse PINs such as 1111 or 1234.
+        #[arg(long)]
+        pin_complexity: bool,
     },
     /// A software YubiKey OTP interface over UDP, or a YubiKey 5 (OTP and
     /// FIDO interfaces) as kernel HID devices through /dev/uhid (--uhid).
@@ -144,12 +147,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Creds(c) => creds::run(c),
         Command::Bio(c) => bio::run(c),
         Command::Reset { device, yes } => reset::run(&device, yes),
-        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay, fingerprint }) => {
+        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay, fingerprint, pin_complexity }) => {
             let listen = match udp {
                 Some(a) if !uhid => virtual_device::Listen::Udp(a),
                 _ => virtual_device::Listen::Uhid,
             };
-            virtual_device::serve(listen, state, pin, touch_delay, fingerprint)
+            let sensor = virtual_device::Options { touch_delay, fingerprint, pin_complexity };
+            virtual_device::serve(listen, state, pin, sensor)
         }
         Command::Virtual(VirtualCommand::Yubikey { udp, uhid, serial, slot1_hmac, slot2_hmac, version }) => {
             let udp = if uhid { None } else { udp };

@@ -20,18 +20,24 @@ pub enum Listen {
     Uhid,
 }
 
+/// Behaviour options of `virtual serve`.
+pub struct Options {
+    /// `--touch-delay MS`.
+    pub touch_delay: Option<u64>,
+    /// `--fingerprint always|never|after:N`.
+    pub fingerprint: Option<FingerprintMode>,
+    /// `--pin-complexity`.
+    pub pin_complexity: bool,
+}
+
 /// Run `virtual serve`.
-pub fn serve(
-    listen: Listen,
-    state: Option<PathBuf>,
-    pin: Option<String>,
-    touch_delay: Option<u64>,
-    fingerprint: Option<FingerprintMode>,
-) -> Result<(), String> {
+pub fn serve(listen: Listen, state: Option<PathBuf>, pin: Option<String>, options: Options) -> Result<(), String> {
+    let Options { touch_delay, fingerprint, pin_complexity } = options;
     let config = AuthenticatorConfig {
         state_path: state,
         user_presence: UserPresence::Approve,
         fingerprint,
+        pin_complexity_policy: pin_complexity,
         ..Default::default()
     };
     let mut auth = Authenticator::new(config).map_err(|e| format!("software authenticator: {e}"))?;

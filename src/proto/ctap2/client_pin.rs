@@ -76,6 +76,10 @@ pub mod permissions {
     pub const LARGE_BLOB_WRITE: u8 = 0x10;
     /// acfg: authenticatorConfig.
     pub const AUTHENTICATOR_CONFIG: u8 = 0x20;
+    /// pcmr: persistent credential management, read only (CTAP 2.2): the
+    /// persistent pinUvAuthToken, which survives power cycles and may only
+    /// list credentials. Never combined with other permissions.
+    pub const PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY: u8 = 0x40;
 }
 
 /// An authenticatorClientPIN request. Which members are present depends on

@@ -185,6 +185,8 @@ pub struct CredentialManagementResponse {
     pub cred_protect: Option<u64>,
     /// 0x0B largeBlobKey.
     pub large_blob_key: Option<Vec<u8>>,
+    /// 0x0C thirdPartyPayment (CTAP 2.2).
+    pub third_party_payment: Option<bool>,
 }
 
 impl CtapCodec for CredentialManagementResponse {
@@ -206,6 +208,7 @@ impl CtapCodec for CredentialManagementResponse {
         put(9, self.total_credentials.map(Value::from));
         put(10, self.cred_protect.map(Value::from));
         put(11, self.large_blob_key.clone().map(Value::Bytes));
+        put(12, self.third_party_payment.map(Value::Bool));
         Value::Map(m)
     }
 
@@ -227,6 +230,7 @@ impl CtapCodec for CredentialManagementResponse {
             total_credentials: opt_u64(v, 9, "totalCredentials")?,
             cred_protect: opt_u64(v, 10, "credProtect")?,
             large_blob_key: v.opt_bytes(11, "largeBlobKey")?.map(<[u8]>::to_vec),
+            third_party_payment: v.opt_bool(12, "thirdPartyPayment")?,
         })
     }
 }
@@ -251,7 +255,8 @@ mod tests {
         fn response_round_trip(n in proptest::option::of(any::<u64>()), rp in proptest::option::of(rp()), h in proptest::option::of(bytes(33)),
             u in proptest::option::of(user()), c in proptest::option::of(descriptor()), k in proptest::option::of(cose_key())) {
             let r = CredentialManagementResponse { existing_resident_credentials_count: n, max_possible_remaining_resident_credentials_count: n,
-                rp, rp_id_hash: h.clone(), total_rps: n, user: u, credential_id: c, public_key: k, total_credentials: n, cred_protect: n, large_blob_key: h };
+                rp, rp_id_hash: h.clone(), total_rps: n, user: u, credential_id: c, public_key: k, total_credentials: n, cred_protect: n, large_blob_key: h,
+                third_party_payment: n.map(|x| x % 2 == 0) };
             prop_assert_eq!(CredentialManagementResponse::from_cbor(&r.to_cbor()).unwrap(), r);
         }
 

@@ -1,4 +1,5 @@
-//! authenticatorGetInfo (0x04, CTAP 2.1 §6.4).
+//! authenticatorGetInfo (0x04, CTAP 2.1 §6.4, with the CTAP 2.2 members
+//! 0x16 to 0x1F).
 
 use std::collections::BTreeMap;
 
@@ -24,7 +25,7 @@ impl CtapRequest for GetInfoRequest {
     const COMMAND: Command = Command::GetInfo;
 }
 
-/// The authenticatorGetInfo response, with every CTAP 2.1 member.
+/// The authenticatorGetInfo response, with every CTAP 2.1 and 2.2 member.
 /// Unknown keys are tolerated and dropped.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GetInfoResponse {
@@ -70,6 +71,28 @@ pub struct GetInfoResponse {
     pub remaining_discoverable_credentials: Option<u64>,
     /// 0x15 vendorPrototypeConfigCommands.
     pub vendor_prototype_config_commands: Option<Vec<u64>>,
+    /// 0x16 attestationFormats (CTAP 2.2), in order of preference.
+    pub attestation_formats: Option<Vec<String>>,
+    /// 0x17 uvCountSinceLastPinEntry (CTAP 2.2).
+    pub uv_count_since_last_pin_entry: Option<u64>,
+    /// 0x18 longTouchForReset (CTAP 2.2).
+    pub long_touch_for_reset: Option<bool>,
+    /// 0x19 encIdentifier (CTAP 2.2): `iv || AES-128-CBC(key, identifier)`,
+    /// the key derived from the persistent pinUvAuthToken.
+    pub enc_identifier: Option<Vec<u8>>,
+    /// 0x1A transportsForReset (CTAP 2.2).
+    pub transports_for_reset: Option<Vec<String>>,
+    /// 0x1B pinComplexityPolicy (CTAP 2.2).
+    pub pin_complexity_policy: Option<bool>,
+    /// 0x1C pinComplexityPolicyURL (CTAP 2.2).
+    pub pin_complexity_policy_url: Option<Vec<u8>>,
+    /// 0x1D maxPINLength (CTAP 2.2), in code points.
+    pub max_pin_length: Option<u64>,
+    /// 0x1E encCredStoreState (CTAP 2.2): like encIdentifier, for a value
+    /// that changes with every change to the discoverable credentials.
+    pub enc_cred_store_state: Option<Vec<u8>>,
+    /// 0x1F authenticatorConfigCommands (CTAP 2.3).
+    pub authenticator_config_commands: Option<Vec<u64>>,
     /// Optional members that were present but mistyped, and so ignored when
     /// parsing (one bad field must not make a key unusable). Never encoded.
     pub ignored_fields: Vec<&'static str>,
@@ -136,6 +159,16 @@ impl CtapCodec for GetInfoResponse {
         put(19, self.certifications.clone());
         put(20, self.remaining_discoverable_credentials.map(Value::from));
         put(21, self.vendor_prototype_config_commands.as_deref().map(u64_array));
+        put(22, self.attestation_formats.as_deref().map(text_array));
+        put(23, self.uv_count_since_last_pin_entry.map(Value::from));
+        put(24, self.long_touch_for_reset.map(Value::Bool));
+        put(25, self.enc_identifier.clone().map(Value::Bytes));
+        put(26, self.transports_for_reset.as_deref().map(text_array));
+        put(27, self.pin_complexity_policy.map(Value::Bool));
+        put(28, self.pin_complexity_policy_url.clone().map(Value::Bytes));
+        put(29, self.max_pin_length.map(Value::from));
+        put(30, self.enc_cred_store_state.clone().map(Value::Bytes));
+        put(31, self.authenticator_config_commands.as_deref().map(u64_array));
         Value::Map(m)
     }
 
@@ -215,6 +248,28 @@ impl CtapCodec for GetInfoResponse {
                 u64s(21, "vendorPrototypeConfigCommands"),
                 "vendorPrototypeConfigCommands",
             ),
+            attestation_formats: keep(ig, texts(22, "attestationFormats"), "attestationFormats"),
+            uv_count_since_last_pin_entry: keep(ig, u64f(23, "uvCountSinceLastPinEntry"), "uvCountSinceLastPinEntry"),
+            long_touch_for_reset: keep(ig, v.opt_bool(24, "longTouchForReset"), "longTouchForReset"),
+            enc_identifier: keep(ig, v.opt_bytes(25, "encIdentifier").map(|b| b.map(<[u8]>::to_vec)), "encIdentifier"),
+            transports_for_reset: keep(ig, texts(26, "transportsForReset"), "transportsForReset"),
+            pin_complexity_policy: keep(ig, v.opt_bool(27, "pinComplexityPolicy"), "pinComplexityPolicy"),
+            pin_complexity_policy_url: keep(
+                ig,
+                v.opt_bytes(28, "pinComplexityPolicyURL").map(|b| b.map(<[u8]>::to_vec)),
+                "pinComplexityPolicyURL",
+            ),
+            max_pin_length: keep(ig, u64f(29, "maxPINLength"), "maxPINLength"),
+            enc_cred_store_state: keep(
+                ig,
+                v.opt_bytes(30, "encCredStoreState").map(|b| b.map(<[u8]>::to_vec)),
+                "encCredStoreState",
+            ),
+            authenticator_config_commands: keep(
+                ig,
+                u64s(31, "authenticatorConfigCommands"),
+                "authenticatorConfigCommands",
+            ),
             ignored_fields: Vec::new(),
         };
         ignored.dedup();
@@ -265,7 +320,11 @@ mod tests {
             let info = GetInfoResponse { versions, aaguid: aaguid.to_vec(), options: opts, max_msg_size: n,
                 pin_uv_auth_protocols: protos.clone(), max_credential_count_in_list: n, force_pin_change: fpc,
                 algorithms: algs.map(|a| a.into_iter().map(|x| PublicKeyCredentialParameters::public_key(x as i64)).collect()),
-                remaining_discoverable_credentials: n, vendor_prototype_config_commands: protos, firmware_version: n,
+                remaining_discoverable_credentials: n, vendor_prototype_config_commands: protos.clone(), firmware_version: n,
+                attestation_formats: Some(vec!["packed".into(), "none".into()]), uv_count_since_last_pin_entry: n,
+                long_touch_for_reset: fpc, enc_identifier: Some(aaguid.to_vec()), transports_for_reset: Some(vec!["usb".into()]),
+                pin_complexity_policy: fpc, pin_complexity_policy_url: Some(b"https://example.com/pin".to_vec()),
+                max_pin_length: n, enc_cred_store_state: Some(aaguid[..8].to_vec()), authenticator_config_commands: protos,
                 ..Default::default() };
             prop_assert_eq!(GetInfoResponse::from_cbor(&info.to_cbor()).unwrap(), info);
         }

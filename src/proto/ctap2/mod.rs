@@ -12,6 +12,7 @@ pub mod bio_enrollment;
 pub mod client_pin;
 pub mod config;
 pub mod credential_management;
+pub mod enc_info;
 pub mod entities;
 pub mod get_assertion;
 pub mod get_info;
