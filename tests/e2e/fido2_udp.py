@@ -217,17 +217,16 @@ def check_prf(dev: CtapDevice) -> None:
     salt = os.urandom(32)
     c = client(dev, Pin(PIN), [HmacSecretExtension()])
     reg = c.make_credential(creation(b"\x01prf", {"prf": {"eval": {"first": salt}}}))
-    prf = reg.client_extension_results.get("prf") or {}
-    check(prf.get("enabled") is True, "PRF enabled at creation")
-    at_creation = (prf.get("results") or {}).get("first")
+    prf = reg.client_extension_results.prf
+    check(prf is not None and prf.enabled is True, "PRF enabled at creation")
+    at_creation = prf.results.first if prf.results else None
     check(at_creation is not None and len(at_creation) == 32, "PRF result at creation (hmac-secret-mc)")
     cred_id = reg.raw_id
     sel = c.get_assertion(request(cred_id, {"prf": {"eval": {"first": salt}}}))
-    res = sel.get_response(0)
-    at_signin = (res.client_extension_results.get("prf") or {}).get("results", {}).get("first")
+    at_signin = sel.get_response(0).client_extension_results.prf.results.first
     check(at_signin == at_creation, "PRF at creation equals PRF at sign-in")
     other = c.get_assertion(request(cred_id, {"prf": {"eval": {"first": os.urandom(32)}}})).get_response(0)
-    check(other.client_extension_results["prf"]["results"]["first"] != at_creation, "another salt, another PRF")
+    check(other.client_extension_results.prf.results.first != at_creation, "another salt, another PRF")
 
 
 def check_third_party_payment(ctap: Ctap2, dev: CtapDevice) -> bytes:
@@ -318,8 +317,12 @@ def check_bio(ctap: Ctap2, dev: CtapDevice) -> None:
     check(ui.pin_requests == 0 and ui.uv_requests >= 1, "Fido2Client used UV, not the PIN")
     acd = reg.response.attestation_object.auth_data.credential_data
     check(isinstance(acd, AttestedCredentialData), "attested credential data")
+    # One token at a time: the UV tokens above replaced the PIN token; the
+    # finger itself now grants the bioEnrollment permission.
+    be = ClientPin(ctap)
+    bio = FPBioEnrollment(ctap, be.protocol, be.get_uv_token(ClientPin.PERMISSION.BIO_ENROLL))
     bio.remove_enrollment(template_id)
-    check(bio.enumerate_enrollments() == {}, "removeEnrollment: no fingers left")
+    check(bio.enumerate_enrollments() == {}, "removeEnrollment (with a UV token): no fingers left")
 
 
 def main() -> int:
