@@ -87,8 +87,10 @@ fn creation(user: u8, uv: &str) -> CreationOptionsJson {
 }
 
 fn request(uv: &str) -> RequestOptionsJson {
-    serde_json::from_value(json!({"challenge": "ZmVkY2JhOTg3NjU0MzIxMA", "rpId": "example.com", "userVerification": uv}))
-        .unwrap()
+    serde_json::from_value(
+        json!({"challenge": "ZmVkY2JhOTg3NjU0MzIxMA", "rpId": "example.com", "userVerification": uv}),
+    )
+    .unwrap()
 }
 
 fn register(dev: &mut Device, pin: Option<&str>, uv: &str) -> Result<AuthenticatorData, ClientError> {
@@ -116,7 +118,10 @@ fn always_match_enroll_list_rename_delete_and_uv_without_pin() {
     let sensor = dev.bio_sensor_info(&op()).unwrap();
     assert_eq!((sensor.fingerprint_kind, sensor.max_samples, sensor.max_name_len), (Some(1), Some(4), Some(64)));
     // No finger yet: no UV token, and the list is empty.
-    assert!(matches!(dev.uv_token(permissions::GET_ASSERTION, Some("example.com"), &op()), Err(ClientError::Unsupported(_))));
+    assert!(matches!(
+        dev.uv_token(permissions::GET_ASSERTION, Some("example.com"), &op()),
+        Err(ClientError::Unsupported(_))
+    ));
     let t = be_token(&mut dev);
     assert!(dev.bio_list(&t, &op()).unwrap().is_empty());
 

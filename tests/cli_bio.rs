@@ -61,7 +61,11 @@ fn run(args: &[&str], stdin: &str) -> Out {
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let o = child.wait_with_output().unwrap();
-    Out { ok: o.status.success(), stdout: String::from_utf8(o.stdout).unwrap(), stderr: String::from_utf8(o.stderr).unwrap() }
+    Out {
+        ok: o.status.success(),
+        stdout: String::from_utf8(o.stdout).unwrap(),
+        stderr: String::from_utf8(o.stderr).unwrap(),
+    }
 }
 
 #[test]
@@ -70,7 +74,11 @@ fn enroll_list_rename_delete_through_the_cli() {
     let dev = s.1.as_str();
     let info = run(&["bio", "info", "--device", dev], "");
     assert!(info.ok, "{}", info.stderr);
-    assert!(info.stdout.contains("sensor: touch") && info.stdout.contains("samples per enrollment: 4"), "{}", info.stdout);
+    assert!(
+        info.stdout.contains("sensor: touch") && info.stdout.contains("samples per enrollment: 4"),
+        "{}",
+        info.stdout
+    );
     assert!(info.stdout.contains("fingerprints enrolled: no"));
 
     let empty = run(&["bio", "list", "--device", dev, "--pin", "4321"], "");
@@ -111,10 +119,8 @@ fn enroll_list_rename_delete_through_the_cli() {
         "authenticatorSelection": {"residentKey": "required", "userVerification": "required"}
     })
     .to_string();
-    let reg = run(
-        &["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", dev],
-        &options,
-    );
+    let reg =
+        run(&["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", dev], &options);
     assert!(reg.ok, "{}", reg.stderr);
     let resp: RegistrationResponseJson = serde_json::from_str(&reg.stdout).unwrap();
     let att = AttestationObject::parse(&resp.response.attestation_object).unwrap();
@@ -148,6 +154,10 @@ fn a_finger_that_never_matches_falls_back_to_the_pin() {
     // UV fails three times (preferredPlatformUvAttempts), then the PIN is used.
     let l = run(&["bio", "list", "--device", dev, "--pin", "4321"], "");
     assert!(l.ok, "{}", l.stderr);
-    assert!(l.stderr.contains("fingerprint not recognized") && l.stderr.contains("using the PIN instead"), "{}", l.stderr);
+    assert!(
+        l.stderr.contains("fingerprint not recognized") && l.stderr.contains("using the PIN instead"),
+        "{}",
+        l.stderr
+    );
     assert_eq!(l.stdout.lines().count(), 1);
 }

@@ -142,7 +142,12 @@ fn persistent_token_lists_but_cannot_delete_and_survives_power_cycles() {
     let p = dev.persistent_token(PIN, &op()).unwrap();
     // pcmr never comes with other permissions.
     let e = dev
-        .pin_token(PIN, permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY | permissions::GET_ASSERTION, None, &op())
+        .pin_token(
+            PIN,
+            permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY | permissions::GET_ASSERTION,
+            None,
+            &op(),
+        )
         .unwrap_err();
     assert!(matches!(e, ClientError::Status(CtapStatus::UnauthorizedPermission)), "{e:?}");
     let listed = dev.list_credentials(&p, &op()).unwrap();

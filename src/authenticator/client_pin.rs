@@ -261,7 +261,8 @@ fn change_pin(a: &mut Authenticator, req: &ClientPinRequest) -> Result<(), CtapS
     a.state.pin = Some(pin);
     a.state.force_pin_change = false;
     // A new PIN ends the persistent token (CTAP 2.2 resetPersistentPinUvAuthToken).
-    a.state.persistent_token = Some(super::state::Secret::new(new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?));
+    a.state.persistent_token =
+        Some(super::state::Secret::new(new_pin_uv_auth_token(a.provider).map_err(|_| CtapStatus::Other)?));
     a.persist_or_restore(backup)?;
     a.volatile.token = None;
     Ok(())

@@ -39,7 +39,9 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
         let message = req.auth_message();
         match a.check_token(req.pin_uv_auth_protocol, param, &message, permissions::CREDENTIAL_MANAGEMENT, None) {
             Ok(()) => {}
-            Err(CtapStatus::PinAuthInvalid) if read_only && a.check_persistent_token(req.pin_uv_auth_protocol, param, &message) => {
+            Err(CtapStatus::PinAuthInvalid)
+                if read_only && a.check_persistent_token(req.pin_uv_auth_protocol, param, &message) =>
+            {
                 persistent = true;
             }
             Err(e) => return Err(e),
@@ -47,7 +49,8 @@ pub(crate) fn credential_management(a: &mut Authenticator, v: &Value) -> Result<
     }
     // CTAP 2.1 §6.8: a token with a permissions RP ID reaches only that RP's
     // credentials; metadata and RP enumeration need a token without one.
-    let bound_rp = if needs_auth && !persistent { a.volatile.token.as_ref().and_then(|t| t.rp_id.clone()) } else { None };
+    let bound_rp =
+        if needs_auth && !persistent { a.volatile.token.as_ref().and_then(|t| t.rp_id.clone()) } else { None };
     let may_reach = |rp_id: &str| bound_rp.as_deref().is_none_or(|b| b == rp_id);
     let params = req.sub_command_params.clone().unwrap_or_default();
     if matches!(req.sub_command, Sub::GetCredsMetadata | Sub::EnumerateRpsBegin) && bound_rp.is_some() {

@@ -1,4 +1,5 @@
-//! A software CTAP 2.1 authenticator (feature `virtual`), sans-I/O.
+//! A software CTAP 2.2 authenticator (feature `virtual`), sans-I/O, with an
+//! optional simulated fingerprint sensor ([`bio_enrollment`]).
 //!
 //! [`Authenticator`] maps request bytes to response bytes:
 //! [`Authenticator::handle_cbor`] takes a CTAPHID CBOR message (command byte
@@ -41,6 +42,16 @@
 //! its first makeCredential / getAssertion. Tokens stay usable for further
 //! operations until they expire or are replaced, and only with the PIN/UV
 //! auth protocol they were issued under.
+//!
+//! The persistent pinUvAuthToken (CTAP 2.2, permission `pcmr` alone) is
+//! separate: kept in the state file, it survives power cycles, never
+//! expires, is renewed by a PIN change and by reset, and only reads
+//! credential management (metadata, RPs, credentials) and opens the
+//! encrypted getInfo members (encIdentifier, encCredStoreState).
+//!
+//! With a fingerprint sensor ([`AuthenticatorConfig::fingerprint`]),
+//! getPinUvAuthTokenUsingUvWithPermissions issues tokens on a match and the
+//! `uv` option of makeCredential / getAssertion verifies the user at the touch.
 
 pub mod bio_enrollment;
 mod cert;
@@ -104,7 +115,9 @@ pub enum AuthenticatorError {
     Crypto(#[from] CryptoError),
     /// The PIN breaks the policy (length in code points below minPINLength,
     /// over 63 bytes, or too simple under the PIN complexity policy).
-    #[error("PIN must have at least {min} characters and at most 63 bytes (and not be a run like 1234 or 1111 when the PIN complexity policy is on)")]
+    #[error(
+        "PIN must have at least {min} characters and at most 63 bytes (and not be a run like 1234 or 1111 when the PIN complexity policy is on)"
+    )]
     PinPolicy {
         /// The current minimum length.
         min: u8,
@@ -336,7 +349,7 @@ impl Volatile {
     }
 }
 
-/// A software CTAP 2.1 authenticator. See the [module documentation](self).
+/// A software CTAP 2.2 authenticator. See the [module documentation](self).
 pub struct Authenticator {
     pub(crate) config: AuthenticatorConfig,
     pub(crate) provider: &'static dyn CryptoProvider,

@@ -73,7 +73,11 @@ impl Device {
     }
 
     /// authenticatorBioEnrollment (or the prototype command 0x40).
-    pub fn bio_enrollment(&mut self, req: &BioEnrollmentRequest, op: &Op) -> Result<BioEnrollmentResponse, ClientError> {
+    pub fn bio_enrollment(
+        &mut self,
+        req: &BioEnrollmentRequest,
+        op: &Op,
+    ) -> Result<BioEnrollmentResponse, ClientError> {
         if !self.supports_bio_enrollment() {
             return Err(ClientError::Unsupported("fingerprint enrollment".into()));
         }
@@ -154,8 +158,12 @@ impl Device {
         op: &Op,
     ) -> Result<Vec<u8>, ClientError> {
         let timeout = |id: Option<Vec<u8>>| {
-            Some(BioEnrollmentParams { template_id: id, template_friendly_name: None, timeout_milliseconds: timeout_ms })
-                .filter(|p| p.template_id.is_some() || p.timeout_milliseconds.is_some())
+            Some(BioEnrollmentParams {
+                template_id: id,
+                template_friendly_name: None,
+                timeout_milliseconds: timeout_ms,
+            })
+            .filter(|p| p.template_id.is_some() || p.timeout_milliseconds.is_some())
         };
         progress(EnrollEvent::Touch { remaining: None });
         let first = self.bio_call(Sub::EnrollBegin, timeout(None), Some(token), op)?;
@@ -238,7 +246,8 @@ fn sample(r: &BioEnrollmentResponse) -> Result<(u8, u64), ClientError> {
         .last_enroll_sample_status
         .and_then(|s| u8::try_from(s).ok())
         .ok_or_else(|| ClientError::Malformed("enrollment sample without a status".into()))?;
-    let remaining =
-        r.remaining_samples.ok_or_else(|| ClientError::Malformed("enrollment sample without remainingSamples".into()))?;
+    let remaining = r
+        .remaining_samples
+        .ok_or_else(|| ClientError::Malformed("enrollment sample without remainingSamples".into()))?;
     Ok((status, remaining))
 }

@@ -214,11 +214,7 @@ impl Device {
 
     /// The credential store state (encCredStoreState, read afresh): it
     /// changes whenever a discoverable credential is created, deleted or updated.
-    pub fn cred_store_state(
-        &mut self,
-        persistent: &PinUvAuthToken,
-        op: &Op,
-    ) -> Result<Option<[u8; 16]>, ClientError> {
+    pub fn cred_store_state(&mut self, persistent: &PinUvAuthToken, op: &Op) -> Result<Option<[u8; 16]>, ClientError> {
         let info = self.get_info(op)?;
         Ok(info
             .enc_cred_store_state

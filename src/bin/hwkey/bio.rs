@@ -103,7 +103,10 @@ pub fn run(cmd: BioCommand) -> Result<(), String> {
             let mut progress = |e: EnrollEvent| match e {
                 EnrollEvent::Touch { remaining: None } => eprintln!("Touch the fingerprint sensor..."),
                 EnrollEvent::Touch { remaining: Some(n) } => {
-                    eprintln!("Touch the fingerprint sensor again ({n} sample{} left)...", if n == 1 { "" } else { "s" })
+                    eprintln!(
+                        "Touch the fingerprint sensor again ({n} sample{} left)...",
+                        if n == 1 { "" } else { "s" }
+                    )
                 }
                 EnrollEvent::Sample { status: s, .. } if s != status::GOOD => {
                     eprintln!("  {}: try again", status::describe(s))

@@ -86,7 +86,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum VirtualCommand {
-    /// A software CTAP2.1 authenticator speaking CTAPHID over UDP, or a
+    /// A software CTAP 2.2 authenticator speaking CTAPHID over UDP, or a
     /// kernel HID device through /dev/uhid (--uhid).
     Serve {
         /// Address to bind, e.g. 127.0.0.1:0 (port 0 picks a free port).
