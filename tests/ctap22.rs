@@ -9,6 +9,7 @@ use hwkey::authenticator::{Authenticator, AuthenticatorConfig, AuthenticatorErro
 use hwkey::client::pin::permissions;
 use hwkey::client::webauthn::{FixedPin, WebAuthnClient};
 use hwkey::client::{ClientError, Device, Op};
+use hwkey::proto::attestation::AttestationObject;
 use hwkey::proto::ctap2::CtapStatus;
 use hwkey::proto::webauthn::*;
 use hwkey::transport::ctaphid::DeviceConfig;
@@ -203,4 +204,136 @@ fn pin_complexity_policy() {
     // Without the policy a run is a valid PIN.
     let mut b = Authenticator::in_memory().unwrap();
     b.set_pin("1234").unwrap();
+}
+
+fn attestation_of(dev: &mut Device, user: u8, extra: serde_json::Value, client: &WebAuthnClient) -> AttestationObject {
+    let mut v = serde_json::to_value(creation(user, json!({}))).unwrap();
+    if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    let opts: CreationOptionsJson = serde_json::from_value(v).unwrap();
+    let r = client.register(dev, &opts, ORIGIN, &op()).unwrap();
+    AttestationObject::parse(&r.response.attestation_object).unwrap()
+}
+
+#[test]
+fn attestation_formats_preference() {
+    let key = Key::new();
+    let mut dev = key.open();
+    let pin = || FixedPin::new(Some(PIN.into()));
+    let (a, b, c) = (pin(), pin(), pin());
+    // The platform prefers none: the key answers none although it attests by default.
+    let att = attestation_of(
+        &mut dev,
+        1,
+        json!({"attestation": "direct", "attestationFormats": ["none", "packed"]}),
+        &WebAuthnClient::new(&a),
+    );
+    assert_eq!(att.fmt, "none");
+    let att = attestation_of(
+        &mut dev,
+        2,
+        json!({"attestation": "direct", "attestationFormats": ["tpm", "packed"]}),
+        &WebAuthnClient::new(&b),
+    );
+    assert_eq!(att.fmt, "packed");
+    assert!(att.att_stmt.get_text("x5c").is_some());
+    // Formats the key cannot make leave its default.
+    let att = attestation_of(
+        &mut dev,
+        3,
+        json!({"attestation": "direct", "attestationFormats": ["tpm"]}),
+        &WebAuthnClient::new(&c),
+    );
+    assert_eq!(att.fmt, "packed");
+}
+
+#[test]
+fn enterprise_attestation_vendor_facilitated_and_platform_managed() {
+    let key = Key::with(AuthenticatorConfig { enterprise_rp_ids: vec!["example.com".into()], ..Default::default() });
+    let mut dev = key.open();
+    assert_eq!(dev.option("ep"), Some(false));
+    // Not enabled: a raw request with enterpriseAttestation is refused.
+    let t = dev.pin_token(PIN, permissions::MAKE_CREDENTIAL, Some("example.com"), &op()).unwrap();
+    let cdh = vec![3u8; 32];
+    let raw = hwkey::proto::ctap2::make_credential::MakeCredentialRequest {
+        client_data_hash: cdh.clone(),
+        rp: hwkey::proto::ctap2::PublicKeyCredentialRpEntity { id: "example.com".into(), name: None },
+        user: hwkey::proto::ctap2::PublicKeyCredentialUserEntity { id: vec![1], name: None, display_name: None },
+        pub_key_cred_params: vec![hwkey::proto::ctap2::PublicKeyCredentialParameters::public_key(-7)],
+        pin_uv_auth_param: Some(t.authenticate(&cdh)),
+        pin_uv_auth_protocol: Some(2),
+        enterprise_attestation: Some(1),
+        ..Default::default()
+    };
+    let e = dev.make_credential(&raw, &op()).unwrap_err();
+    assert!(matches!(e, ClientError::Status(CtapStatus::InvalidParameter)), "{e:?}");
+    // Enable it (typed authenticatorConfig, with an acfg token).
+    let cfg = dev.pin_token(PIN, permissions::AUTHENTICATOR_CONFIG, None, &op()).unwrap();
+    dev.enable_enterprise_attestation(Some(&cfg), &op()).unwrap();
+    assert_eq!(dev.option("ep"), Some(true));
+    // Vendor-facilitated: the key's list has example.com.
+    let t = dev.pin_token(PIN, permissions::MAKE_CREDENTIAL, Some("example.com"), &op()).unwrap();
+    let raw = hwkey::proto::ctap2::make_credential::MakeCredentialRequest {
+        pin_uv_auth_param: Some(t.authenticate(&cdh)),
+        ..raw
+    };
+    let r = dev.make_credential(&raw, &op()).unwrap();
+    assert_eq!((r.fmt.as_str(), r.ep_att), ("packed", Some(true)));
+    // The WebAuthn client asks for it with attestation "enterprise".
+    let ui = FixedPin::new(Some(PIN.into()));
+    let client = WebAuthnClient::new(&ui);
+    let att = attestation_of(&mut dev, 4, json!({"attestation": "enterprise"}), &client);
+    assert_eq!(att.fmt, "packed");
+    // An RP off the key's list: vendor-facilitated gives ordinary attestation,
+    // a platform that manages it (platform-managed, 2) gets enterprise attestation.
+    let t = dev.pin_token(PIN, permissions::MAKE_CREDENTIAL, Some("other.example"), &op()).unwrap();
+    let other =
+        |kind, t: &hwkey::client::pin::PinUvAuthToken| hwkey::proto::ctap2::make_credential::MakeCredentialRequest {
+            rp: hwkey::proto::ctap2::PublicKeyCredentialRpEntity { id: "other.example".into(), name: None },
+            pin_uv_auth_param: Some(t.authenticate(&cdh)),
+            enterprise_attestation: Some(kind),
+            ..raw.clone()
+        };
+    let r = dev.make_credential(&other(1, &t), &op()).unwrap();
+    assert_eq!(r.ep_att, None);
+    let t = dev.pin_token(PIN, permissions::MAKE_CREDENTIAL, Some("other.example"), &op()).unwrap();
+    assert_eq!(dev.make_credential(&other(2, &t), &op()).unwrap().ep_att, Some(true));
+    let t = dev.pin_token(PIN, permissions::MAKE_CREDENTIAL, Some("other.example"), &op()).unwrap();
+    let e = dev.make_credential(&other(3, &t), &op()).unwrap_err();
+    assert!(matches!(e, ClientError::Status(CtapStatus::InvalidOption)), "{e:?}");
+    // Reset disables it again.
+    dev.reset(&op()).unwrap();
+    assert_eq!(dev.option("ep"), Some(false));
+}
+
+#[test]
+fn typed_config_and_update_user_information() {
+    let key = Key::new();
+    let mut dev = key.open();
+    let reg = register(&mut dev, 1, json!({}));
+    let cm = dev.pin_token(PIN, permissions::CREDENTIAL_MANAGEMENT, None, &op()).unwrap();
+    let user = hwkey::proto::ctap2::PublicKeyCredentialUserEntity {
+        id: vec![1],
+        name: Some("alice@example.com".into()),
+        display_name: Some("Alice".into()),
+    };
+    dev.update_user_information(&cm, &reg.raw_id.0, user.clone(), &op()).unwrap();
+    let listed = dev.list_credentials(&cm, &op()).unwrap();
+    assert_eq!(listed[0].user.as_ref(), Some(&user));
+    // The user ID cannot change.
+    let other = hwkey::proto::ctap2::PublicKeyCredentialUserEntity { id: vec![2], ..user };
+    let e = dev.update_user_information(&cm, &reg.raw_id.0, other, &op()).unwrap_err();
+    assert!(matches!(e, ClientError::Status(CtapStatus::InvalidParameter)), "{e:?}");
+
+    let cfg = dev.pin_token(PIN, permissions::AUTHENTICATOR_CONFIG, None, &op()).unwrap();
+    assert!(dev.toggle_always_uv(Some(&cfg), &op()).unwrap());
+    assert!(!dev.info().unwrap().supports_version("U2F_V2"), "alwaysUv turns U2F off");
+    assert!(!dev.toggle_always_uv(Some(&cfg), &op()).unwrap());
+    dev.set_min_pin_length(Some(&cfg), Some(8), Some(vec!["example.com".into()]), false, &op()).unwrap();
+    assert_eq!(dev.info().unwrap().min_pin_length, Some(8));
+    // The 6-character PIN is now too short: the key wants a new one.
+    assert_eq!(dev.info().unwrap().force_pin_change, Some(true));
+    let e = dev.set_min_pin_length(None, Some(9), None, false, &op()).unwrap_err();
+    assert!(matches!(e, ClientError::Status(CtapStatus::PuatRequired)), "{e:?}");
 }

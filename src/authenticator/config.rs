@@ -1,4 +1,5 @@
-//! authenticatorConfig: toggleAlwaysUv, setMinPINLength (with RP list and forceChangePin).
+//! authenticatorConfig: enableEnterpriseAttestation, toggleAlwaysUv,
+//! setMinPINLength (with RP list and forceChangePin).
 
 use super::{Authenticator, MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH};
 use crate::proto::cbor::Value;
@@ -48,9 +49,8 @@ pub(crate) fn config(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, 
                 a.volatile.token = None;
             }
         }
-        ConfigSubcommand::EnableEnterpriseAttestation
-        | ConfigSubcommand::VendorPrototype
-        | ConfigSubcommand::Other(_) => return Err(CtapStatus::InvalidSubcommand),
+        ConfigSubcommand::EnableEnterpriseAttestation => a.state.enterprise_attestation = true,
+        ConfigSubcommand::VendorPrototype | ConfigSubcommand::Other(_) => return Err(CtapStatus::InvalidSubcommand),
     }
     a.persist_or_restore(backup)?;
     Ok(None)

@@ -30,6 +30,7 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         ("makeCredUvNotRqd", false),
         ("alwaysUv", a.state.always_uv),
         ("perCredMgmtRO", true),
+        ("ep", a.state.enterprise_attestation),
     ] {
         options.insert(k.to_owned(), v);
     }

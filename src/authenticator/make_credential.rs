@@ -20,6 +20,40 @@ pub(crate) fn pin_probe(a: &Authenticator, operation: &'static str, rp_id: Strin
     })
 }
 
+/// Whether this request gets enterprise attestation (CTAP 2.1 §7.1):
+/// vendor-facilitated (1) for the RP IDs the authenticator was provisioned
+/// with, platform-managed (2) whenever the platform asks; an error when
+/// enterprise attestation is not enabled.
+fn enterprise(a: &Authenticator, req: &MakeCredentialRequest) -> Result<bool, CtapStatus> {
+    match req.enterprise_attestation {
+        None => Ok(false),
+        Some(_) if !a.state.enterprise_attestation => Err(CtapStatus::InvalidParameter),
+        Some(1) => Ok(a.config.enterprise_rp_ids.iter().any(|r| *r == req.rp.id)),
+        Some(2) => Ok(true),
+        Some(_) => Err(CtapStatus::InvalidOption),
+    }
+}
+
+/// The attestation to produce: enterprise attestation is packed with the
+/// certificate (which is this software authenticator's own, so it
+/// identifies the device); otherwise the first format of the platform's
+/// attestationFormatsPreference (CTAP 2.2) this authenticator can make
+/// ("packed" unless configured for none, "none"), else the configured mode.
+fn attestation_mode(a: &Authenticator, req: &MakeCredentialRequest, enterprise: bool) -> AttestationMode {
+    let configured = a.config.attestation;
+    if enterprise {
+        return AttestationMode::Packed;
+    }
+    for f in req.attestation_formats_preference.iter().flatten() {
+        match f.as_str() {
+            "none" => return AttestationMode::None,
+            "packed" if configured != AttestationMode::None => return configured,
+            _ => {}
+        }
+    }
+    configured
+}
+
 pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply, CtapStatus> {
     let req = MakeCredentialRequest::from_value(v).map_err(|e| e.status())?;
     if req.client_data_hash.len() != 32 {
@@ -37,9 +71,7 @@ pub(crate) fn make_credential(a: &mut Authenticator, v: &Value) -> Result<Reply,
             return Err(CtapStatus::InvalidParameter);
         }
     }
-    if req.enterprise_attestation.is_some() {
-        return Err(CtapStatus::InvalidParameter);
-    }
+    enterprise(a, &req)?;
     // Algorithm: the first supported entry in the RP's order.
     let mut alg = None;
     for p in &req.pub_key_cred_params {
@@ -234,7 +266,8 @@ fn finish(
     let auth_data_raw = auth_data.to_bytes();
     let mut signed = auth_data_raw.clone();
     signed.extend_from_slice(&req.client_data_hash);
-    let (fmt, att_stmt) = match a.config.attestation {
+    let ep = enterprise(a, &req)?;
+    let (fmt, att_stmt) = match attestation_mode(a, &req, ep) {
         AttestationMode::Packed => {
             let sig = provider.p256_sign(a.state.attestation.key.bytes(), &signed).map_err(|_| CtapStatus::Other)?;
             let x5c = Value::Array(vec![Value::Bytes(a.state.attestation.cert.0.clone())]);
@@ -246,7 +279,12 @@ fn finish(
         }
         AttestationMode::None => ("none", Value::Map(Vec::new())),
     };
-    let resp =
-        MakeCredentialResponse { fmt: fmt.into(), auth_data: auth_data_raw, att_stmt, ep_att: None, large_blob_key };
+    let resp = MakeCredentialResponse {
+        fmt: fmt.into(),
+        auth_data: auth_data_raw,
+        att_stmt,
+        ep_att: ep.then_some(true),
+        large_blob_key,
+    };
     Ok(Some(resp.to_value()))
 }

@@ -229,6 +229,9 @@ pub struct AuthenticatorConfig {
     /// Enforce a PIN complexity policy (CTAP 2.2 pinComplexityPolicy): no
     /// PIN of one repeated character or a run such as `1234` or `dcba`.
     pub pin_complexity_policy: bool,
+    /// The RP IDs vendor-facilitated enterprise attestation is granted to
+    /// (once enabled by authenticatorConfig enableEnterpriseAttestation).
+    pub enterprise_rp_ids: Vec<String>,
 }
 
 impl Default for AuthenticatorConfig {
@@ -245,6 +248,7 @@ impl Default for AuthenticatorConfig {
             token_initial_use: TOKEN_INITIAL_USE,
             fingerprint: None,
             pin_complexity_policy: false,
+            enterprise_rp_ids: Vec::new(),
         }
     }
 }

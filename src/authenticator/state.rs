@@ -289,6 +289,9 @@ pub struct PersistentState {
     /// The device identifier encIdentifier encrypts (16 bytes); renewed by reset.
     #[serde(default)]
     pub device_identifier: Option<Bytes>,
+    /// Enterprise attestation enabled (authenticatorConfig); reset disables it.
+    #[serde(default)]
+    pub enterprise_attestation: bool,
 }
 
 /// An enrolled fingerprint: its template ID and friendly name (the simulated
@@ -344,6 +347,7 @@ impl PersistentState {
             uv_retries: UV_RETRIES,
             persistent_token: Some(Secret(random_secret(provider, 32)?)),
             device_identifier: Some(Bytes(random_secret(provider, 16)?.to_vec())),
+            enterprise_attestation: false,
         })
     }
 
@@ -363,6 +367,7 @@ impl PersistentState {
         self.uv_retries = UV_RETRIES;
         self.persistent_token = Some(Secret(random_secret(provider, 32)?));
         self.device_identifier = Some(Bytes(random_secret(provider, 16)?.to_vec()));
+        self.enterprise_attestation = false;
         self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
         Ok(())
     }

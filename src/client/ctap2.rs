@@ -251,6 +251,31 @@ impl Device {
         Ok(out)
     }
 
+    /// updateUserInformation: replace the name and display name stored with a
+    /// discoverable credential (the user ID must be the stored one). `token`
+    /// needs the credential-management permission.
+    pub fn update_user_information(
+        &mut self,
+        token: &super::pin::PinUvAuthToken,
+        credential_id: &[u8],
+        user: crate::proto::ctap2::PublicKeyCredentialUserEntity,
+        op: &Op,
+    ) -> Result<(), ClientError> {
+        use crate::proto::ctap2::credential_management::{
+            CredentialManagementParams, CredentialManagementSubcommand as S,
+        };
+        if self.option("credMgmt") != Some(true) {
+            // The prototype command has no updateUserInformation.
+            return Err(ClientError::Unsupported("updateUserInformation".into()));
+        }
+        let params = CredentialManagementParams {
+            rp_id_hash: None,
+            credential_id: Some(crate::proto::ctap2::PublicKeyCredentialDescriptor::public_key(credential_id.to_vec())),
+            user: Some(user),
+        };
+        self.cred_mgmt_call(S::UpdateUserInformation, Some(params), Some(token), op).map(|_| ())
+    }
+
     /// Delete a discoverable credential. `token` needs the credential-management permission.
     pub fn delete_credential(
         &mut self,

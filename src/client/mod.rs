@@ -6,6 +6,7 @@
 //! - [`ctap2`]: a typed call for every CTAP2 command.
 //! - [`pin`]: PIN and built-in UV: set, change, retries, tokens.
 //! - [`bio`]: fingerprint enrollment (bioEnrollment).
+//! - [`config`]: authenticatorConfig, typed.
 //! - [`ctap1`]: U2F register and authenticate, for U2F-only keys.
 //! - [`large_blob`]: the largeBlob array (read, write, per-credential entries).
 //! - [`derive`](mod@derive): the FIDO2 hmac-secret backend of
@@ -18,6 +19,7 @@
 //! progress callback.
 
 pub mod bio;
+pub mod config;
 pub mod ctap1;
 pub mod ctap2;
 pub mod derive;

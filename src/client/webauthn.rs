@@ -215,6 +215,7 @@ impl UvAuth {
 pub struct WebAuthnClient<'a> {
     ui: &'a dyn UserInteraction,
     provider: &'static dyn CryptoProvider,
+    enterprise_rp_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for WebAuthnClient<'_> {
@@ -272,7 +273,17 @@ pub fn spki_der(key: &CoseKey) -> Option<Vec<u8>> {
 impl<'a> WebAuthnClient<'a> {
     /// A client that asks `ui` for PINs.
     pub fn new(ui: &'a dyn UserInteraction) -> Self {
-        WebAuthnClient { ui, provider: crate::crypto::default_provider() }
+        WebAuthnClient { ui, provider: crate::crypto::default_provider(), enterprise_rp_ids: Vec::new() }
+    }
+
+    /// RP IDs this platform manages enterprise attestation for: with
+    /// `attestation: "enterprise"` they get platform-managed enterprise
+    /// attestation (CTAP enterpriseAttestation 2); other RPs ask for the
+    /// vendor-facilitated kind (1), which the key grants only to the RP IDs
+    /// it was provisioned with.
+    pub fn with_enterprise_rp_ids(mut self, rp_ids: Vec<String>) -> Self {
+        self.enterprise_rp_ids = rp_ids;
+        self
     }
 
     fn usable(dev: &Device, list: &[CredentialDescriptor]) -> Vec<PublicKeyCredentialDescriptor> {
@@ -529,6 +540,15 @@ impl<'a> WebAuthnClient<'a> {
             }
         }
 
+        // Enterprise attestation (CTAP 2.1 §7.1): asked for only with
+        // attestation "enterprise", on a key with it enabled.
+        let enterprise_attestation = (attestation == "enterprise" && dev.option("ep") == Some(true))
+            .then(|| if self.enterprise_rp_ids.iter().any(|r| *r == rp_id) { 2 } else { 1 });
+        // attestationFormats (WebAuthn L3) to a CTAP 2.2 key.
+        let attestation_formats = (attestation != "none"
+            && !options.attestation_formats.is_empty()
+            && dev.info().is_some_and(|i| i.supports_version("FIDO_2_2")))
+        .then(|| options.attestation_formats.clone());
         let build = |auth: &UvAuth| {
             let (param, proto) = auth.param(&cdh);
             MakeCredentialRequest {
@@ -546,7 +566,8 @@ impl<'a> WebAuthnClient<'a> {
                     .filter(|o| !o.is_empty()),
                 pin_uv_auth_param: param,
                 pin_uv_auth_protocol: proto,
-                enterprise_attestation: None,
+                enterprise_attestation,
+                attestation_formats_preference: attestation_formats.clone(),
             }
         };
         let resp = match dev.make_credential(&build(&auth), op) {

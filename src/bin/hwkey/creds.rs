@@ -1,4 +1,4 @@
-//! `hwkey creds list|delete`: discoverable credentials (credential management).
+//! `hwkey creds list|delete|update`: discoverable credentials (credential management).
 
 use crate::common::{self, CliPin, DeviceArg, PinArg, Touch};
 use clap::Subcommand;
@@ -13,6 +13,21 @@ use std::time::Duration;
 pub enum CredsCommand {
     /// List the discoverable credentials.
     List {
+        #[command(flatten)]
+        device: DeviceArg,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Change the user name and display name stored with a discoverable credential.
+    Update {
+        /// The credential ID (base64url, as `creds list` prints it).
+        id: String,
+        /// The new user name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The new display name.
+        #[arg(long)]
+        display_name: Option<String>,
         #[command(flatten)]
         device: DeviceArg,
         #[command(flatten)]
@@ -60,6 +75,26 @@ pub fn run(cmd: CredsCommand) -> Result<(), String> {
                     b64url_encode(&c.credential_id)
                 );
             }
+        }
+        CredsCommand::Update { id, name, display_name, device, pin } => {
+            let raw = b64url_decode(&id).map_err(|_| format!("{id:?} is not base64url"))?;
+            let mut dev = common::open(&device, &touch)?;
+            let ui = CliPin::new(&pin, &touch);
+            let t = token(&mut dev, &ui, &op)?;
+            // The user ID must stay the stored one: read it first.
+            let creds = dev.list_credentials(&t, &op).map_err(common::message)?;
+            let c = creds
+                .into_iter()
+                .find(|c| c.credential_id == raw)
+                .ok_or_else(|| common::message(ClientError::NoCredentials))?;
+            let old = c.user.unwrap_or_default();
+            let user = hwkey::proto::ctap2::PublicKeyCredentialUserEntity {
+                id: old.id,
+                name: name.or(old.name),
+                display_name: display_name.or(old.display_name),
+            };
+            dev.update_user_information(&t, &raw, user, &op).map_err(common::message)?;
+            eprintln!("Credential updated.");
         }
         CredsCommand::Delete { id, device, pin } => {
             let raw = b64url_decode(&id).map_err(|_| format!("{id:?} is not base64url"))?;

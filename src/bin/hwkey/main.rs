@@ -10,6 +10,7 @@
 
 mod bio;
 mod common;
+mod config;
 mod creds;
 mod info;
 mod otp;
@@ -62,6 +63,9 @@ enum Command {
     /// Manage fingerprints (keys with a fingerprint sensor).
     #[command(subcommand)]
     Bio(bio::BioCommand),
+    /// authenticatorConfig: alwaysUv, minimum PIN length, enterprise attestation.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Erase every credential and the PIN (asks for confirmation).
     Reset {
         #[command(flatten)]
@@ -112,6 +116,10 @@ enum VirtualCommand {
         /// Enforce a PIN complexity policy (CTAP 2.2): refuse PINs such as 1111 or 1234.
         #[arg(long)]
         pin_complexity: bool,
+        /// An RP ID granted vendor-facilitated enterprise attestation once it is
+        /// enabled (hwkey config enterprise-attestation); repeatable.
+        #[arg(long = "enterprise-rp-id", value_name = "RP_ID")]
+        enterprise_rp_ids: Vec<String>,
     },
     /// A software YubiKey OTP interface over UDP, or a YubiKey 5 (OTP and
     /// FIDO interfaces) as kernel HID devices through /dev/uhid (--uhid).
@@ -146,13 +154,23 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Pin(c) => pin::run(c),
         Command::Creds(c) => creds::run(c),
         Command::Bio(c) => bio::run(c),
+        Command::Config(c) => config::run(c),
         Command::Reset { device, yes } => reset::run(&device, yes),
-        Command::Virtual(VirtualCommand::Serve { udp, uhid, state, pin, touch_delay, fingerprint, pin_complexity }) => {
+        Command::Virtual(VirtualCommand::Serve {
+            udp,
+            uhid,
+            state,
+            pin,
+            touch_delay,
+            fingerprint,
+            pin_complexity,
+            enterprise_rp_ids,
+        }) => {
             let listen = match udp {
                 Some(a) if !uhid => virtual_device::Listen::Udp(a),
                 _ => virtual_device::Listen::Uhid,
             };
-            let sensor = virtual_device::Options { touch_delay, fingerprint, pin_complexity };
+            let sensor = virtual_device::Options { touch_delay, fingerprint, pin_complexity, enterprise_rp_ids };
             virtual_device::serve(listen, state, pin, sensor)
         }
         Command::Virtual(VirtualCommand::Yubikey { udp, uhid, serial, slot1_hmac, slot2_hmac, version }) => {

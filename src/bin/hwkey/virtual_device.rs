@@ -28,16 +28,19 @@ pub struct Options {
     pub fingerprint: Option<FingerprintMode>,
     /// `--pin-complexity`.
     pub pin_complexity: bool,
+    /// `--enterprise-rp-id`.
+    pub enterprise_rp_ids: Vec<String>,
 }
 
 /// Run `virtual serve`.
 pub fn serve(listen: Listen, state: Option<PathBuf>, pin: Option<String>, options: Options) -> Result<(), String> {
-    let Options { touch_delay, fingerprint, pin_complexity } = options;
+    let Options { touch_delay, fingerprint, pin_complexity, enterprise_rp_ids } = options;
     let config = AuthenticatorConfig {
         state_path: state,
         user_presence: UserPresence::Approve,
         fingerprint,
         pin_complexity_policy: pin_complexity,
+        enterprise_rp_ids,
         ..Default::default()
     };
     let mut auth = Authenticator::new(config).map_err(|e| format!("software authenticator: {e}"))?;

@@ -1,6 +1,6 @@
-//! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1).
+//! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1; attestationFormatsPreference of CTAP 2.2).
 
-use super::util::{map, opt_array, opt_map, opt_u64};
+use super::util::{map, opt_array, opt_map, opt_text_array, opt_u64, text_array};
 use super::{
     Command, Ctap2Error, CtapCodec, CtapRequest, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
     PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
@@ -77,6 +77,8 @@ pub struct MakeCredentialRequest {
     pub pin_uv_auth_protocol: Option<u64>,
     /// 0x0A enterpriseAttestation.
     pub enterprise_attestation: Option<u64>,
+    /// 0x0B attestationFormatsPreference (CTAP 2.2), most preferred first.
+    pub attestation_formats_preference: Option<Vec<String>>,
 }
 
 impl CtapCodec for MakeCredentialRequest {
@@ -104,6 +106,9 @@ impl CtapCodec for MakeCredentialRequest {
         }
         if let Some(p) = self.enterprise_attestation {
             m.push((Value::from(10), Value::from(p)));
+        }
+        if let Some(f) = &self.attestation_formats_preference {
+            m.push((Value::from(11), text_array(f)));
         }
         Value::Map(m)
     }
@@ -135,6 +140,7 @@ impl CtapCodec for MakeCredentialRequest {
             pin_uv_auth_param: v.opt_bytes(8, "pinUvAuthParam")?.map(<[u8]>::to_vec),
             pin_uv_auth_protocol: opt_u64(v, 9, "pinUvAuthProtocol")?,
             enterprise_attestation: opt_u64(v, 10, "enterpriseAttestation")?,
+            attestation_formats_preference: opt_text_array(v, 11, "attestationFormatsPreference")?,
         })
     }
 }
@@ -248,7 +254,8 @@ mod tests {
                 options: opts.map(|(rk, up)| CommandOptions { rk, up, uv: None }),
                 pin_uv_auth_param: param,
                 pin_uv_auth_protocol: proto,
-                enterprise_attestation: None,
+                enterprise_attestation: proto,
+                attestation_formats_preference: proto.map(|p| vec!["none".into(), format!("f{p}")]),
             })
     }
 
