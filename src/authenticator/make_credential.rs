@@ -28,7 +28,7 @@ fn enterprise(a: &Authenticator, req: &MakeCredentialRequest) -> Result<bool, Ct
     match req.enterprise_attestation {
         None => Ok(false),
         Some(_) if !a.state.enterprise_attestation => Err(CtapStatus::InvalidParameter),
-        Some(1) => Ok(a.config.enterprise_rp_ids.iter().any(|r| *r == req.rp.id)),
+        Some(1) => Ok(a.config.enterprise_rp_ids.contains(&req.rp.id)),
         Some(2) => Ok(true),
         Some(_) => Err(CtapStatus::InvalidOption),
     }

@@ -543,7 +543,7 @@ impl<'a> WebAuthnClient<'a> {
         // Enterprise attestation (CTAP 2.1 §7.1): asked for only with
         // attestation "enterprise", on a key with it enabled.
         let enterprise_attestation = (attestation == "enterprise" && dev.option("ep") == Some(true))
-            .then(|| if self.enterprise_rp_ids.iter().any(|r| *r == rp_id) { 2 } else { 1 });
+            .then(|| if self.enterprise_rp_ids.contains(&rp_id) { 2 } else { 1 });
         // attestationFormats (WebAuthn L3) to a CTAP 2.2 key.
         let attestation_formats = (attestation != "none"
             && !options.attestation_formats.is_empty()
