@@ -14,7 +14,7 @@
 //!   enrollment the first `n` samples are of poor quality
 //!   ([`sample_status::POOR_QUALITY`]) and do not count.
 //!
-//! Built-in UV ([`verify_user`]) follows CTAP 2.1 §6.5.5.7.3: each attempt
+//! Built-in UV follows CTAP 2.1 §6.5.5.7.3: each attempt
 //! costs one of [`UV_RETRIES`] (persisted before the match is known, as for
 //! the PIN) and a match gives them back; at zero UV is blocked
 //! (`CTAP2_ERR_UV_BLOCKED`) until the PIN is entered, which restores them.
