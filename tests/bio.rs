@@ -152,6 +152,8 @@ fn always_match_enroll_list_rename_delete_and_uv_without_pin() {
     assert!(ad.flags.uv() && ad.flags.up());
     let ad = login(&mut dev, None, "required").unwrap();
     assert!(ad.flags.uv());
+    // Two matches since the PIN was last entered (the enrollment used the PIN).
+    assert_eq!(dev.refresh_info(&op()).unwrap().uv_count_since_last_pin_entry, Some(2));
     // A token from the finger can manage fingers (be permission).
     let t = dev.uv_token(permissions::BIO_ENROLLMENT, None, &op()).unwrap();
     assert!(t.via_uv);

@@ -92,6 +92,10 @@ fn get_info_is_ctap_2_2() {
     assert_eq!(info.pin_complexity_policy, Some(false));
     assert_eq!(info.enc_identifier.as_ref().map(Vec::len), Some(32));
     assert_eq!(info.enc_cred_store_state.as_ref().map(Vec::len), Some(32));
+    // Reset works on the only transport: no transportsForReset.
+    assert_eq!(info.transports_for_reset, None);
+    assert_eq!(info.authenticator_config_commands, Some(vec![1, 2, 3]));
+    assert_eq!(info.uv_count_since_last_pin_entry, None, "no sensor");
     assert!(info.ignored_fields.is_empty(), "{:?}", info.ignored_fields);
 }
 

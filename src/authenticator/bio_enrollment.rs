@@ -138,6 +138,7 @@ pub(crate) fn verify_user(a: &mut Authenticator) -> Result<(), CtapStatus> {
     }
     let backup = a.state.clone();
     a.state.uv_retries = UV_RETRIES;
+    a.state.uv_count_since_pin = a.state.uv_count_since_pin.saturating_add(1);
     a.persist_or_restore(backup)
 }
 

@@ -236,6 +236,7 @@ fn verify_pin_hash(a: &mut Authenticator, shared: &SharedSecret, pin_hash_enc: &
     a.state.pin_retries = super::state::PIN_RETRIES;
     // The PIN is the fallback of a blocked built-in UV: it restores the UV retries.
     a.state.uv_retries = super::state::UV_RETRIES;
+    a.state.uv_count_since_pin = 0;
     a.persist_or_restore(backup)
 }
 

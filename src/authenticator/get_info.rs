@@ -93,6 +93,9 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         ]),
         max_pin_length: Some(63),
         pin_complexity_policy: Some(a.config.pin_complexity_policy),
+        uv_count_since_last_pin_entry: sensor.then_some(a.state.uv_count_since_pin),
+        // CTAP 2.3: the authenticatorConfig subcommands this key takes.
+        authenticator_config_commands: Some(vec![1, 2, 3]),
         enc_identifier: enc_member(a, enc_info::IDENTIFIER_LABEL, a.state.device_identifier.as_ref().map(|d| &d.0[..])),
         enc_cred_store_state: enc_member(a, enc_info::CRED_STORE_STATE_LABEL, Some(&cred_store_state(a))),
         ..Default::default()

@@ -292,6 +292,9 @@ pub struct PersistentState {
     /// Enterprise attestation enabled (authenticatorConfig); reset disables it.
     #[serde(default)]
     pub enterprise_attestation: bool,
+    /// Built-in UV matches since the PIN was last entered (uvCountSinceLastPinEntry).
+    #[serde(default)]
+    pub uv_count_since_pin: u64,
 }
 
 /// An enrolled fingerprint: its template ID and friendly name (the simulated
@@ -348,6 +351,7 @@ impl PersistentState {
             persistent_token: Some(Secret(random_secret(provider, 32)?)),
             device_identifier: Some(Bytes(random_secret(provider, 16)?.to_vec())),
             enterprise_attestation: false,
+            uv_count_since_pin: 0,
         })
     }
 
@@ -368,6 +372,7 @@ impl PersistentState {
         self.persistent_token = Some(Secret(random_secret(provider, 32)?));
         self.device_identifier = Some(Bytes(random_secret(provider, 16)?.to_vec()));
         self.enterprise_attestation = false;
+        self.uv_count_since_pin = 0;
         self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
         Ok(())
     }
