@@ -843,6 +843,7 @@ fn authenticator_config_always_uv_and_min_pin_length() {
         new_min_pin_length: Some(6),
         min_pin_length_rp_ids: Some(vec!["example.com".into()]),
         force_change_pin: None,
+        pin_complexity_policy: None,
     };
     config_req(&mut a, proto, Some(&t), ConfigSubcommand::SetMinPinLength, Some(params.to_value())).unwrap();
     let i = info(&mut a);
@@ -1507,6 +1508,7 @@ mod hostile {
                             new_min_pin_length: Some(6),
                             min_pin_length_rp_ids: Some(vec!["x".into()]),
                             force_change_pin: Some(true),
+                            pin_complexity_policy: None,
                         }
                         .to_value(),
                     ),

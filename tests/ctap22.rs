@@ -341,3 +341,23 @@ fn typed_config_and_update_user_information() {
     let e = dev.set_min_pin_length(None, Some(9), None, false, &op()).unwrap_err();
     assert!(matches!(e, ClientError::Status(CtapStatus::PuatRequired)), "{e:?}");
 }
+
+#[test]
+fn pin_complexity_policy_turned_on_by_set_min_pin_length() {
+    let key = Key::new();
+    let mut dev = key.open();
+    assert_eq!(dev.info().unwrap().pin_complexity_policy, Some(false));
+    let cfg = dev.pin_token(PIN, permissions::AUTHENTICATOR_CONFIG, None, &op()).unwrap();
+    dev.set_pin_policy(Some(&cfg), None, None, false, true, &op()).unwrap();
+    let info = dev.info().unwrap();
+    assert_eq!(info.pin_complexity_policy, Some(true));
+    // The PIN set before the policy must be changed, and to one that complies.
+    assert_eq!(info.force_pin_change, Some(true));
+    let e = dev.change_pin(PIN, "111111", &op()).unwrap_err();
+    assert!(matches!(e, ClientError::PinPolicy), "{e:?}");
+    dev.change_pin(PIN, "802461", &op()).unwrap();
+    assert_eq!(dev.info().unwrap().force_pin_change, Some(false));
+    // Reset turns it off.
+    dev.reset(&op()).unwrap();
+    assert_eq!(dev.info().unwrap().pin_complexity_policy, Some(false));
+}

@@ -180,7 +180,7 @@ fn new_pin(a: &Authenticator, shared: &SharedSecret, new_pin_enc: &[u8]) -> Resu
     if code_points < a.state.min_pin_length.max(4) as u32 {
         return Err(CtapStatus::PinPolicyViolation);
     }
-    if a.config.pin_complexity_policy && !complex_enough(pin) {
+    if a.pin_complexity_policy() && !complex_enough(pin) {
         return Err(CtapStatus::PinPolicyViolation);
     }
     let hash = zeroize::Zeroizing::new(a.provider.sha256(&[&padded[..len]]));

@@ -44,7 +44,13 @@ pub(crate) fn config(a: &mut Authenticator, v: &Value) -> Result<Option<Value>, 
             }
             a.state.min_pin_length = new_min;
             let too_short = a.state.pin.as_ref().is_some_and(|pin| pin.code_points < new_min as u32);
-            if force || too_short {
+            // Turning the PIN complexity policy on (it cannot be turned off):
+            // the current PIN may not comply, so a set PIN must be changed.
+            let newly_complex = p.pin_complexity_policy == Some(true) && !a.pin_complexity_policy();
+            if p.pin_complexity_policy == Some(true) {
+                a.state.pin_complexity_policy = true;
+            }
+            if force || too_short || (newly_complex && a.pin_is_set()) {
                 a.state.force_pin_change = true;
                 a.volatile.token = None;
             }

@@ -92,7 +92,7 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
             .into(),
         ]),
         max_pin_length: Some(63),
-        pin_complexity_policy: Some(a.config.pin_complexity_policy),
+        pin_complexity_policy: Some(a.pin_complexity_policy()),
         uv_count_since_last_pin_entry: sensor.then_some(a.state.uv_count_since_pin),
         // CTAP 2.3: the authenticatorConfig subcommands this key takes.
         authenticator_config_commands: Some(vec![1, 2, 3]),

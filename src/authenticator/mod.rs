@@ -435,7 +435,7 @@ impl Authenticator {
         let min = self.state.min_pin_length.max(4);
         if pin.chars().count() < min as usize
             || pin.len() > 63
-            || (self.config.pin_complexity_policy && !client_pin::complex_enough(pin))
+            || (self.pin_complexity_policy() && !client_pin::complex_enough(pin))
         {
             return Err(AuthenticatorError::PinPolicy { min });
         }
@@ -622,6 +622,11 @@ impl Authenticator {
 
     pub(crate) fn pin_is_set(&self) -> bool {
         self.state.pin.is_some()
+    }
+
+    /// Whether the PIN complexity policy applies (configured, or turned on by setMinPINLength).
+    pub(crate) fn pin_complexity_policy(&self) -> bool {
+        self.config.pin_complexity_policy || self.state.pin_complexity_policy
     }
 
     /// Save the persistent state; on failure restore `backup` and answer an error.

@@ -295,6 +295,10 @@ pub struct PersistentState {
     /// Built-in UV matches since the PIN was last entered (uvCountSinceLastPinEntry).
     #[serde(default)]
     pub uv_count_since_pin: u64,
+    /// The PIN complexity policy was turned on by setMinPINLength (CTAP 2.2);
+    /// reset turns it off.
+    #[serde(default)]
+    pub pin_complexity_policy: bool,
 }
 
 /// An enrolled fingerprint: its template ID and friendly name (the simulated
@@ -352,6 +356,7 @@ impl PersistentState {
             device_identifier: Some(Bytes(random_secret(provider, 16)?.to_vec())),
             enterprise_attestation: false,
             uv_count_since_pin: 0,
+            pin_complexity_policy: false,
         })
     }
 
@@ -373,6 +378,7 @@ impl PersistentState {
         self.device_identifier = Some(Bytes(random_secret(provider, 16)?.to_vec()));
         self.enterprise_attestation = false;
         self.uv_count_since_pin = 0;
+        self.pin_complexity_policy = false;
         self.large_blob_array = Bytes(crate::proto::ctap2::large_blobs::EMPTY_LARGE_BLOB_ARRAY.to_vec());
         Ok(())
     }

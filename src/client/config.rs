@@ -53,6 +53,24 @@ impl Device {
         force_change_pin: bool,
         op: &Op,
     ) -> Result<(), ClientError> {
+        self.set_pin_policy(token, min_pin_length, rp_ids, force_change_pin, false, op)
+    }
+
+    /// [`Device::set_min_pin_length`], and with `pin_complexity_policy` also
+    /// turn on the key's PIN complexity policy (CTAP 2.2; keys that report
+    /// pinComplexityPolicy in getInfo; it stays on until reset).
+    pub fn set_pin_policy(
+        &mut self,
+        token: Option<&PinUvAuthToken>,
+        min_pin_length: Option<u8>,
+        rp_ids: Option<Vec<String>>,
+        force_change_pin: bool,
+        pin_complexity_policy: bool,
+        op: &Op,
+    ) -> Result<(), ClientError> {
+        if pin_complexity_policy && self.info().and_then(|i| i.pin_complexity_policy).is_none() {
+            return Err(ClientError::Unsupported("a PIN complexity policy".into()));
+        }
         if let Some(max) = self.info().and_then(|i| i.max_rpids_for_set_min_pin_length)
             && rp_ids.as_ref().is_some_and(|r| r.len() as u64 > max)
         {
@@ -62,6 +80,7 @@ impl Device {
             new_min_pin_length: min_pin_length.map(u64::from),
             min_pin_length_rp_ids: rp_ids,
             force_change_pin: force_change_pin.then_some(true),
+            pin_complexity_policy: pin_complexity_policy.then_some(true),
         };
         self.config_call(ConfigSubcommand::SetMinPinLength, Some(params.to_value()), token, op)
     }

@@ -19,7 +19,8 @@ pub enum ConfigCommand {
         #[command(flatten)]
         pin: PinArg,
     },
-    /// Raise the minimum PIN length, name the RPs that may read it, force a PIN change.
+    /// Raise the minimum PIN length, name the RPs that may read it, force a PIN
+    /// change, turn the PIN complexity policy on.
     MinPinLength {
         /// The new minimum length in characters (not below the current one).
         length: Option<u8>,
@@ -29,6 +30,9 @@ pub enum ConfigCommand {
         /// Require a new PIN before the key hands out tokens again.
         #[arg(long)]
         force_change: bool,
+        /// Turn the key's PIN complexity policy on (CTAP 2.2; stays on until reset).
+        #[arg(long)]
+        pin_complexity: bool,
         #[command(flatten)]
         device: DeviceArg,
         #[command(flatten)]
@@ -77,11 +81,11 @@ pub fn run(cmd: ConfigCommand) -> Result<(), String> {
             let on = dev.toggle_always_uv(t.as_ref(), &op).map_err(common::message)?;
             println!("alwaysUv: {}", if on { "on" } else { "off" });
         }
-        ConfigCommand::MinPinLength { length, rp_ids, force_change, device, pin } => {
+        ConfigCommand::MinPinLength { length, rp_ids, force_change, pin_complexity, device, pin } => {
             let mut dev = common::open(&device, &touch)?;
             let t = token(&mut dev, &CliPin::new(&pin, &touch), &op)?;
             let rps = (!rp_ids.is_empty()).then_some(rp_ids);
-            dev.set_min_pin_length(t.as_ref(), length, rps, force_change, &op).map_err(common::message)?;
+            dev.set_pin_policy(t.as_ref(), length, rps, force_change, pin_complexity, &op).map_err(common::message)?;
             let info = dev.info();
             println!("minimum PIN length: {}", info.and_then(|i| i.min_pin_length).unwrap_or(4));
             if info.and_then(|i| i.force_pin_change) == Some(true) {

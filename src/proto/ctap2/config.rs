@@ -51,6 +51,8 @@ pub struct SetMinPinLengthParams {
     pub min_pin_length_rp_ids: Option<Vec<String>>,
     /// 0x03 forceChangePin.
     pub force_change_pin: Option<bool>,
+    /// 0x04 pinComplexityPolicy (CTAP 2.2): `true` turns the PIN complexity policy on.
+    pub pin_complexity_policy: Option<bool>,
 }
 
 impl SetMinPinLengthParams {
@@ -66,6 +68,9 @@ impl SetMinPinLengthParams {
         if let Some(b) = self.force_change_pin {
             m.push((Value::from(3), Value::Bool(b)));
         }
+        if let Some(b) = self.pin_complexity_policy {
+            m.push((Value::from(4), Value::Bool(b)));
+        }
         Value::Map(m)
     }
     /// From a CBOR map.
@@ -75,6 +80,7 @@ impl SetMinPinLengthParams {
             new_min_pin_length: opt_u64(v, 1, "newMinPINLength")?,
             min_pin_length_rp_ids: opt_text_array(v, 2, "minPinLengthRPIDs")?,
             force_change_pin: v.opt_bool(3, "forceChangePin")?,
+            pin_complexity_policy: v.opt_bool(4, "pinComplexityPolicy")?,
         })
     }
 }
@@ -155,7 +161,8 @@ mod tests {
         #[test]
         fn round_trip(sub in any::<u8>(), n in proptest::option::of(0u64..64), rps in proptest::option::of(proptest::collection::vec(text(), 0..3)),
             f in proptest::option::of(any::<bool>()), proto in proptest::option::of(1u64..3), p in proptest::option::of(bytes(33))) {
-            let params = SetMinPinLengthParams { new_min_pin_length: n, min_pin_length_rp_ids: rps, force_change_pin: f };
+            let params = SetMinPinLengthParams { new_min_pin_length: n, min_pin_length_rp_ids: rps, force_change_pin: f,
+                pin_complexity_policy: f.map(|x| !x) };
             let r = ConfigRequest { sub_command: ConfigSubcommand::from_byte(sub), sub_command_params: Some(params.to_value()),
                 pin_uv_auth_protocol: proto, pin_uv_auth_param: p };
             let back = ConfigRequest::from_cbor(&r.to_cbor()).unwrap();
