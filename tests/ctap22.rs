@@ -361,3 +361,27 @@ fn pin_complexity_policy_turned_on_by_set_min_pin_length() {
     dev.reset(&op()).unwrap();
     assert_eq!(dev.info().unwrap().pin_complexity_policy, Some(false));
 }
+
+#[test]
+fn long_touch_for_reset() {
+    use hwkey::authenticator::UserPresence;
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let s = seen.clone();
+    let config = AuthenticatorConfig {
+        long_touch_for_reset: true,
+        // The "user" holds the key only when asked for a long touch.
+        user_presence: UserPresence::Callback(Box::new(move |r| {
+            s.lock().unwrap().push(r.operation);
+            r.operation == "resetLongTouch"
+        })),
+        ..Default::default()
+    };
+    let key = Key::with(config);
+    let mut dev = key.open();
+    assert_eq!(dev.info().unwrap().long_touch_for_reset, Some(true));
+    dev.reset(&op()).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec!["resetLongTouch"]);
+    assert_eq!(dev.option("clientPin"), Some(false));
+    // Without the option getInfo leaves it out and reset asks for a plain touch.
+    assert_eq!(Key::new().open().info().unwrap().long_touch_for_reset, None);
+}

@@ -93,6 +93,7 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         ]),
         max_pin_length: Some(63),
         pin_complexity_policy: Some(a.pin_complexity_policy()),
+        long_touch_for_reset: a.config.long_touch_for_reset.then_some(true),
         uv_count_since_last_pin_entry: sensor.then_some(a.state.uv_count_since_pin),
         // CTAP 2.3: the authenticatorConfig subcommands this key takes.
         authenticator_config_commands: Some(vec![1, 2, 3]),

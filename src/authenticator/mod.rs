@@ -232,6 +232,11 @@ pub struct AuthenticatorConfig {
     /// The RP IDs vendor-facilitated enterprise attestation is granted to
     /// (once enabled by authenticatorConfig enableEnterpriseAttestation).
     pub enterprise_rp_ids: Vec<String>,
+    /// Reset needs a long touch (CTAP 2.2 longTouchForReset): the
+    /// user-presence request of reset is then the operation
+    /// `"resetLongTouch"`, so a [`UserPresence::Callback`] can insist on a
+    /// held touch.
+    pub long_touch_for_reset: bool,
 }
 
 impl Default for AuthenticatorConfig {
@@ -249,6 +254,7 @@ impl Default for AuthenticatorConfig {
             fingerprint: None,
             pin_complexity_policy: false,
             enterprise_rp_ids: Vec::new(),
+            long_touch_for_reset: false,
         }
     }
 }

@@ -8,7 +8,8 @@ pub(crate) fn reset(a: &mut Authenticator) -> Result<Reply, CtapStatus> {
     if a.volatile.power_up.elapsed() > a.config.reset_window {
         return Err(CtapStatus::NotAllowed);
     }
-    Ok(Reply::up("reset", None, None, |a, outcome| {
+    let operation = if a.config.long_touch_for_reset { "resetLongTouch" } else { "reset" };
+    Ok(Reply::up(operation, None, None, |a, outcome| {
         outcome.require()?;
         let backup = a.state.clone();
         a.state.reset(a.provider).map_err(|_| CtapStatus::Other)?;

@@ -83,7 +83,7 @@ pub enum ClientError {
     #[error("this security key requires a new PIN first (hwkey pin change)")]
     PinChangeRequired,
     /// The new PIN breaks the key's PIN policy.
-    #[error("the PIN does not meet the security key's policy (length)")]
+    #[error("the PIN does not meet the security key's policy (length, or complexity: no 1111 or 1234)")]
     PinPolicy,
     /// Built-in user verification (the fingerprint) did not match.
     #[error("fingerprint not recognized{}", retries.map(|r| format!(" ({r} attempts left)")).unwrap_or_default())]

@@ -17,6 +17,10 @@ pub fn run(device: &DeviceArg, yes: bool) -> Result<(), String> {
     }
     let touch = Touch::new();
     let mut dev = common::open(device, &touch)?;
+    // CTAP 2.2 longTouchForReset: a tap is not enough.
+    if dev.info().and_then(|i| i.long_touch_for_reset) == Some(true) {
+        eprintln!("Touch and hold the security key until it stops blinking (a long touch resets it).");
+    }
     let r = dev.reset(&touch.op(Duration::from_secs(30)));
     touch.done();
     r.map_err(|e| match e {
