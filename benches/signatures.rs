@@ -12,11 +12,11 @@
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use hwkey::authenticator::{AttestationMode, Authenticator, AuthenticatorConfig};
 use hwkey::crypto::{CryptoProvider, EcCurve, HashAlg, MlDsaLevel};
+use hwkey::proto::ctap2::CtapRequest;
 use hwkey::proto::ctap2::make_credential::{MakeCredentialRequest, MakeCredentialResponse};
 use hwkey::proto::ctap2::{
     PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity, decode_response,
 };
-use hwkey::proto::ctap2::CtapRequest;
 
 const MSG: [u8; 69] = [0x5a; 69];
 
@@ -43,7 +43,9 @@ fn bench_provider(c: &mut Criterion, p: &'static dyn CryptoProvider) {
         let seed = p.ml_dsa_generate(level).unwrap();
         let pk = p.ml_dsa_public(level, &seed).unwrap();
         let sig = p.ml_dsa_sign(level, &seed, &MSG).unwrap();
-        c.bench_function(&format!("{name}/{l}/keygen"), |b| b.iter(|| p.ml_dsa_public(level, black_box(&seed)).unwrap()));
+        c.bench_function(&format!("{name}/{l}/keygen"), |b| {
+            b.iter(|| p.ml_dsa_public(level, black_box(&seed)).unwrap())
+        });
         c.bench_function(&format!("{name}/{l}/sign"), |b| {
             b.iter(|| p.ml_dsa_sign(level, &seed, black_box(&MSG)).unwrap())
         });

@@ -15,7 +15,7 @@
 //! both name their source commit.
 
 use hwkey::crypto::cose_verify::{ml_dsa_cose_alg, validate_credential_key, verify_with_alg};
-use hwkey::crypto::{CryptoError, CryptoProvider, MlDsaLevel, all_providers};
+use hwkey::crypto::{CryptoError, MlDsaLevel, all_providers};
 use hwkey::proto::cose::{CoseAlgorithm, CoseKey};
 use serde_json::Value as Json;
 
@@ -38,7 +38,8 @@ fn level_of(name: &str) -> MlDsaLevel {
 
 #[test]
 fn sizes_are_those_of_fips_204() {
-    let want = [(MlDsaLevel::MlDsa44, 1312, 2420), (MlDsaLevel::MlDsa65, 1952, 3309), (MlDsaLevel::MlDsa87, 2592, 4627)];
+    let want =
+        [(MlDsaLevel::MlDsa44, 1312, 2420), (MlDsaLevel::MlDsa65, 1952, 3309), (MlDsaLevel::MlDsa87, 2592, 4627)];
     for p in all_providers() {
         for (level, pk_len, sig_len) in want {
             assert_eq!((level.public_key_len(), level.signature_len()), (pk_len, sig_len));
@@ -135,7 +136,12 @@ fn keygen_vectors() {
             }
             let ex = &c[name];
             let got = p.ml_dsa_public(level, &hexf(&ex["priv"])).unwrap();
-            assert_eq!(hex::encode(got), ex["raw_public_key"].as_str().unwrap(), "{} {name} RFC 9964 example", p.name());
+            assert_eq!(
+                hex::encode(got),
+                ex["raw_public_key"].as_str().unwrap(),
+                "{} {name} RFC 9964 example",
+                p.name()
+            );
             n += 1;
         }
     }
@@ -154,7 +160,10 @@ fn rfc_9964_cose_examples_verify() {
         // The example COSE_Key holds the seed (priv, -2) and a kid: it is a
         // private key, which a credential public key must never be.
         let full = CoseKey::from_bytes(&hexf(&ex["key"]));
-        assert!(matches!(full, Err(hwkey::proto::cose::CoseError::Malformed(m)) if m.contains("private key")), "{name}");
+        assert!(
+            matches!(full, Err(hwkey::proto::cose::CoseError::Malformed(m)) if m.contains("private key")),
+            "{name}"
+        );
         let key = CoseKey::Akp { alg: ml_dsa_cose_alg(level), public: pk.clone() };
         for p in all_providers() {
             assert_eq!(p.verify_ml_dsa(level, &pk, &tbs, &sig), Ok(()), "{} {name}", p.name());

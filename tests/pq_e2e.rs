@@ -93,12 +93,7 @@ fn ceremony(
             assert_eq!(r.credential_id, record.credential_id.0);
         }
     }
-    Outcome {
-        fmt: att.fmt,
-        attestation: result.attestation.attestation_type,
-        attestation_object_len: ao.len(),
-        key,
-    }
+    Outcome { fmt: att.fmt, attestation: result.attestation.attestation_type, attestation_object_len: ao.len(), key }
 }
 
 #[test]
@@ -114,7 +109,12 @@ fn ml_dsa_credentials_through_client_and_authenticator() {
         for alg in [A::ML_DSA_44, A::ML_DSA_65, A::ML_DSA_87] {
             for (mode, conveyance, fmt, kind) in [
                 (AttestationMode::None, AttestationConveyance::None, "none", AttestationType::None),
-                (AttestationMode::SelfAttestation, AttestationConveyance::Direct, "packed", AttestationType::SelfAttestation),
+                (
+                    AttestationMode::SelfAttestation,
+                    AttestationConveyance::Direct,
+                    "packed",
+                    AttestationType::SelfAttestation,
+                ),
                 (AttestationMode::Packed, AttestationConveyance::Direct, "packed", AttestationType::Basic),
             ] {
                 // ML-DSA first, ES256 as the fallback the RP would also take.
@@ -134,7 +134,12 @@ fn ml_dsa_credentials_through_client_and_authenticator() {
 fn classical_first_keeps_the_classical_choice() {
     // The default RP options: ES256 first, ML-DSA last; the authenticator takes ES256.
     let provider = hwkey::crypto::default_provider();
-    let o = ceremony(provider, AttestationMode::None, RpConfig::new("x", "x", ORIGIN).algorithms, AttestationConveyance::None);
+    let o = ceremony(
+        provider,
+        AttestationMode::None,
+        RpConfig::new("x", "x", ORIGIN).algorithms,
+        AttestationConveyance::None,
+    );
     assert_eq!(o.key.alg(), Some(A::ES256));
 }
 
@@ -143,7 +148,8 @@ fn rfc_9864_ids_through_client_and_authenticator() {
     for provider in all_providers() {
         for (alg, offered) in [(A::ESP256, A::ES256), (A::ED25519, A::EDDSA)] {
             // The RP offers both the fully specified id (first) and its twin.
-            let o = ceremony(provider, AttestationMode::SelfAttestation, vec![alg, offered], AttestationConveyance::Direct);
+            let o =
+                ceremony(provider, AttestationMode::SelfAttestation, vec![alg, offered], AttestationConveyance::Direct);
             assert_eq!(o.key.alg(), Some(alg), "{} {alg}", provider.name());
             assert_eq!(o.attestation, AttestationType::SelfAttestation);
         }
@@ -161,7 +167,12 @@ fn attestation_object_sizes() {
             (AttestationMode::Packed, AttestationConveyance::Direct),
         ] {
             let o = ceremony(provider, mode, vec![alg], conveyance);
-            eprintln!("attestationObject {:<10} {:<16} {:>5} bytes", alg.name(), format!("{mode:?}"), o.attestation_object_len);
+            eprintln!(
+                "attestationObject {:<10} {:<16} {:>5} bytes",
+                alg.name(),
+                format!("{mode:?}"),
+                o.attestation_object_len
+            );
             if let Some(level) = cose_verify::ml_dsa_level(alg) {
                 assert!(o.attestation_object_len > level.public_key_len());
             }

@@ -172,15 +172,8 @@ pub enum CredentialAlg {
 
 impl CredentialAlg {
     /// Every algorithm, in the order getInfo lists them.
-    pub const ALL: [CredentialAlg; 7] = [
-        Self::Es256,
-        Self::EdDsa,
-        Self::Esp256,
-        Self::Ed25519,
-        Self::MlDsa44,
-        Self::MlDsa65,
-        Self::MlDsa87,
-    ];
+    pub const ALL: [CredentialAlg; 7] =
+        [Self::Es256, Self::EdDsa, Self::Esp256, Self::Ed25519, Self::MlDsa44, Self::MlDsa65, Self::MlDsa87];
 
     /// The COSE algorithm identifier.
     pub fn cose(self) -> i64 {

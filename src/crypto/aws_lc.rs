@@ -247,13 +247,7 @@ impl CryptoProvider for AwsLcProvider {
         Ok(sig)
     }
 
-    fn verify_ml_dsa(
-        &self,
-        level: MlDsaLevel,
-        public_key: &[u8],
-        msg: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         // aws-lc also takes a SubjectPublicKeyInfo here; COSE carries the raw key only.
         if public_key.len() != level.public_key_len() {
             return Err(CryptoError::InvalidKey("ML-DSA public key has the wrong length"));

@@ -279,8 +279,7 @@ pub trait CryptoProvider: Send + Sync + Debug {
     /// Verify a pure ML-DSA signature with the empty context (FIPS 204
     /// Algorithm 3). The public key and the signature must have exactly the
     /// parameter set's sizes.
-    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8])
-    -> Result<(), CryptoError>;
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
 
     /// AES-256-CBC encryption in place without padding (`data.len() % 16 == 0`).
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;

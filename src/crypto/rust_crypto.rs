@@ -50,7 +50,9 @@ fn ed25519_seed(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, CryptoError> {
 }
 
 fn ml_dsa_seed(seed: &[u8]) -> Result<Zeroizing<ml_dsa::Seed>, CryptoError> {
-    ml_dsa::Seed::try_from(seed).map(Zeroizing::new).map_err(|_| CryptoError::InvalidKey("ML-DSA seed must be 32 bytes"))
+    ml_dsa::Seed::try_from(seed)
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA seed must be 32 bytes"))
 }
 
 fn ml_dsa_public_of<P: ml_dsa::MlDsaParams>(seed: &ml_dsa::Seed) -> Vec<u8> {
@@ -294,13 +296,7 @@ impl CryptoProvider for RustCryptoProvider {
         }
     }
 
-    fn verify_ml_dsa(
-        &self,
-        level: MlDsaLevel,
-        public_key: &[u8],
-        msg: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         if public_key.len() != level.public_key_len() {
             return Err(CryptoError::InvalidKey("ML-DSA public key has the wrong length"));
         }

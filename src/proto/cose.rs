@@ -405,7 +405,8 @@ mod tests {
             assert!(alg.is_ml_dsa() && alg.polymorphic_twin().is_none());
             // pub one byte short or long.
             for bad_len in [len - 1, len + 1, 0] {
-                let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(alg.0)), (-1, Value::Bytes(vec![7; bad_len]))]);
+                let b =
+                    akp(vec![(1, Value::from(7i64)), (3, Value::from(alg.0)), (-1, Value::Bytes(vec![7; bad_len]))]);
                 assert!(matches!(CoseKey::from_bytes(&b), Err(CoseError::Malformed(_))), "{alg} {bad_len}");
             }
         }
@@ -417,7 +418,8 @@ mod tests {
         let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64))]);
         assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("missing pub (-1)")));
         // priv (-2) must not be in a public key.
-        let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64)), (-1, pk()), (-2, Value::Bytes(vec![0; 32]))]);
+        let b =
+            akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64)), (-1, pk()), (-2, Value::Bytes(vec![0; 32]))]);
         assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("AKP public key carries a private key (-2)")));
         // An AKP key for an algorithm that is not ML-DSA.
         let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-7i64)), (-1, pk())]);
