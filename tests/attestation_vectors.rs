@@ -42,24 +42,10 @@ const OUT_OF_SCOPE: &[(&str, &str)] = &[
 ];
 
 /// Cases hwkey cannot reach the stated verdict on, with the reason.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "SimpleWebAuthn/should reject when a revoked certificate is found",
-        "certificate revocation (CRL) checking is not implemented; the statement itself verifies",
-    ),
-    (
-        "py_webauthn/TestVerifyRegistrationResponse.test_verify_pqc_ml_dsa_44_packed_response",
-        "ML-DSA (COSE kty AKP) credential keys are not supported by proto::cose, so authData does not parse",
-    ),
-    (
-        "py_webauthn/TestVerifyRegistrationResponse.test_verify_pqc_ml_dsa_65_packed_response",
-        "ML-DSA (COSE kty AKP) credential keys are not supported by proto::cose, so authData does not parse",
-    ),
-    (
-        "py_webauthn/TestVerifyRegistrationResponse.test_verify_pqc_ml_dsa_87_packed_response",
-        "ML-DSA (COSE kty AKP) credential keys are not supported by proto::cose, so authData does not parse",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "SimpleWebAuthn/should reject when a revoked certificate is found",
+    "certificate revocation (CRL) checking is not implemented; the statement itself verifies",
+)];
 
 /// In-scope negative cases: the error code the statement check must give.
 /// `parse` means the attestation object itself must be rejected.

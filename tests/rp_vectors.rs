@@ -15,7 +15,7 @@ use serde_json::Value as J;
 use std::collections::BTreeMap;
 use support::vectors::*;
 
-const ALL_ALGS: [CoseAlgorithm; 11] = [
+const ALL_ALGS: [CoseAlgorithm; 14] = [
     CoseAlgorithm::ES256,
     CoseAlgorithm::EDDSA,
     CoseAlgorithm::ES384,
@@ -27,20 +27,13 @@ const ALL_ALGS: [CoseAlgorithm; 11] = [
     CoseAlgorithm::PS384,
     CoseAlgorithm::PS512,
     CoseAlgorithm::RS1,
+    CoseAlgorithm::ML_DSA_44,
+    CoseAlgorithm::ML_DSA_65,
+    CoseAlgorithm::ML_DSA_87,
 ];
 
 /// Cases whose stated verdict hwkey does not reach on purpose: (name prefix, verdict hwkey reaches, reason).
 const KNOWN: &[(&str, bool, &str)] = &[
-    (
-        "py_webauthn/TestVerifyRegistrationResponse.test_verify_pqc_ml_dsa",
-        false,
-        "ML-DSA (-48/-49/-50) is not implemented by either crypto provider; hwkey refuses the algorithm",
-    ),
-    (
-        "py_webauthn/TestVerifyAuthenticationResponse.test_verify_ml_dsa",
-        false,
-        "ML-DSA is not implemented; the stored key is refused",
-    ),
     (
         "android-key.ES256",
         false,

@@ -69,10 +69,13 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         max_credential_count_in_list: Some(MAX_CREDENTIAL_COUNT_IN_LIST as u64),
         max_credential_id_length: Some(MAX_CREDENTIAL_ID_LENGTH as u64),
         transports: Some(vec!["usb".into()]),
-        algorithms: Some(vec![
-            PublicKeyCredentialParameters::public_key(-7),
-            PublicKeyCredentialParameters::public_key(-8),
-        ]),
+        // ES256, EdDSA, their RFC 9864 ids ESP256 and Ed25519, ML-DSA-44/65/87.
+        algorithms: Some(
+            super::state::CredentialAlg::ALL
+                .iter()
+                .map(|alg| PublicKeyCredentialParameters::public_key(alg.cose()))
+                .collect(),
+        ),
         max_serialized_large_blob_array: Some(MAX_SERIALIZED_LARGE_BLOB_ARRAY as u64),
         force_pin_change: Some(a.state.force_pin_change),
         min_pin_length: Some(a.state.min_pin_length.into()),

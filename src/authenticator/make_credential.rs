@@ -1,4 +1,5 @@
-//! authenticatorMakeCredential: new credentials (ES256, EdDSA), packed or
+//! authenticatorMakeCredential: new credentials (ES256, EdDSA, ESP256,
+//! Ed25519, ML-DSA-44/65/87: the first the RP lists), packed or
 //! self attestation, excludeList, resident keys, credProtect, hmac-secret,
 //! credBlob, largeBlobKey, minPinLength, thirdPartyPayment, hmac-secret-mc.
 

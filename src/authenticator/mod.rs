@@ -77,7 +77,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::crypto::pin_protocol::{KeyAgreementKey, PinUvAuthProtocol};
-use crate::crypto::{CryptoError, CryptoProvider, SecretBytes};
+use crate::crypto::{CryptoError, CryptoProvider, MlDsaLevel, SecretBytes};
 use crate::proto::cbor::{self, Value};
 use crate::proto::cose::{CoseAlgorithm, CoseKey, curve};
 use crate::proto::ctap2::{Command, CtapStatus};
@@ -735,10 +735,23 @@ impl Authenticator {
 /// Key operations per credential algorithm.
 pub(crate) fn generate_key(provider: &dyn CryptoProvider, alg: CredentialAlg) -> Result<SecretBytes, CtapStatus> {
     match alg {
-        CredentialAlg::Es256 => provider.p256_generate(),
-        CredentialAlg::EdDsa => provider.ed25519_generate(),
+        CredentialAlg::Es256 | CredentialAlg::Esp256 => provider.p256_generate(),
+        CredentialAlg::EdDsa | CredentialAlg::Ed25519 => provider.ed25519_generate(),
+        CredentialAlg::MlDsa44 => provider.ml_dsa_generate(MlDsaLevel::MlDsa44),
+        CredentialAlg::MlDsa65 => provider.ml_dsa_generate(MlDsaLevel::MlDsa65),
+        CredentialAlg::MlDsa87 => provider.ml_dsa_generate(MlDsaLevel::MlDsa87),
     }
     .map_err(|_| CtapStatus::Other)
+}
+
+/// The ML-DSA parameter set of a credential algorithm.
+fn ml_dsa_level(alg: CredentialAlg) -> Option<MlDsaLevel> {
+    match alg {
+        CredentialAlg::MlDsa44 => Some(MlDsaLevel::MlDsa44),
+        CredentialAlg::MlDsa65 => Some(MlDsaLevel::MlDsa65),
+        CredentialAlg::MlDsa87 => Some(MlDsaLevel::MlDsa87),
+        _ => None,
+    }
 }
 
 /// The COSE public key of a credential.
@@ -747,19 +760,25 @@ pub(crate) fn public_cose(
     alg: CredentialAlg,
     key: &[u8],
 ) -> Result<CoseKey, CtapStatus> {
+    let cose_alg = CoseAlgorithm(alg.cose());
     match alg {
-        CredentialAlg::Es256 => {
+        CredentialAlg::Es256 | CredentialAlg::Esp256 => {
             let p = provider.p256_public(key).map_err(|_| CtapStatus::Other)?;
-            CoseKey::p256_from_sec1(&p, CoseAlgorithm::ES256).map_err(|_| CtapStatus::Other)
+            CoseKey::p256_from_sec1(&p, cose_alg).map_err(|_| CtapStatus::Other)
         }
-        CredentialAlg::EdDsa => {
+        CredentialAlg::EdDsa | CredentialAlg::Ed25519 => {
             let x = provider.ed25519_public(key).map_err(|_| CtapStatus::Other)?;
-            Ok(CoseKey::Okp { alg: Some(CoseAlgorithm::EDDSA), crv: curve::ED25519, x })
+            Ok(CoseKey::Okp { alg: Some(cose_alg), crv: curve::ED25519, x })
+        }
+        CredentialAlg::MlDsa44 | CredentialAlg::MlDsa65 | CredentialAlg::MlDsa87 => {
+            let level = ml_dsa_level(alg).ok_or(CtapStatus::Other)?;
+            let public = provider.ml_dsa_public(level, key).map_err(|_| CtapStatus::Other)?;
+            Ok(CoseKey::Akp { alg: cose_alg, public })
         }
     }
 }
 
-/// Sign with a credential key.
+/// Sign with a credential key (ML-DSA: pure, empty context, over the message itself).
 pub(crate) fn sign(
     provider: &dyn CryptoProvider,
     alg: CredentialAlg,
@@ -767,8 +786,12 @@ pub(crate) fn sign(
     msg: &[u8],
 ) -> Result<Vec<u8>, CtapStatus> {
     match alg {
-        CredentialAlg::Es256 => provider.p256_sign(key, msg),
-        CredentialAlg::EdDsa => provider.ed25519_sign(key, msg),
+        CredentialAlg::Es256 | CredentialAlg::Esp256 => provider.p256_sign(key, msg),
+        CredentialAlg::EdDsa | CredentialAlg::Ed25519 => provider.ed25519_sign(key, msg),
+        CredentialAlg::MlDsa44 | CredentialAlg::MlDsa65 | CredentialAlg::MlDsa87 => match ml_dsa_level(alg) {
+            Some(level) => provider.ml_dsa_sign(level, key, msg),
+            None => return Err(CtapStatus::Other),
+        },
     }
     .map_err(|_| CtapStatus::Other)
 }

@@ -149,43 +149,61 @@ pub struct StoredPin {
     pub code_points: u32,
 }
 
-/// Credential key algorithms this authenticator creates.
+/// Credential key algorithms this authenticator creates. Every private key
+/// is 32 bytes: a P-256 scalar, an Ed25519 seed, or an ML-DSA seed ξ
+/// (FIPS 204; the key pair is expanded from it for each use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CredentialAlg {
     /// ECDSA P-256 with SHA-256 (COSE -7).
     Es256,
     /// Ed25519 (COSE -8).
     EdDsa,
+    /// ECDSA P-256 with SHA-256 under its fully specified id ESP256 (COSE -9, RFC 9864).
+    Esp256,
+    /// Ed25519 under its fully specified id (COSE -19, RFC 9864).
+    Ed25519,
+    /// ML-DSA-44 (COSE -48, RFC 9964).
+    MlDsa44,
+    /// ML-DSA-65 (COSE -49, RFC 9964).
+    MlDsa65,
+    /// ML-DSA-87 (COSE -50, RFC 9964).
+    MlDsa87,
 }
 
 impl CredentialAlg {
+    /// Every algorithm, in the order getInfo lists them.
+    pub const ALL: [CredentialAlg; 7] =
+        [Self::Es256, Self::EdDsa, Self::Esp256, Self::Ed25519, Self::MlDsa44, Self::MlDsa65, Self::MlDsa87];
+
     /// The COSE algorithm identifier.
     pub fn cose(self) -> i64 {
         match self {
             Self::Es256 => -7,
             Self::EdDsa => -8,
+            Self::Esp256 => -9,
+            Self::Ed25519 => -19,
+            Self::MlDsa44 => -48,
+            Self::MlDsa65 => -49,
+            Self::MlDsa87 => -50,
         }
     }
     /// From a COSE algorithm identifier.
     pub fn from_cose(a: i64) -> Option<Self> {
-        match a {
-            -7 => Some(Self::Es256),
-            -8 => Some(Self::EdDsa),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|x| x.cose() == a)
     }
     fn byte(self) -> u8 {
         match self {
             Self::Es256 => 1,
             Self::EdDsa => 2,
+            Self::Esp256 => 3,
+            Self::Ed25519 => 4,
+            Self::MlDsa44 => 5,
+            Self::MlDsa65 => 6,
+            Self::MlDsa87 => 7,
         }
     }
     fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            1 => Some(Self::Es256),
-            2 => Some(Self::EdDsa),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|x| x.byte() == b)
     }
 }
 
@@ -508,7 +526,7 @@ pub struct SealedFields<'a> {
     pub cred_protect: u8,
     /// hmac-secret enabled.
     pub hmac_secret: bool,
-    /// Private key (32 bytes).
+    /// Private key (32 bytes: scalar or seed).
     pub private_key: &'a [u8],
     /// credBlob (at most 255 bytes).
     pub cred_blob: Option<&'a [u8]>,

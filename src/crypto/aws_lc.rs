@@ -1,4 +1,5 @@
-//! The default provider, on aws-lc-rs.
+//! The default provider, on aws-lc-rs (ML-DSA included: its `PqdsaKeyPair`,
+//! stable since aws-lc-rs 1.18).
 
 use super::provider::*;
 use aws_lc_rs::{agreement, cipher, digest, hkdf, hmac, rand, signature};
@@ -44,6 +45,22 @@ fn p256_keypair(scalar: &[u8]) -> Result<signature::EcdsaKeyPair, CryptoError> {
     der.extend_from_slice(&[0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
     signature::EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der)
         .map_err(|_| CryptoError::InvalidKey("P-256 private key rejected"))
+}
+
+fn ml_dsa_signing(level: MlDsaLevel) -> &'static signature::PqdsaSigningAlgorithm {
+    match level {
+        MlDsaLevel::MlDsa44 => &signature::ML_DSA_44_SIGNING,
+        MlDsaLevel::MlDsa65 => &signature::ML_DSA_65_SIGNING,
+        MlDsaLevel::MlDsa87 => &signature::ML_DSA_87_SIGNING,
+    }
+}
+
+fn ml_dsa_keypair(level: MlDsaLevel, seed: &[u8]) -> Result<signature::PqdsaKeyPair, CryptoError> {
+    if seed.len() != MlDsaLevel::SEED_LEN {
+        return Err(CryptoError::InvalidKey("ML-DSA seed must be 32 bytes"));
+    }
+    signature::PqdsaKeyPair::from_seed(ml_dsa_signing(level), seed)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA seed rejected"))
 }
 
 impl CryptoProvider for AwsLcProvider {
@@ -213,6 +230,37 @@ impl CryptoProvider for AwsLcProvider {
         let kp = signature::Ed25519KeyPair::from_seed_unchecked(seed)
             .map_err(|_| CryptoError::InvalidKey("Ed25519 seed must be 32 bytes"))?;
         Ok(kp.sign(msg).as_ref().to_vec())
+    }
+
+    fn ml_dsa_public(&self, level: MlDsaLevel, seed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use signature::KeyPair;
+        let kp = ml_dsa_keypair(level, seed)?;
+        Ok(kp.public_key().as_ref().to_vec())
+    }
+
+    fn ml_dsa_sign(&self, level: MlDsaLevel, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        // aws-lc-rs signs pure ML-DSA with the empty context, hedged (fresh randomness per signature).
+        let kp = ml_dsa_keypair(level, seed)?;
+        let mut sig = vec![0u8; level.signature_len()];
+        let n = kp.sign(msg, &mut sig).map_err(|_| CryptoError::InvalidKey("ML-DSA signing failed"))?;
+        sig.truncate(n);
+        Ok(sig)
+    }
+
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        // aws-lc also takes a SubjectPublicKeyInfo here; COSE carries the raw key only.
+        if public_key.len() != level.public_key_len() {
+            return Err(CryptoError::InvalidKey("ML-DSA public key has the wrong length"));
+        }
+        if sig.len() != level.signature_len() {
+            return Err(CryptoError::BadSignature);
+        }
+        let alg: &'static signature::PqdsaVerificationAlgorithm = match level {
+            MlDsaLevel::MlDsa44 => &signature::ML_DSA_44,
+            MlDsaLevel::MlDsa65 => &signature::ML_DSA_65,
+            MlDsaLevel::MlDsa87 => &signature::ML_DSA_87,
+        };
+        signature::UnparsedPublicKey::new(alg, public_key).verify(msg, sig).map_err(|_| CryptoError::BadSignature)
     }
 
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {

@@ -1,9 +1,42 @@
 //! Signature verification per COSE algorithm: maps a [`CoseKey`] and a
 //! [`CoseAlgorithm`] onto the provider's primitives, checking that key type,
 //! curve and algorithm agree.
+//!
+//! The fully specified identifiers of RFC 9864 are accepted wherever their
+//! polymorphic twins are: ESP256/ESP384/ESP512 on P-256/P-384/P-521 keys,
+//! Ed25519 on Ed25519 keys; a key labelled with one twin verifies under the
+//! other ([`algorithms_agree`]). Ed448 (and EdDSA on an Ed448 key) is refused
+//! as an unsupported algorithm: neither provider has Ed448. ML-DSA-44/65/87
+//! (RFC 9964) verify with AKP keys, pure ML-DSA with the empty context.
 
-use super::provider::{CryptoError, CryptoProvider, EcCurve, HashAlg, RsaPadding};
+use super::provider::{CryptoError, CryptoProvider, EcCurve, HashAlg, MlDsaLevel, RsaPadding};
 use crate::proto::cose::{CoseAlgorithm, CoseKey, curve};
+
+/// The ML-DSA parameter set of a COSE algorithm, if it is one of -48/-49/-50.
+pub fn ml_dsa_level(alg: CoseAlgorithm) -> Option<MlDsaLevel> {
+    match alg {
+        CoseAlgorithm::ML_DSA_44 => Some(MlDsaLevel::MlDsa44),
+        CoseAlgorithm::ML_DSA_65 => Some(MlDsaLevel::MlDsa65),
+        CoseAlgorithm::ML_DSA_87 => Some(MlDsaLevel::MlDsa87),
+        _ => None,
+    }
+}
+
+/// The COSE algorithm of an ML-DSA parameter set.
+pub fn ml_dsa_cose_alg(level: MlDsaLevel) -> CoseAlgorithm {
+    match level {
+        MlDsaLevel::MlDsa44 => CoseAlgorithm::ML_DSA_44,
+        MlDsaLevel::MlDsa65 => CoseAlgorithm::ML_DSA_65,
+        MlDsaLevel::MlDsa87 => CoseAlgorithm::ML_DSA_87,
+    }
+}
+
+/// Do two algorithm identifiers name the same operation: equal, or an RFC
+/// 9864 fully specified identifier and its polymorphic twin (ESP256 and
+/// ES256, Ed25519 and EdDSA, ...)? The key's curve is checked separately.
+pub fn algorithms_agree(a: CoseAlgorithm, b: CoseAlgorithm) -> bool {
+    a == b || a.polymorphic_twin() == Some(b) || b.polymorphic_twin() == Some(a)
+}
 
 /// Verify `sig` over `msg` by `key` under `alg`. Algorithm and key must
 /// agree (ES256 needs an EC2 P-256 key, etc.). RS1 is refused unless
@@ -17,7 +50,7 @@ pub fn verify_with_alg(
     allow_rs1: bool,
 ) -> Result<(), CryptoError> {
     if let Some(key_alg) = key.alg()
-        && key_alg != alg
+        && !algorithms_agree(key_alg, alg)
     {
         return Err(CryptoError::InvalidKey("key's alg does not match the algorithm"));
     }
@@ -29,18 +62,25 @@ pub fn verify_with_alg(
             p[33..].copy_from_slice(y);
             provider.verify_ecdsa(EcCurve::P256, HashAlg::Sha256, &p, msg, sig)
         }
-        (CoseAlgorithm::ES384, CoseKey::Ec2 { crv: curve::P384, .. }) => {
+        (CoseAlgorithm::ES384 | CoseAlgorithm::ESP384, CoseKey::Ec2 { crv: curve::P384, .. }) => {
             let p = key.sec1_uncompressed().unwrap_or_default();
             provider.verify_ecdsa(EcCurve::P384, HashAlg::Sha384, &p, msg, sig)
         }
-        (CoseAlgorithm::ES512, CoseKey::Ec2 { crv: curve::P521, .. }) => {
+        (CoseAlgorithm::ES512 | CoseAlgorithm::ESP512, CoseKey::Ec2 { crv: curve::P521, .. }) => {
             let p = key.sec1_uncompressed().unwrap_or_default();
             provider.verify_ecdsa(EcCurve::P521, HashAlg::Sha512, &p, msg, sig)
         }
         (CoseAlgorithm::EDDSA | CoseAlgorithm::ED25519, CoseKey::Okp { crv: curve::ED25519, x, .. }) => {
             provider.verify_ed25519(x, msg, sig)
         }
-        (CoseAlgorithm::EDDSA, CoseKey::Okp { crv: curve::ED448, .. }) => Err(CryptoError::Unsupported("Ed448")),
+        (CoseAlgorithm::EDDSA | CoseAlgorithm::ED448, CoseKey::Okp { crv: curve::ED448, .. }) => {
+            Err(CryptoError::Unsupported("Ed448"))
+        }
+        (a, CoseKey::Akp { alg: key_alg, public }) if a == *key_alg => match ml_dsa_level(a) {
+            Some(level) => provider.verify_ml_dsa(level, public, msg, sig),
+            None => Err(CryptoError::Unsupported("COSE algorithm")),
+        },
+        (CoseAlgorithm::ED448, _) => Err(CryptoError::Unsupported("Ed448")),
         (CoseAlgorithm::RS256, CoseKey::Rsa { n, e, .. }) => {
             provider.verify_rsa(RsaPadding::Pkcs1v15, HashAlg::Sha256, n, e, msg, sig)
         }
@@ -66,7 +106,7 @@ pub fn verify_with_alg(
                 Err(CryptoError::Unsupported("RS1 (SHA-1) is disabled; enable it explicitly for legacy TPMs"))
             }
         }
-        (a, _) if a.name() == "unknown" || a.0 <= -48 && a.0 >= -50 => Err(CryptoError::Unsupported("COSE algorithm")),
+        (a, _) if a.name() == "unknown" => Err(CryptoError::Unsupported("COSE algorithm")),
         _ => Err(CryptoError::InvalidKey("key type or curve does not match the algorithm")),
     }
 }
@@ -83,14 +123,16 @@ pub fn verify(provider: &dyn CryptoProvider, key: &CoseKey, msg: &[u8], sig: &[u
 /// sign-in): key type, curve and algorithm agree, an EC point is on its
 /// curve, an RSA modulus has at least 2048 bits and an odd exponent of at
 /// least 3, an OKP key is an Ed25519 key that is neither of small order nor
-/// non-canonically encoded (an X25519 key labelled EdDSA is refused).
+/// non-canonically encoded (an X25519 key labelled EdDSA is refused), an AKP
+/// key is an ML-DSA key of its parameter set's size (every such byte string
+/// decodes: pkDecode has no invalid inputs).
 pub fn validate_credential_key(
     provider: &dyn CryptoProvider,
     alg: CoseAlgorithm,
     key: &CoseKey,
 ) -> Result<(), CryptoError> {
     if let Some(key_alg) = key.alg()
-        && key_alg != alg
+        && !algorithms_agree(key_alg, alg)
     {
         return Err(CryptoError::InvalidKey("key's alg does not match the algorithm"));
     }
@@ -104,8 +146,8 @@ pub fn validate_credential_key(
         CoseKey::Ec2 { crv, .. } => {
             let want = match alg {
                 CoseAlgorithm::ES256 | CoseAlgorithm::ESP256 => curve::P256,
-                CoseAlgorithm::ES384 => curve::P384,
-                CoseAlgorithm::ES512 => curve::P521,
+                CoseAlgorithm::ES384 | CoseAlgorithm::ESP384 => curve::P384,
+                CoseAlgorithm::ES512 | CoseAlgorithm::ESP512 => curve::P521,
                 _ => return Err(CryptoError::InvalidKey("an EC2 key needs an ECDSA algorithm")),
             };
             if *crv != want {
@@ -116,6 +158,9 @@ pub fn validate_credential_key(
             provider.validate_ec_point(c, &point)
         }
         CoseKey::Okp { crv, x, .. } => {
+            if alg == CoseAlgorithm::ED448 || (*crv == curve::ED448 && alg == CoseAlgorithm::EDDSA) {
+                return Err(CryptoError::Unsupported("Ed448"));
+            }
             if !matches!(alg, CoseAlgorithm::EDDSA | CoseAlgorithm::ED25519) {
                 return Err(CryptoError::InvalidKey("an OKP key needs EdDSA"));
             }
@@ -152,6 +197,16 @@ pub fn validate_credential_key(
             let e_odd = e.last().is_some_and(|b| b & 1 == 1);
             if !e_odd || e.len() > 8 || (e.len() == 1 && e[0] < 3) {
                 return Err(CryptoError::InvalidKey("RSA public exponent must be odd, at least 3, at most 64 bits"));
+            }
+            Ok(())
+        }
+        CoseKey::Akp { alg: key_alg, public } => {
+            let level = ml_dsa_level(*key_alg).ok_or(CryptoError::Unsupported("AKP key algorithm"))?;
+            if alg != *key_alg {
+                return Err(CryptoError::InvalidKey("an ML-DSA key needs its own ML-DSA algorithm"));
+            }
+            if public.len() != level.public_key_len() {
+                return Err(CryptoError::InvalidKey("ML-DSA public key has the wrong length"));
             }
             Ok(())
         }

@@ -19,7 +19,7 @@ pub mod aws_lc;
 pub mod rust_crypto;
 
 pub use provider::{
-    CryptoError, CryptoProvider, EcCurve, HashAlg, RsaPadding, SecretBytes, ct_eq, ed25519_key_is_weak,
+    CryptoError, CryptoProvider, EcCurve, HashAlg, MlDsaLevel, RsaPadding, SecretBytes, ct_eq, ed25519_key_is_weak,
 };
 
 #[cfg(not(any(feature = "aws-lc", feature = "rust-crypto")))]

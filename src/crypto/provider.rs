@@ -65,6 +65,52 @@ pub enum EcCurve {
     P521,
 }
 
+/// ML-DSA parameter sets (FIPS 204, Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MlDsaLevel {
+    /// ML-DSA-44 (NIST security category 2).
+    MlDsa44,
+    /// ML-DSA-65 (category 3).
+    MlDsa65,
+    /// ML-DSA-87 (category 5).
+    MlDsa87,
+}
+
+impl MlDsaLevel {
+    /// All three parameter sets, smallest first.
+    pub const ALL: [MlDsaLevel; 3] = [MlDsaLevel::MlDsa44, MlDsaLevel::MlDsa65, MlDsaLevel::MlDsa87];
+
+    /// Length of the private seed (the key-generation input ξ): 32 bytes for every set.
+    pub const SEED_LEN: usize = 32;
+
+    /// Encoded public key length in bytes (FIPS 204, Table 2).
+    pub fn public_key_len(self) -> usize {
+        match self {
+            MlDsaLevel::MlDsa44 => 1312,
+            MlDsaLevel::MlDsa65 => 1952,
+            MlDsaLevel::MlDsa87 => 2592,
+        }
+    }
+
+    /// Encoded signature length in bytes (FIPS 204, Table 2).
+    pub fn signature_len(self) -> usize {
+        match self {
+            MlDsaLevel::MlDsa44 => 2420,
+            MlDsaLevel::MlDsa65 => 3309,
+            MlDsaLevel::MlDsa87 => 4627,
+        }
+    }
+
+    /// "ML-DSA-44", "ML-DSA-65" or "ML-DSA-87".
+    pub fn name(self) -> &'static str {
+        match self {
+            MlDsaLevel::MlDsa44 => "ML-DSA-44",
+            MlDsaLevel::MlDsa65 => "ML-DSA-65",
+            MlDsaLevel::MlDsa87 => "ML-DSA-87",
+        }
+    }
+}
+
 /// RSA signature paddings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RsaPadding {
@@ -210,6 +256,30 @@ pub trait CryptoProvider: Send + Sync + Debug {
 
     /// Ed25519 signature (64 bytes) over `msg`.
     fn ed25519_sign(&self, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// Generate an ML-DSA private key: its 32-byte seed ξ (FIPS 204
+    /// Algorithm 1, the form RFC 9964 §4 stores), from which
+    /// [`Self::ml_dsa_public`] and [`Self::ml_dsa_sign`] expand the key.
+    fn ml_dsa_generate(&self, level: MlDsaLevel) -> Result<SecretBytes, CryptoError> {
+        let _ = level;
+        let mut seed = Zeroizing::new(vec![0u8; MlDsaLevel::SEED_LEN]);
+        self.fill_random(&mut seed)?;
+        Ok(seed)
+    }
+
+    /// The encoded public key (pkEncode, FIPS 204 Algorithm 22) of the key
+    /// pair that `ML-DSA.KeyGen_internal` derives from a 32-byte seed.
+    fn ml_dsa_public(&self, level: MlDsaLevel, seed: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// Pure ML-DSA signature (FIPS 204 Algorithm 2, hedged, with the empty
+    /// context string as RFC 9964 §5 requires; no HashML-DSA pre-hash) of
+    /// `msg` by the key derived from `seed`.
+    fn ml_dsa_sign(&self, level: MlDsaLevel, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
+    /// Verify a pure ML-DSA signature with the empty context (FIPS 204
+    /// Algorithm 3). The public key and the signature must have exactly the
+    /// parameter set's sizes.
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
 
     /// AES-256-CBC encryption in place without padding (`data.len() % 16 == 0`).
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;

@@ -1,6 +1,6 @@
 //! The pure-Rust provider (feature `rust-crypto`), on the RustCrypto crates:
-//! `p256`, `p384`, `p521`, `ed25519-dalek`, `rsa`, `sha1`, `sha2`, `hmac`,
-//! `hkdf`, `aes` + `cbc`, `aes-gcm`, with randomness from the OS.
+//! `p256`, `p384`, `p521`, `ed25519-dalek`, `rsa`, `ml-dsa`, `sha1`, `sha2`,
+//! `hmac`, `hkdf`, `aes` + `cbc`, `aes-gcm`, with randomness from the OS.
 //!
 //! It needs no C toolchain (wasm and other targets aws-lc-rs does not reach).
 //! It is slower than [`super::aws_lc`] but implements the same trait and
@@ -47,6 +47,36 @@ fn p256_secret(scalar: &[u8]) -> Result<p256::SecretKey, CryptoError> {
 fn ed25519_seed(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, CryptoError> {
     let s: [u8; 32] = seed.try_into().map_err(|_| CryptoError::InvalidKey("Ed25519 seed must be 32 bytes"))?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&s))
+}
+
+fn ml_dsa_seed(seed: &[u8]) -> Result<Zeroizing<ml_dsa::Seed>, CryptoError> {
+    ml_dsa::Seed::try_from(seed)
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA seed must be 32 bytes"))
+}
+
+fn ml_dsa_public_of<P: ml_dsa::MlDsaParams>(seed: &ml_dsa::Seed) -> Vec<u8> {
+    use ml_dsa::Keypair;
+    ml_dsa::SigningKey::<P>::from_seed(seed).verifying_key().encode().to_vec()
+}
+
+fn ml_dsa_sign_with<P: ml_dsa::MlDsaParams>(seed: &ml_dsa::Seed, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    // Hedged signing (FIPS 204 Algorithm 2) with the empty context; the
+    // expanded key zeroizes itself on drop.
+    let key = ml_dsa::ExpandedSigningKey::<P>::from_seed(seed);
+    let sig = key
+        .sign_randomized(msg, &[], &mut ml_dsa::common::getrandom::SysRng)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA signing failed"))?;
+    Ok(sig.encode().to_vec())
+}
+
+fn ml_dsa_verify_with<P: ml_dsa::MlDsaParams>(pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let enc = ml_dsa::EncodedVerifyingKey::<P>::try_from(pk)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA public key has the wrong length"))?;
+    let key = ml_dsa::VerifyingKey::<P>::decode(&enc);
+    // sigDecode (FIPS 204 Algorithm 27) refuses malformed hints and an out-of-range z.
+    let sig = ml_dsa::Signature::<P>::try_from(sig).map_err(|_| CryptoError::BadSignature)?;
+    if key.verify_with_context(msg, &[], &sig) { Ok(()) } else { Err(CryptoError::BadSignature) }
 }
 
 fn aes_cbc_check(key: &[u8], data: &[u8]) -> Result<(), CryptoError> {
@@ -246,6 +276,38 @@ impl CryptoProvider for RustCryptoProvider {
     fn ed25519_sign(&self, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
         use ed25519_dalek::Signer;
         Ok(ed25519_seed(seed)?.sign(msg).to_bytes().to_vec())
+    }
+
+    fn ml_dsa_public(&self, level: MlDsaLevel, seed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let seed = ml_dsa_seed(seed)?;
+        Ok(match level {
+            MlDsaLevel::MlDsa44 => ml_dsa_public_of::<ml_dsa::MlDsa44>(&seed),
+            MlDsaLevel::MlDsa65 => ml_dsa_public_of::<ml_dsa::MlDsa65>(&seed),
+            MlDsaLevel::MlDsa87 => ml_dsa_public_of::<ml_dsa::MlDsa87>(&seed),
+        })
+    }
+
+    fn ml_dsa_sign(&self, level: MlDsaLevel, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let seed = ml_dsa_seed(seed)?;
+        match level {
+            MlDsaLevel::MlDsa44 => ml_dsa_sign_with::<ml_dsa::MlDsa44>(&seed, msg),
+            MlDsaLevel::MlDsa65 => ml_dsa_sign_with::<ml_dsa::MlDsa65>(&seed, msg),
+            MlDsaLevel::MlDsa87 => ml_dsa_sign_with::<ml_dsa::MlDsa87>(&seed, msg),
+        }
+    }
+
+    fn verify_ml_dsa(&self, level: MlDsaLevel, public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if public_key.len() != level.public_key_len() {
+            return Err(CryptoError::InvalidKey("ML-DSA public key has the wrong length"));
+        }
+        if sig.len() != level.signature_len() {
+            return Err(CryptoError::BadSignature);
+        }
+        match level {
+            MlDsaLevel::MlDsa44 => ml_dsa_verify_with::<ml_dsa::MlDsa44>(public_key, msg, sig),
+            MlDsaLevel::MlDsa65 => ml_dsa_verify_with::<ml_dsa::MlDsa65>(public_key, msg, sig),
+            MlDsaLevel::MlDsa87 => ml_dsa_verify_with::<ml_dsa::MlDsa87>(public_key, msg, sig),
+        }
     }
 
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {

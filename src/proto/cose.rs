@@ -1,5 +1,12 @@
 //! COSE keys and algorithm identifiers (RFC 9052/9053, IANA COSE registry),
 //! as WebAuthn and CTAP2 carry them: `COSE_Key` maps with integer labels.
+//!
+//! Besides EC2, OKP and RSA keys this reads the Algorithm Key Pair type (AKP,
+//! kty 7) of RFC 9964 (draft-ietf-cose-dilithium), which carries ML-DSA
+//! public keys (`pub`, label -1; `alg`, label 3, required). The fully
+//! specified algorithm identifiers of RFC 9864 (ESP256, ESP384, ESP512,
+//! Ed25519, Ed448) have their polymorphic twins (ES256, ES384, ES512, EdDSA)
+//! in [`CoseAlgorithm::polymorphic_twin`].
 
 use super::cbor::{self, CborError, MapBuilder, Value};
 use serde::{Deserialize, Serialize};
@@ -38,6 +45,18 @@ impl CoseAlgorithm {
     pub const ED25519: Self = Self(-19);
     /// ECDSA P-256 with SHA-256, fully specified (RFC 9864).
     pub const ESP256: Self = Self(-9);
+    /// ECDSA P-384 with SHA-384, fully specified (RFC 9864).
+    pub const ESP384: Self = Self(-51);
+    /// ECDSA P-521 with SHA-512, fully specified (RFC 9864).
+    pub const ESP512: Self = Self(-52);
+    /// Ed448, fully specified (RFC 9864).
+    pub const ED448: Self = Self(-53);
+    /// ML-DSA-44 (FIPS 204; RFC 9964), key type AKP.
+    pub const ML_DSA_44: Self = Self(-48);
+    /// ML-DSA-65 (FIPS 204; RFC 9964), key type AKP.
+    pub const ML_DSA_65: Self = Self(-49);
+    /// ML-DSA-87 (FIPS 204; RFC 9964), key type AKP.
+    pub const ML_DSA_87: Self = Self(-50);
 
     /// The registry name, or "unknown".
     pub fn name(self) -> &'static str {
@@ -56,11 +75,45 @@ impl CoseAlgorithm {
             -25 => "ECDH-ES+HKDF-256",
             -19 => "Ed25519",
             -9 => "ESP256",
+            -51 => "ESP384",
+            -52 => "ESP512",
+            -53 => "Ed448",
             -48 => "ML-DSA-44",
             -49 => "ML-DSA-65",
             -50 => "ML-DSA-87",
             _ => "unknown",
         }
+    }
+
+    /// For a fully specified identifier of RFC 9864, the deprecated
+    /// polymorphic identifier that names the same operation once the key's
+    /// curve is known (ESP256 -> ES256, ESP384 -> ES384, ESP512 -> ES512,
+    /// Ed25519 and Ed448 -> EdDSA); `None` for every other identifier.
+    pub fn polymorphic_twin(self) -> Option<Self> {
+        match self {
+            Self::ESP256 => Some(Self::ES256),
+            Self::ESP384 => Some(Self::ES384),
+            Self::ESP512 => Some(Self::ES512),
+            Self::ED25519 | Self::ED448 => Some(Self::EDDSA),
+            _ => None,
+        }
+    }
+
+    /// Is this one of the ML-DSA identifiers (-48, -49, -50)?
+    pub fn is_ml_dsa(self) -> bool {
+        akp_public_key_len(self).is_some()
+    }
+}
+
+/// The length of an AKP `pub` parameter for `alg`: the FIPS 204 public key
+/// sizes of ML-DSA-44/65/87 (1312, 1952, 2592 bytes); `None` for algorithms
+/// that do not use AKP keys.
+pub fn akp_public_key_len(alg: CoseAlgorithm) -> Option<usize> {
+    match alg {
+        CoseAlgorithm::ML_DSA_44 => Some(1312),
+        CoseAlgorithm::ML_DSA_65 => Some(1952),
+        CoseAlgorithm::ML_DSA_87 => Some(2592),
+        _ => None,
     }
 }
 
@@ -94,6 +147,8 @@ pub mod kty {
     pub const EC2: i64 = 2;
     /// RSA.
     pub const RSA: i64 = 3;
+    /// Algorithm Key Pair (RFC 9964): ML-DSA; the `alg` label fixes the key's form.
+    pub const AKP: i64 = 7;
 }
 
 /// Why a COSE key could not be read.
@@ -112,6 +167,14 @@ pub enum CoseError {
         kty: i64,
         /// COSE curve (label -1), when present.
         crv: Option<i64>,
+    },
+    /// An AKP key (kty 7) whose `alg` is not an algorithm hwkey supports.
+    #[error("unsupported algorithm {alg} for a COSE key of type {kty}")]
+    UnsupportedAlgorithm {
+        /// COSE key type (label 1).
+        kty: i64,
+        /// COSE algorithm (label 3).
+        alg: i64,
     },
 }
 
@@ -147,6 +210,14 @@ pub enum CoseKey {
         /// Label -2: public exponent, big-endian.
         e: Vec<u8>,
     },
+    /// kty 7 (AKP, RFC 9964): an ML-DSA public key.
+    Akp {
+        /// Label 3: the algorithm, required for AKP keys (ML-DSA-44/65/87).
+        alg: CoseAlgorithm,
+        /// Label -1 (`pub`): the FIPS 204 public key encoding, exactly the
+        /// size [`akp_public_key_len`] gives for `alg`.
+        public: Vec<u8>,
+    },
 }
 
 /// Coordinate size in bytes of an EC2 curve.
@@ -164,6 +235,7 @@ impl CoseKey {
     pub fn alg(&self) -> Option<CoseAlgorithm> {
         match self {
             CoseKey::Ec2 { alg, .. } | CoseKey::Okp { alg, .. } | CoseKey::Rsa { alg, .. } => *alg,
+            CoseKey::Akp { alg, .. } => Some(*alg),
         }
     }
 
@@ -173,6 +245,7 @@ impl CoseKey {
             CoseKey::Ec2 { .. } => kty::EC2,
             CoseKey::Okp { .. } => kty::OKP,
             CoseKey::Rsa { .. } => kty::RSA,
+            CoseKey::Akp { .. } => kty::AKP,
         }
     }
 
@@ -249,6 +322,19 @@ impl CoseKey {
                 }
                 Ok(CoseKey::Rsa { alg, n, e })
             }
+            kty::AKP => {
+                // RFC 9964 §3: alg and pub are required; priv must not be in a public key.
+                let alg = alg.ok_or(CoseError::Malformed("AKP key without alg (3)"))?;
+                if v.get_int(-2).is_some() {
+                    return Err(CoseError::Malformed("AKP public key carries a private key (-2)"));
+                }
+                let want = akp_public_key_len(alg).ok_or(CoseError::UnsupportedAlgorithm { kty, alg: alg.0 })?;
+                let public = bytes(-1, "missing pub (-1)")?;
+                if public.len() != want {
+                    return Err(CoseError::Malformed("AKP pub has the wrong length for its algorithm"));
+                }
+                Ok(CoseKey::Akp { alg, public })
+            }
             _ => Err(CoseError::Unsupported { kty, crv: None }),
         }
     }
@@ -280,11 +366,85 @@ impl CoseKey {
                 .insert(-1, n.clone())
                 .insert(-2, e.clone())
                 .build(),
+            CoseKey::Akp { alg, public } => {
+                MapBuilder::new().insert(1, kty::AKP).insert(3, alg.0).insert(-1, public.clone()).build()
+            }
         }
     }
 
     /// Canonical CBOR encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_value().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An AKP map with these entries (labels and values), canonical order.
+    fn akp(entries: Vec<(i64, Value)>) -> Vec<u8> {
+        let mut m = MapBuilder::new();
+        for (k, v) in entries {
+            m = m.insert(k, v);
+        }
+        m.build().to_vec()
+    }
+
+    #[test]
+    fn akp_keys_round_trip_and_are_checked() {
+        for (alg, len) in
+            [(CoseAlgorithm::ML_DSA_44, 1312), (CoseAlgorithm::ML_DSA_65, 1952), (CoseAlgorithm::ML_DSA_87, 2592)]
+        {
+            let key = CoseKey::Akp { alg, public: vec![7; len] };
+            let bytes = key.to_bytes();
+            // {1: 7, 3: alg, -1: pub}, in CTAP2 canonical order.
+            assert_eq!(&bytes[..3], &[0xa3, 0x01, 0x07]);
+            assert_eq!(CoseKey::from_bytes(&bytes), Ok(key.clone()));
+            assert_eq!((key.kty(), key.alg()), (kty::AKP, Some(alg)));
+            assert!(alg.is_ml_dsa() && alg.polymorphic_twin().is_none());
+            // pub one byte short or long.
+            for bad_len in [len - 1, len + 1, 0] {
+                let b =
+                    akp(vec![(1, Value::from(7i64)), (3, Value::from(alg.0)), (-1, Value::Bytes(vec![7; bad_len]))]);
+                assert!(matches!(CoseKey::from_bytes(&b), Err(CoseError::Malformed(_))), "{alg} {bad_len}");
+            }
+        }
+        let pk = || Value::Bytes(vec![1; 1952]);
+        // alg is required.
+        let b = akp(vec![(1, Value::from(7i64)), (-1, pk())]);
+        assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("AKP key without alg (3)")));
+        // pub is required.
+        let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64))]);
+        assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("missing pub (-1)")));
+        // priv (-2) must not be in a public key.
+        let b =
+            akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64)), (-1, pk()), (-2, Value::Bytes(vec![0; 32]))]);
+        assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("AKP public key carries a private key (-2)")));
+        // An AKP key for an algorithm that is not ML-DSA.
+        let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-7i64)), (-1, pk())]);
+        assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::UnsupportedAlgorithm { kty: 7, alg: -7 }));
+        // pub of the wrong CBOR type.
+        let b = akp(vec![(1, Value::from(7i64)), (3, Value::from(-49i64)), (-1, Value::from(5i64))]);
+        assert_eq!(CoseKey::from_bytes(&b), Err(CoseError::Malformed("missing pub (-1)")));
+    }
+
+    #[test]
+    fn fully_specified_identifiers_and_their_twins() {
+        use CoseAlgorithm as A;
+        for (full, poly, name) in [
+            (A::ESP256, A::ES256, "ESP256"),
+            (A::ESP384, A::ES384, "ESP384"),
+            (A::ESP512, A::ES512, "ESP512"),
+            (A::ED25519, A::EDDSA, "Ed25519"),
+            (A::ED448, A::EDDSA, "Ed448"),
+        ] {
+            assert_eq!(full.polymorphic_twin(), Some(poly));
+            assert_eq!(full.name(), name);
+            assert_eq!(poly.polymorphic_twin(), None);
+        }
+        assert_eq!((A::ESP256.0, A::ESP384.0, A::ESP512.0, A::ED25519.0, A::ED448.0), (-9, -51, -52, -19, -53));
+        assert_eq!((A::ML_DSA_44.0, A::ML_DSA_65.0, A::ML_DSA_87.0), (-48, -49, -50));
+        assert_eq!(A::ML_DSA_65.to_string(), "ML-DSA-65 (-49)");
     }
 }

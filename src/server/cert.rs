@@ -175,9 +175,9 @@ impl PublicKey {
         allow_rs1: bool,
     ) -> Result<(), CryptoError> {
         let (padding, hash) = match alg {
-            CoseAlgorithm::ES256 => (None, HashAlg::Sha256),
-            CoseAlgorithm::ES384 => (None, HashAlg::Sha384),
-            CoseAlgorithm::ES512 => (None, HashAlg::Sha512),
+            CoseAlgorithm::ES256 | CoseAlgorithm::ESP256 => (None, HashAlg::Sha256),
+            CoseAlgorithm::ES384 | CoseAlgorithm::ESP384 => (None, HashAlg::Sha384),
+            CoseAlgorithm::ES512 | CoseAlgorithm::ESP512 => (None, HashAlg::Sha512),
             CoseAlgorithm::RS256 => (Some(RsaPadding::Pkcs1v15), HashAlg::Sha256),
             CoseAlgorithm::RS384 => (Some(RsaPadding::Pkcs1v15), HashAlg::Sha384),
             CoseAlgorithm::RS512 => (Some(RsaPadding::Pkcs1v15), HashAlg::Sha512),
@@ -192,14 +192,15 @@ impl PublicKey {
                     _ => Err(CryptoError::InvalidKey("EdDSA needs an Ed25519 key")),
                 };
             }
+            CoseAlgorithm::ED448 => return Err(CryptoError::Unsupported("Ed448")),
             _ => return Err(CryptoError::Unsupported("COSE algorithm")),
         };
         match (self, padding) {
             (PublicKey::Ec { curve, point }, None) => {
                 // The COSE algorithm fixes the curve too (ES256 = P-256, ...).
                 let want = match alg {
-                    CoseAlgorithm::ES256 => EcCurve::P256,
-                    CoseAlgorithm::ES384 => EcCurve::P384,
+                    CoseAlgorithm::ES256 | CoseAlgorithm::ESP256 => EcCurve::P256,
+                    CoseAlgorithm::ES384 | CoseAlgorithm::ESP384 => EcCurve::P384,
                     _ => EcCurve::P521,
                 };
                 if *curve != want {

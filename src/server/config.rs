@@ -171,7 +171,8 @@ pub struct RpConfig {
 
 impl RpConfig {
     /// Defaults for `rp_id` with one allowed origin: UV preferred, no attestation,
-    /// ES256/EdDSA/ES384/RS256/PS256, 5-minute timeout, counter regressions refused.
+    /// ES256/EdDSA/ES384/RS256/PS256 then ML-DSA-65/44/87, 5-minute timeout,
+    /// counter regressions refused.
     pub fn new(rp_id: impl Into<String>, rp_name: impl Into<String>, origin: impl Into<String>) -> Self {
         RpConfig {
             rp_id: rp_id.into(),
@@ -191,6 +192,12 @@ impl RpConfig {
                 CoseAlgorithm::ES384,
                 CoseAlgorithm::RS256,
                 CoseAlgorithm::PS256,
+                // Post-quantum (RFC 9964) last, so that clients keep choosing
+                // the classical algorithms they support; ML-DSA-65 first of
+                // the three (FIPS 204's middle set).
+                CoseAlgorithm::ML_DSA_65,
+                CoseAlgorithm::ML_DSA_44,
+                CoseAlgorithm::ML_DSA_87,
             ],
             timeout: Duration::from_secs(300),
             counter_policy: CounterPolicy::Reject,

@@ -325,7 +325,11 @@ impl RelyingParty {
         // Step 19: the credential key's algorithm must be one we offered.
         let alg =
             acd.public_key.alg().ok_or_else(|| RegistrationError::AlgorithmNotAllowed("key has no alg".into()))?;
-        if !self.config.algorithms.contains(&alg) {
+        // An RFC 9864 fully specified identifier is accepted where its
+        // polymorphic twin was offered (ESP256 for ES256, Ed25519 for EdDSA).
+        let offered = self.config.algorithms.contains(&alg)
+            || alg.polymorphic_twin().is_some_and(|twin| self.config.algorithms.contains(&twin));
+        if !offered {
             return Err(RegistrationError::AlgorithmNotAllowed(alg.to_string()));
         }
         // A key that could never verify a signature is refused now, not at

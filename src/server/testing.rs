@@ -1,6 +1,6 @@
 //! Build WebAuthn responses in-process, for testing a relying party without
-//! an authenticator or a browser: a [`SoftCredential`] holds a P-256 or
-//! Ed25519 key and produces `RegistrationResponseJSON` and
+//! an authenticator or a browser: a [`SoftCredential`] holds a P-256,
+//! Ed25519 or ML-DSA key and produces `RegistrationResponseJSON` and
 //! `AuthenticationResponseJSON` exactly as a client would, with every field
 //! under the caller's control so tests can break one verification step at a
 //! time. For a full CTAP2 authenticator, see the `authenticator` module.
@@ -15,7 +15,7 @@ use crate::proto::webauthn::*;
 #[derive(Debug)]
 pub struct SoftCredential {
     provider: &'static dyn CryptoProvider,
-    /// COSE algorithm (ES256 or EdDSA).
+    /// COSE algorithm (ES256, ESP256, EdDSA, Ed25519, ML-DSA-44/65/87).
     pub alg: CoseAlgorithm,
     secret: SecretBytes,
     /// The credential ID.
@@ -72,19 +72,24 @@ impl ResponseParams {
 }
 
 impl SoftCredential {
-    /// A new credential with a random key and a random 32-byte credential ID.
+    /// A new credential with a random key and a random 32-byte credential ID:
+    /// ES256 or ESP256 (P-256), EdDSA or Ed25519, ML-DSA-44/65/87 (an AKP key).
     pub fn new(provider: &'static dyn CryptoProvider, alg: CoseAlgorithm) -> Result<Self, CryptoError> {
-        let (secret, public_key) = if alg == CoseAlgorithm::EDDSA {
+        let (secret, public_key) = if matches!(alg, CoseAlgorithm::EDDSA | CoseAlgorithm::ED25519) {
             let seed = provider.ed25519_generate()?;
             let x = provider.ed25519_public(&seed)?;
             (seed, CoseKey::Okp { alg: Some(alg), crv: curve::ED25519, x })
-        } else if alg == CoseAlgorithm::ES256 {
+        } else if matches!(alg, CoseAlgorithm::ES256 | CoseAlgorithm::ESP256) {
             let s = provider.p256_generate()?;
             let p = provider.p256_public(&s)?;
             let key = CoseKey::p256_from_sec1(&p, alg).map_err(|_| CryptoError::InvalidKey("P-256 point"))?;
             (s, key)
+        } else if let Some(level) = crate::crypto::cose_verify::ml_dsa_level(alg) {
+            let seed = provider.ml_dsa_generate(level)?;
+            let public = provider.ml_dsa_public(level, &seed)?;
+            (seed, CoseKey::Akp { alg, public })
         } else {
-            return Err(CryptoError::Unsupported("SoftCredential supports ES256 and EdDSA"));
+            return Err(CryptoError::Unsupported("SoftCredential supports ES256, ESP256, EdDSA, Ed25519 and ML-DSA"));
         };
         Ok(SoftCredential {
             provider,
@@ -99,7 +104,9 @@ impl SoftCredential {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if self.alg == CoseAlgorithm::EDDSA {
+        if let Some(level) = crate::crypto::cose_verify::ml_dsa_level(self.alg) {
+            self.provider.ml_dsa_sign(level, &self.secret, msg)
+        } else if matches!(self.alg, CoseAlgorithm::EDDSA | CoseAlgorithm::ED25519) {
             self.provider.ed25519_sign(&self.secret, msg)
         } else {
             self.provider.p256_sign(&self.secret, msg)

@@ -348,8 +348,12 @@ pub(crate) fn alg_hash(alg: CoseAlgorithm) -> Option<crate::crypto::HashAlg> {
         CoseAlgorithm::ES256 | CoseAlgorithm::RS256 | CoseAlgorithm::PS256 | CoseAlgorithm::ESP256 => {
             Some(HashAlg::Sha256)
         }
-        CoseAlgorithm::ES384 | CoseAlgorithm::RS384 | CoseAlgorithm::PS384 => Some(HashAlg::Sha384),
-        CoseAlgorithm::ES512 | CoseAlgorithm::RS512 | CoseAlgorithm::PS512 => Some(HashAlg::Sha512),
+        CoseAlgorithm::ES384 | CoseAlgorithm::RS384 | CoseAlgorithm::PS384 | CoseAlgorithm::ESP384 => {
+            Some(HashAlg::Sha384)
+        }
+        CoseAlgorithm::ES512 | CoseAlgorithm::RS512 | CoseAlgorithm::PS512 | CoseAlgorithm::ESP512 => {
+            Some(HashAlg::Sha512)
+        }
         CoseAlgorithm::RS1 => Some(HashAlg::Sha1),
         _ => None,
     }

@@ -27,9 +27,10 @@ pub(crate) fn verify(input: &Input<'_>) -> FormatResult {
             Ok((AttestationType::Basic, chain))
         }
         None => {
-            // Self attestation: alg must be the credential key's algorithm.
+            // Self attestation: alg must be the credential key's algorithm
+            // (or its RFC 9864 twin: ESP256 for an ES256 key, ...).
             if let Some(key_alg) = cred.public_key.alg()
-                && key_alg != alg
+                && !cose_verify::algorithms_agree(key_alg, alg)
             {
                 return Err(AttestationError::Mismatch(format!(
                     "attStmt.alg {alg} differs from the credential key's algorithm {key_alg}"
