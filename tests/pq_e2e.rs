@@ -179,3 +179,42 @@ fn attestation_object_sizes() {
         }
     }
 }
+
+#[test]
+fn the_largest_make_credential_response_fits_a_ctaphid_message() {
+    use hwkey::proto::ctap2::make_credential::{CommandOptions, MakeCredentialRequest};
+    use hwkey::proto::ctap2::{
+        CtapRequest, PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+    };
+    use hwkey::proto::extensions::MakeCredentialExtensions;
+    // ML-DSA-87 with self attestation (the largest key and signature), a
+    // 64-byte user id, long names, every extension at its largest output.
+    for provider in all_providers() {
+        let cfg = AuthenticatorConfig { provider, attestation: AttestationMode::SelfAttestation, ..Default::default() };
+        let mut a = Authenticator::new(cfg).unwrap();
+        let req = MakeCredentialRequest {
+            client_data_hash: vec![7; 32],
+            rp: PublicKeyCredentialRpEntity { id: "a".repeat(200) + ".example.com", name: Some("R".repeat(64)) },
+            user: PublicKeyCredentialUserEntity {
+                id: vec![1; 64],
+                name: Some("u".repeat(64)),
+                display_name: Some("d".repeat(64)),
+            },
+            pub_key_cred_params: vec![PublicKeyCredentialParameters::public_key(-50)],
+            options: Some(CommandOptions { rk: Some(true), up: None, uv: None }),
+            extensions: Some(MakeCredentialExtensions {
+                cred_protect: Some(3),
+                hmac_secret: Some(true),
+                cred_blob: Some(vec![9; 32]),
+                large_blob_key: Some(true),
+                min_pin_length: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = a.handle_cbor(&req.to_request_bytes());
+        eprintln!("{}: largest makeCredential response {} bytes (limit {MAX_MESSAGE_LEN})", provider.name(), resp.len());
+        assert_eq!(resp.first(), Some(&0), "status");
+        assert!(resp.len() <= MAX_MESSAGE_LEN, "{} bytes", resp.len());
+    }
+}
