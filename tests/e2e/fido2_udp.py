@@ -10,8 +10,8 @@ Checks, each a section of main():
   1. getInfo: FIDO_2_2, hmac-secret-mc, thirdPartyPayment, perCredMgmtRO,
      encIdentifier / encCredStoreState readable with the persistent token.
   2. ML-DSA-65 credential and assertion verified by pyca/cryptography:
-     check_ml_dsa() (owned by the post-quantum work; skipped until the
-     authenticator lists ML-DSA-65).
+     check_ml_dsa() (key, packed self attestation, assertion, a tampered
+     assertion refused).
   3. PRF at creation (hmac-secret-mc) equals PRF at sign-in.
   4. thirdPartyPayment: a payment-enabled credential says so at sign-in
      and in credential management.
@@ -202,15 +202,39 @@ def check_info(ctap: Ctap2) -> None:
 
 
 def check_ml_dsa(ctap: Ctap2, dev: CtapDevice) -> None:
-    """ML-DSA-65 credential and assertion verified by pyca/cryptography.
+    """An ML-DSA-65 credential and assertion, made through python-fido2 and
+    verified by pyca/cryptography (no hwkey code on the verifying side)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import mldsa
 
-    Placeholder for the post-quantum work (issue 15, item 2): it runs once
-    the authenticator lists ML-DSA-65 (COSE -49) in getInfo algorithms."""
     algs = [a.get("alg") for a in ctap.get_info().algorithms]
-    if -49 not in algs:
-        print("skip - ML-DSA-65 credential: the authenticator does not list COSE -49 yet")
-        return
-    raise AssertionError("ML-DSA-65 is listed but check_ml_dsa() has no check yet")
+    check(-49 in algs, f"getInfo lists ML-DSA-65 (COSE -49) ({algs})")
+    c = client(dev, Pin(PIN))
+    opts = creation(b"\x05mldsa")
+    opts["pubKeyCredParams"] = [{"type": "public-key", "alg": -49}, {"type": "public-key", "alg": -7}]
+    reg = c.make_credential(opts)
+    att = reg.response.attestation_object
+    cred = att.auth_data.credential_data
+    key = cred.public_key
+    check(key.get(1) == 7 and key.get(3) == -49, f"ML-DSA-65 credential: AKP key, kty 7, alg -49 ({key.get(1)}, {key.get(3)})")
+    raw = key.get(-1)
+    check(isinstance(raw, bytes) and len(raw) == 1952, "ML-DSA-65 public key of 1952 bytes")
+    pub = mldsa.MLDSA65PublicKey.from_public_bytes(raw)
+    if att.fmt == "packed" and "x5c" not in att.att_stmt:
+        check(att.att_stmt.get("alg") == -49, "packed self attestation names alg -49")
+        pub.verify(att.att_stmt["sig"], bytes(att.auth_data) + reg.response.client_data.hash)
+        print("ok - packed self attestation verified by pyca/cryptography")
+    r = c.get_assertion(request(cred.credential_id)).get_response(0)
+    signed = bytes(r.response.authenticator_data) + r.response.client_data.hash
+    check(len(r.response.signature) == 3309, "ML-DSA-65 signature of 3309 bytes")
+    pub.verify(r.response.signature, signed)
+    print("ok - ML-DSA-65 assertion verified by pyca/cryptography")
+    try:
+        pub.verify(r.response.signature, signed[:-1] + bytes([signed[-1] ^ 1]))
+    except InvalidSignature:
+        print("ok - a tampered assertion is refused by pyca/cryptography")
+    else:
+        raise AssertionError("pyca/cryptography accepted a tampered ML-DSA-65 assertion")
 
 
 def check_prf(dev: CtapDevice) -> None:
