@@ -213,7 +213,11 @@ fn the_largest_make_credential_response_fits_a_ctaphid_message() {
             ..Default::default()
         };
         let resp = a.handle_cbor(&req.to_request_bytes());
-        eprintln!("{}: largest makeCredential response {} bytes (limit {MAX_MESSAGE_LEN})", provider.name(), resp.len());
+        eprintln!(
+            "{}: largest makeCredential response {} bytes (limit {MAX_MESSAGE_LEN})",
+            provider.name(),
+            resp.len()
+        );
         assert_eq!(resp.first(), Some(&0), "status");
         assert!(resp.len() <= MAX_MESSAGE_LEN, "{} bytes", resp.len());
     }
