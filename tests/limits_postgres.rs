@@ -11,7 +11,7 @@ mod common;
 mod pgdb;
 
 use common::{Client, ORIGIN, RP_ID, SoftKey};
-use hwkey::http::router;
+use hwkey::http::{CeremonyStorage, HttpOptions, router, router_with};
 use hwkey::server::{RelyingParty, RpConfig};
 use hwkey::store::Store;
 use hwkey::store::ceremony_cache::CeremonyLimits;
@@ -45,7 +45,9 @@ async fn sessions_have_a_statement_timeout_and_keepalives() {
 }
 
 /// The ceremonies table is capped by count: at the cap, 503 `overloaded`
-/// with Retry-After (there was no cap at all).
+/// with Retry-After (there was no cap at all). (PostgreSQL seals ceremonies
+/// in the cookie by default, holding none; the table is the mode for
+/// ceremonies too large for a cookie, and can be chosen.)
 #[tokio::test]
 async fn pending_ceremonies_are_capped_in_the_table() {
     let Some(admin) = admin_url() else { return };
@@ -54,7 +56,8 @@ async fn pending_ceremonies_are_capped_in_the_table() {
         .await
         .expect("store")
         .with_ceremony_limits(CeremonyLimits { max_count: 30, ..CeremonyLimits::default() });
-    let app = router(rp(), store.clone());
+    let opts = HttpOptions { ceremony_storage: CeremonyStorage::Store, ..HttpOptions::default() };
+    let app = router_with(rp(), store.clone(), opts);
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for _ in 0..60 {
         let mut c = Client::new(app.clone());
@@ -68,6 +71,38 @@ async fn pending_ceremonies_are_capped_in_the_table() {
     assert_eq!(statuses.get(&503), Some(&30), "{statuses:?}");
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ceremonies").fetch_one(store.pool()).await.expect("count");
     assert_eq!(rows, 30);
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// By default PostgreSQL keeps no pending ceremony at all: the state is
+/// sealed in the cookie, options write nothing, and a sign-in records its
+/// ceremony as used in its own statement (one row per verified ceremony,
+/// none in the ceremonies table), so a flood of options holds nothing.
+#[tokio::test]
+async fn sealed_ceremonies_hold_nothing_on_the_server() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "sealed").await;
+    let store = PgStore::connect(&db.url).await.expect("store");
+    let app = router(rp(), store.clone());
+    for _ in 0..200 {
+        Client::new(app.clone()).post("/api/login/options", &json!({})).await.ok();
+    }
+    let count = |table: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.expect("count")
+        }
+    };
+    assert_eq!(count("ceremonies").await, 0, "options wrote nothing");
+    assert_eq!(count("used_ceremonies").await, 0);
+    let mut c = Client::new(app.clone());
+    let mut key = SoftKey::new();
+    c.register("sealy", &mut key, json!({})).await.ok();
+    c.login(Some("sealy"), &mut key).await.ok();
+    c.login(None, &mut key).await.ok();
+    assert_eq!(count("ceremonies").await, 0);
+    assert_eq!(count("used_ceremonies").await, 3, "one registration, two sign-ins");
     store.close().await;
     db.drop_db().await;
 }

@@ -25,7 +25,7 @@ use super::sessions::{self, Session};
 use super::{AccountError, AccountService, secrets, throttle};
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, OtpError, OtpSecret, Totp};
-use crate::store::account::{SessionRow, SignInClears};
+use crate::store::account::{SessionRow, SignInClears, UsedCeremony};
 use crate::store::otp::TotpSecretRecord;
 use crate::store::{AuditKind, NewAuditEvent, SignCountUpdate, Store, StoredCredential, UserRecord, ms};
 use std::net::IpAddr;
@@ -104,6 +104,9 @@ pub struct VerifiedAssertion<'a> {
     pub reported_sign_count: u32,
     /// The backup state it reported.
     pub backed_up: bool,
+    /// The sealed ceremony the assertion answered, when its state came from
+    /// the client (the ceremony cookie): used up in the sign-in's own write.
+    pub ceremony: Option<&'a UsedCeremony>,
 }
 
 /// How a key sign-in's recording went.
@@ -118,6 +121,9 @@ pub enum KeySignIn {
     },
     /// The credential was removed meanwhile.
     Removed,
+    /// The sealed ceremony was used already (a replayed ceremony cookie, or
+    /// a concurrent verify of the same one won): nothing was recorded.
+    CeremonyUsed,
 }
 
 /// Whom a new key is for.
@@ -284,7 +290,7 @@ impl<S: Store> AccountService<S> {
         assertion: VerifiedAssertion<'_>,
         event: NewAuditEvent,
     ) -> Result<KeySignIn, AccountError> {
-        let VerifiedAssertion { credential_id, new_sign_count, reported_sign_count, backed_up } = assertion;
+        let VerifiedAssertion { credential_id, new_sign_count, reported_sign_count, backed_up, ceremony } = assertion;
         let method = match step {
             Some(s) if s.user.handle == user.handle => SignInMethod::PasswordKey,
             _ => SignInMethod::Key,
@@ -299,7 +305,7 @@ impl<S: Store> AccountService<S> {
         };
         let update = self
             .store()
-            .record_key_sign_in(credential_id, new_sign_count, backed_up, now, event.clone(), &row, &clears)
+            .record_key_sign_in(credential_id, new_sign_count, backed_up, now, event.clone(), &row, &clears, ceremony)
             .await?;
         let cleared = matches!(update, SignCountUpdate::Advanced) && self.store().key_sign_in_clears();
         match update {
@@ -313,6 +319,7 @@ impl<S: Store> AccountService<S> {
             }
             SignCountUpdate::NotAdvanced { current } => return Ok(KeySignIn::CounterRegression { current }),
             SignCountUpdate::NotFound => return Ok(KeySignIn::Removed),
+            SignCountUpdate::CeremonyUsed => return Ok(KeySignIn::CeremonyUsed),
         }
         // A key sign-in lifts the lockout of the fallback factors and starts
         // the account's attempt window over: in the sign-in's own write where

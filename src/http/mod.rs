@@ -25,8 +25,13 @@
 //! | `GET /api/sessions`, `DELETE /api/sessions/{id}` | the signed-in user's sessions |
 //!
 //! The pending ceremony is bound to the browser by an HttpOnly,
-//! SameSite=Strict cookie holding 32 random bytes; the database keeps only
-//! their SHA-256. The first verify consumes it, pass or fail, and it expires
+//! SameSite=Strict cookie ([`CeremonyStorage`]). With one server process
+//! (SQLite) the cookie holds 32 random bytes and the process keeps the state
+//! under their SHA-256. With several (PostgreSQL) the cookie holds the state
+//! itself, sealed (AES-256-GCM under a key derived from the session secret):
+//! no write when a ceremony starts, and verify records the ceremony's id as
+//! used in the sign-in's own statement, so each is accepted once on every
+//! instance. The first verify consumes it, pass or fail, and it expires
 //! with the relying party's timeout. The session cookie (HttpOnly,
 //! SameSite=Strict) holds a token the server signed (`account/sessions.rs`:
 //! user handle, sign-in method, expiry, nonce, HMAC-SHA256 under a secret
@@ -53,6 +58,7 @@ use crate::server::{
     AttestationConveyance, AuthenticationError, AuthenticationRequest, AuthenticationState, RegistrationError,
     RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
 };
+use crate::store::account::UsedCeremony;
 use crate::store::ceremony_cache::{CeremonyCache, CeremonyLimits, json_size};
 use crate::store::{AuditKind, AuditQuery, NewAuditEvent, Store, StoreError, StoredCredential, UserRecord};
 use axum::Router;
@@ -70,6 +76,7 @@ use std::time::{Duration, SystemTime};
 
 mod account;
 mod otp;
+mod sealed_ceremony;
 pub mod serve;
 
 /// Largest request body accepted; larger ones get 413.
@@ -119,6 +126,31 @@ pub struct HttpOptions {
     pub password_concurrency: Option<usize>,
     /// How long audit events are kept (the maintenance task purges older ones).
     pub audit_retention: Duration,
+    /// Where pending ceremonies are kept between `/options` and `/verify`.
+    pub ceremony_storage: CeremonyStorage,
+}
+
+/// Where the HTTP layer keeps a pending ceremony (its challenge, and for a
+/// username-first sign-in the user's credentials) between `/options` and
+/// `/verify`. Every mode hands a ceremony to one verify only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CeremonyStorage {
+    /// In this process when the store keeps its data in this process anyway
+    /// (SQLite: one server process per database), sealed in the cookie
+    /// otherwise (PostgreSQL: any instance may get the verify).
+    #[default]
+    Auto,
+    /// In this process's memory, capped by [`HttpOptions::ceremony_limits`]
+    /// (one server process; gone after a restart).
+    InProcess,
+    /// Sealed in the ceremony cookie (AES-256-GCM under a key derived from
+    /// the session secret, see `src/http/sealed_ceremony.rs`): nothing is
+    /// stored when a ceremony starts, and verifying one records its id as
+    /// used in the same write as the sign-in. Ceremonies too large for a
+    /// cookie go to the store's table.
+    Sealed,
+    /// In the store's ceremonies table (capped by the store's limits).
+    Store,
 }
 
 impl Default for HttpOptions {
@@ -133,6 +165,7 @@ impl Default for HttpOptions {
             secret_key: None,
             password_concurrency: None,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            ceremony_storage: CeremonyStorage::Auto,
         }
     }
 }
@@ -148,6 +181,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("secret_key", &self.secret_key)
             .field("password_concurrency", &self.password_concurrency)
             .field("audit_retention", &self.audit_retention)
+            .field("ceremony_storage", &self.ceremony_storage)
             .finish_non_exhaustive()
     }
 }
@@ -157,10 +191,20 @@ struct App<S> {
     /// Users, factors, sessions, policy: everything but the key ceremonies.
     accounts: AccountService<S>,
     opts: HttpOptions,
-    /// Pending ceremonies, typed, when the store keeps them in this process
-    /// anyway ([`Store::ceremonies_in_process`]): the same guarantees (taken
-    /// once, under a lock; gone after a restart) without a JSON round trip.
-    local_ceremonies: Option<std::sync::Mutex<CeremonyCache<Pending>>>,
+    /// Where pending ceremonies are.
+    ceremonies: Ceremonies,
+}
+
+/// [`CeremonyStorage`], resolved.
+enum Ceremonies {
+    /// Typed, in this process: the same guarantees as the store's table
+    /// (taken once, under a lock) without a JSON round trip.
+    Local(std::sync::Mutex<CeremonyCache<Pending>>),
+    /// Sealed in the cookie, under a key derived from the session secret
+    /// (read from the store on first use).
+    Sealed(tokio::sync::OnceCell<sealed_ceremony::CeremonySeal>),
+    /// In the store's table.
+    Store,
 }
 
 /// The router for `rp` over `store`, with default options.
@@ -171,10 +215,18 @@ pub fn router<S: Store>(rp: RelyingParty, store: S) -> Router {
 /// The router for `rp` over `store`.
 pub fn router_with<S: Store>(rp: RelyingParty, store: S, opts: HttpOptions) -> Router {
     let serve_demo = opts.serve_demo;
-    let local_ceremonies =
-        store.ceremonies_in_process().then(|| std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits)));
+    let ceremonies = match opts.ceremony_storage {
+        CeremonyStorage::Auto if store.ceremonies_in_process() => CeremonyStorage::InProcess,
+        CeremonyStorage::Auto => CeremonyStorage::Sealed,
+        other => other,
+    };
+    let ceremonies = match ceremonies {
+        CeremonyStorage::Sealed => Ceremonies::Sealed(tokio::sync::OnceCell::new()),
+        CeremonyStorage::Store => Ceremonies::Store,
+        _ => Ceremonies::Local(std::sync::Mutex::new(CeremonyCache::new(opts.ceremony_limits))),
+    };
     let accounts = AccountService::new(store, account::secret_key(&opts), account::config(&rp, &opts));
-    let app = Arc::new(App { rp, accounts, opts, local_ceremonies });
+    let app = Arc::new(App { rp, accounts, opts, ceremonies });
     let mut r = Router::new()
         .route("/api/register/options", post(register_options::<S>))
         .route("/api/register/verify", post(register_verify::<S>))
@@ -445,6 +497,11 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("the request body is not valid: {e}")))
 }
 
+/// Unix ms as a time (the epoch for negative values).
+fn unix_ms_time(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 /// The first cookie `name` that decodes (base64url) to `min..=max` bytes.
 fn cookie_token(headers: &HeaderMap, name: &str, min: usize, max: usize) -> Option<Vec<u8>> {
     for value in headers.get_all(COOKIE) {
@@ -571,59 +628,139 @@ impl<S: Store> App<S> {
         Ok(self.accounts.password_step(&token).await?)
     }
 
+    /// The key that seals ceremony cookies (derived once from the session secret).
+    async fn seal<'a>(
+        &self,
+        cell: &'a tokio::sync::OnceCell<sealed_ceremony::CeremonySeal>,
+    ) -> Result<&'a sealed_ceremony::CeremonySeal, ApiError> {
+        cell.get_or_try_init(|| async {
+            let secret = self.accounts.session_secret().await?;
+            sealed_ceremony::CeremonySeal::derive(self.rp.provider(), secret)
+                .ok_or_else(|| ApiError::from_code("internal_error", "cannot derive the ceremony key"))
+        })
+        .await
+    }
+
     async fn put_pending(
         &self,
         headers: &HeaderMap,
         pending: Pending,
         expires_ms: u64,
     ) -> Result<HeaderValue, ApiError> {
-        let token = self.new_token()?;
-        if let Some(local) = &self.local_ceremonies {
-            let now = crate::store::ms(self.now());
-            // Measured before the lock is taken.
-            let bytes = json_size(&pending);
-            let mut cache = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // One pending ceremony per browser: a new one replaces the last.
-            if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
-                cache.take(&self.digest(&old));
+        let expires = i64::try_from(expires_ms).unwrap_or(i64::MAX);
+        let cell = match &self.ceremonies {
+            Ceremonies::Local(local) => {
+                let token = self.new_token()?;
+                let now = crate::store::ms(self.now());
+                // Measured before the lock is taken.
+                let bytes = json_size(&pending);
+                let mut cache = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // One pending ceremony per browser: a new one replaces the last.
+                if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
+                    cache.take(&self.digest(&old));
+                }
+                cache
+                    .put(self.digest(&token), pending, bytes, expires, now)
+                    .map_err(|e| ApiError::from(StoreError::Overloaded(e.to_string())))?;
+                drop(cache);
+                return Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout));
             }
-            cache
-                .put(self.digest(&token), pending, bytes, i64::try_from(expires_ms).unwrap_or(i64::MAX), now)
-                .map_err(|e| ApiError::from(StoreError::Overloaded(e.to_string())))?;
-            drop(cache);
-            return Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout));
+            Ceremonies::Sealed(cell) => cell,
+            Ceremonies::Store => return self.put_stored(headers, &pending, expires).await,
+        };
+        let seal = self.seal(cell).await?;
+        // One pending ceremony per browser: a new one uses up the last.
+        if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, sealed_ceremony::MAX_TOKEN_LEN) {
+            if old.len() == 32 {
+                self.store().take_ceremony(&self.digest(&old)).await?;
+            } else if let Some(o) = seal.open(&old).filter(|o| o.expires_ms >= crate::store::ms(self.now())) {
+                self.store().consume_ceremony(&o.id, unix_ms_time(o.expires_ms)).await?;
+            }
         }
-        let state = serde_json::to_string(&pending)
+        let json = |p: &Pending| {
+            serde_json::to_vec(p).map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))
+        };
+        let fits = |plain: &[u8]| plain.len() + sealed_ceremony::MIN_TOKEN_LEN <= sealed_ceremony::MAX_TOKEN_LEN;
+        let mut plain = json(&pending)?;
+        let mut pending = pending;
+        if !fits(&plain) {
+            // Too large for a cookie with the credential snapshot (large
+            // post-quantum keys, many of them): without it, verify reads
+            // the credential instead.
+            if let Pending::Authentication { user, allowed, .. } = &mut pending {
+                *user = None;
+                allowed.clear();
+                plain = json(&pending)?;
+            }
+        }
+        if !fits(&plain) {
+            return self.put_stored(headers, &pending, expires).await;
+        }
+        let (_, token) = seal
+            .seal(expires, &plain)
+            .ok_or_else(|| ApiError::from_code("internal_error", "cannot seal the ceremony state"))?;
+        Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout))
+    }
+
+    /// A pending ceremony in the store's table.
+    async fn put_stored(&self, headers: &HeaderMap, pending: &Pending, expires: i64) -> Result<HeaderValue, ApiError> {
+        let token = self.new_token()?;
+        let state = serde_json::to_string(pending)
             .map_err(|e| ApiError::from_code("internal_error", format!("ceremony state: {e}")))?;
         // One pending ceremony per browser: a new one replaces the last.
         if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {
             self.store().take_ceremony(&self.digest(&old)).await?;
         }
-        let expires =
-            SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expires_ms)).unwrap_or(SystemTime::UNIX_EPOCH);
-        self.store().put_ceremony(&self.digest(&token), &state, expires).await?;
+        self.store().put_ceremony(&self.digest(&token), &state, unix_ms_time(expires)).await?;
         Ok(self.cookie(headers, CEREMONY_COOKIE, Some(&token), self.rp.config().timeout))
     }
 
-    /// Consume the caller's pending ceremony (whatever comes next).
+    /// Take the caller's pending ceremony (whatever comes next). One held
+    /// in the process or the store's table is gone from there; a sealed one
+    /// comes with its id, which the caller must use up
+    /// ([`Store::consume_ceremony`], or the key sign-in's own write).
     async fn take_pending(&self, headers: &HeaderMap) -> Result<Taken, ApiError> {
-        let Some(token) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) else { return Ok(Taken::Nothing) };
-        if let Some(local) = &self.local_ceremonies {
-            let taken = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(&self.digest(&token));
-            return Ok(match taken {
-                None => Taken::Nothing,
-                Some((_, expires)) if expires < crate::store::ms(self.now()) => Taken::Expired,
-                Some((pending, _)) => Taken::Pending(Box::new(pending)),
-            });
+        let max = if matches!(self.ceremonies, Ceremonies::Sealed(_)) { sealed_ceremony::MAX_TOKEN_LEN } else { 32 };
+        let Some(token) = cookie_token(headers, CEREMONY_COOKIE, 32, max) else { return Ok(Taken::Nothing) };
+        let now = crate::store::ms(self.now());
+        match &self.ceremonies {
+            Ceremonies::Local(local) => {
+                let taken = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(&self.digest(&token));
+                return Ok(match taken {
+                    None => Taken::Nothing,
+                    Some((_, expires)) if expires < now => Taken::Expired,
+                    Some((pending, _)) => Taken::Pending(Box::new(pending), None),
+                });
+            }
+            Ceremonies::Sealed(cell) if token.len() != 32 => {
+                let Some(opened) = self.seal(cell).await?.open(&token) else { return Ok(Taken::Nothing) };
+                if opened.expires_ms < now {
+                    return Ok(Taken::Expired);
+                }
+                return match serde_json::from_slice::<Pending>(&opened.plain) {
+                    Ok(pending) => Ok(Taken::Pending(
+                        Box::new(pending),
+                        Some(UsedCeremony { id: opened.id.to_vec(), expires_unix_ms: opened.expires_ms }),
+                    )),
+                    // Authentic but unreadable: written by another version.
+                    Err(_) => Ok(Taken::Nothing),
+                };
+            }
+            _ => {}
         }
         let Some(p) = self.store().take_ceremony(&self.digest(&token)).await? else { return Ok(Taken::Nothing) };
-        if p.expires_unix_ms < crate::store::ms(self.now()) {
+        if p.expires_unix_ms < now {
             return Ok(Taken::Expired);
         }
         match serde_json::from_str::<Pending>(&p.state) {
-            Ok(pending) => Ok(Taken::Pending(Box::new(pending))),
+            Ok(pending) => Ok(Taken::Pending(Box::new(pending), None)),
             Err(e) => Err(ApiError::from_code("storage_corrupt", format!("stored ceremony state: {e}"))),
         }
+    }
+
+    /// Use up a sealed ceremony; false when it was used already.
+    async fn consume(&self, used: &UsedCeremony) -> Result<bool, ApiError> {
+        Ok(self.store().consume_ceremony(&used.id, unix_ms_time(used.expires_unix_ms)).await?)
     }
 
     /// An audit event for a request without a session (fields bounded small).
@@ -635,18 +772,19 @@ impl<S: Store> App<S> {
 enum Taken {
     Nothing,
     Expired,
-    Pending(Box<Pending>),
+    /// The ceremony, and its id when it was sealed in the cookie (to use up).
+    Pending(Box<Pending>, Option<UsedCeremony>),
 }
 
 impl Taken {
-    fn into_pending(self) -> Result<Pending, ApiError> {
+    fn into_pending(self) -> Result<(Pending, Option<UsedCeremony>), ApiError> {
         match self {
             Taken::Nothing => Err(ApiError::from_code(
                 "no_pending_ceremony",
                 "no ceremony is pending for this browser (it was used already, or never started)",
             )),
             Taken::Expired => Err(ApiError::from_code("challenge_expired", "the challenge expired; start again")),
-            Taken::Pending(p) => Ok(*p),
+            Taken::Pending(p, used) => Ok((*p, used)),
         }
     }
 }
@@ -826,10 +964,19 @@ async fn register_verify_inner<S: Store>(app: &App<S>, method: &Method, headers:
     let body = read_body(headers, body).await?;
     let response: RegistrationResponseJson = parse_json(&body)?;
     let (state, display_name, new_user, authorized, existing) = match taken.into_pending() {
-        Ok(Pending::Registration { state, display_name, new_user, authorized, existing }) => {
+        Ok((Pending::Registration { state, display_name, new_user, authorized, existing }, used)) => {
+            // A sealed ceremony is used up before anything else, pass or fail.
+            if let Some(used) = used
+                && !app.consume(&used).await?
+            {
+                return Err(ApiError::from_code("no_pending_ceremony", "this ceremony was used already"));
+            }
             (state, display_name, new_user, authorized, existing)
         }
-        Ok(Pending::Authentication { .. }) => {
+        Ok((Pending::Authentication { .. }, used)) => {
+            if let Some(used) = used {
+                app.consume(&used).await?;
+            }
             return Err(ApiError::from_code(
                 "no_pending_ceremony",
                 "the pending ceremony is a sign-in, not a registration",
@@ -1009,7 +1156,29 @@ async fn login_verify<S: Store>(
 
 async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &HeaderMap, body: Body) -> ApiResult {
     app.check_origin(method, headers)?;
-    let taken = app.take_pending(headers).await?;
+    let mut taken = app.take_pending(headers).await?;
+    // A sealed ceremony is used up by the sign-in's own write; when the
+    // verify fails before it, here (pass or fail, it is used once).
+    let used = match &mut taken {
+        Taken::Pending(_, used) => used.take(),
+        _ => None,
+    };
+    let result = login_verify_taken(app, headers, body, taken, used.as_ref()).await;
+    if result.is_err()
+        && let Some(used) = &used
+    {
+        app.consume(used).await?;
+    }
+    result
+}
+
+async fn login_verify_taken<S: Store>(
+    app: &App<S>,
+    headers: &HeaderMap,
+    body: Body,
+    taken: Taken,
+    used: Option<&UsedCeremony>,
+) -> ApiResult {
     let body = read_body(headers, body).await?;
     let response: AuthenticationResponseJson = parse_json(&body)?;
     let cred_id: &[u8] = &response.raw_id;
@@ -1017,8 +1186,8 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
         NewAuditEvent::new(AuditKind::SignInFailed).credential(cred_id).code(code).detail(message)
     };
     let (state, snapshot_user, allowed) = match taken.into_pending() {
-        Ok(Pending::Authentication { state, user, allowed }) => (state, user, allowed),
-        Ok(Pending::Registration { .. }) => {
+        Ok((Pending::Authentication { state, user, allowed }, _)) => (state, user, allowed),
+        Ok((Pending::Registration { .. }, _)) => {
             return Err(ApiError::from_code(
                 "no_pending_ceremony",
                 "the pending ceremony is a registration, not a sign-in",
@@ -1082,6 +1251,7 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
                 new_sign_count: result.new_sign_count,
                 reported_sign_count: result.reported_sign_count,
                 backed_up: result.backed_up,
+                ceremony: used,
             },
             signed_in,
         )
@@ -1104,6 +1274,9 @@ async fn login_verify_inner<S: Store>(app: &App<S>, method: &Method, headers: &H
             );
             app.audit(failed(e.code, &e.message).user(&user.username, &user.handle)).await;
             return Err(e);
+        }
+        KeySignIn::CeremonyUsed => {
+            return Err(ApiError::from_code("no_pending_ceremony", "this ceremony was used already"));
         }
         KeySignIn::Removed => {
             let e = ApiError::from_code("unknown_credential", "this security key was removed")

@@ -80,6 +80,16 @@ pub struct SignInClears {
     pub throttle_subject: String,
 }
 
+/// A sealed ceremony (its state held in the ceremony cookie) that a key
+/// sign-in uses up in its own write: see `Store::consume_ceremony`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedCeremony {
+    /// The ceremony's random id.
+    pub id: Vec<u8>,
+    /// When it expires (Unix ms); the id is kept until then.
+    pub expires_unix_ms: i64,
+}
+
 /// Storage for the account service. See the module documentation.
 pub trait AccountStore: Send + Sync + 'static {
     /// The user's password hash (PHC string), if a password is set.
@@ -181,7 +191,9 @@ pub trait AccountStore: Send + Sync + 'static {
     /// `session` inserted in the same statement or transaction. A backend
     /// for which [`AccountStore::key_sign_in_clears`] is true also lifts
     /// `clears` (the account's failures in a row and its attempt window) in
-    /// that write; otherwise the caller does it.
+    /// that write; otherwise the caller does it. With a `ceremony`, the
+    /// write also records it used, and writes nothing else when it was used
+    /// already ([`SignCountUpdate::CeremonyUsed`]).
     #[allow(clippy::too_many_arguments)] // the sign-in's parts, each its own type
     fn record_key_sign_in(
         &self,
@@ -192,6 +204,7 @@ pub trait AccountStore: Send + Sync + 'static {
         event: NewAuditEvent,
         session: &SessionRow,
         clears: &SignInClears,
+        ceremony: Option<&UsedCeremony>,
     ) -> impl Future<Output = Result<SignCountUpdate, StoreError>> + Send;
 
     /// Does [`AccountStore::record_key_sign_in`] lift its `clears` itself
@@ -625,8 +638,9 @@ macro_rules! forward_account {
                 event: NewAuditEvent,
                 session: &SessionRow,
                 clears: &SignInClears,
+                ceremony: Option<&UsedCeremony>,
             ) -> Result<SignCountUpdate, StoreError> {
-                self.key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears).await
+                self.key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears, ceremony).await
             }
             fn key_sign_in_clears(&self) -> bool {
                 self.clears_in_key_sign_in()
@@ -800,8 +814,9 @@ impl AccountStore for super::DbStore {
         event: NewAuditEvent,
         session: &SessionRow,
         clears: &SignInClears,
+        ceremony: Option<&UsedCeremony>,
     ) -> Result<SignCountUpdate, StoreError> {
-        delegate_acct!(self, s => s.record_key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears))
+        delegate_acct!(self, s => s.record_key_sign_in(credential_id, new_sign_count, backed_up, now, event, session, clears, ceremony))
     }
     fn key_sign_in_clears(&self) -> bool {
         match self {

@@ -182,6 +182,9 @@ pub enum SignCountUpdate {
     },
     /// No such credential (it was deleted meanwhile).
     NotFound,
+    /// The sign-in's sealed ceremony was used already (a replay of its
+    /// cookie, or a concurrent verify of it won): nothing was written.
+    CeremonyUsed,
 }
 
 /// What deleting a credential did.
@@ -532,6 +535,14 @@ pub trait Store: otp::OtpStore + account::AccountStore + Send + Sync + 'static {
     /// returned too (the caller reports them as expired).
     fn take_ceremony(&self, id: &[u8]) -> impl Future<Output = Result<Option<PendingCeremony>, StoreError>> + Send;
 
+    /// Record that the sealed ceremony `id` (its state held by the client,
+    /// see `crate::http::sealed_ceremony`) is used, keeping the id until
+    /// `expires`: true the first time, false for every later call with the
+    /// same id, from any process on the database. A key sign-in records its
+    /// ceremony in its own write instead
+    /// ([`AccountStore::record_key_sign_in`](account::AccountStore::record_key_sign_in)).
+    fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The secret that signs session tokens: 32 random bytes made the first
     /// time it is asked for and kept in the database, so that every server
     /// process on one database accepts the others' sessions, and sessions
@@ -551,7 +562,7 @@ pub trait Store: otp::OtpStore + account::AccountStore + Send + Sync + 'static {
     /// Read the audit log, newest first.
     fn audit_events(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 
-    /// Delete expired ceremonies, sign-outs of expired sessions and TOTP
+    /// Delete expired ceremonies (pending and used), sign-outs of expired sessions and TOTP
     /// enrollments left unconfirmed for [`otp::PENDING_TOTP_MAX_AGE`];
     /// returns how many rows went.
     fn purge_expired(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -578,6 +589,11 @@ pub(crate) mod session_sql {
         "INSERT INTO revoked_sessions (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
     pub const IS_REVOKED: &str = "SELECT 1 FROM revoked_sessions WHERE id = $1";
     pub const PURGE: &str = "DELETE FROM revoked_sessions WHERE expires_ms < $1";
+    /// A sealed ceremony used (see `Store::consume_ceremony`): one row when it was new.
+    pub const CONSUME_CEREMONY: &str =
+        "INSERT INTO used_ceremonies (id, expires_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+    /// Used ceremonies past their expiry.
+    pub const PURGE_USED_CEREMONIES: &str = "DELETE FROM used_ceremonies WHERE expires_ms < $1";
 }
 
 /// How long a ceremony is kept after it expired, so a late verify is told
@@ -939,6 +955,9 @@ impl Store for DbStore {
     }
     async fn take_ceremony(&self, id: &[u8]) -> Result<Option<PendingCeremony>, StoreError> {
         delegate!(self, s => s.take_ceremony(id))
+    }
+    async fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> Result<bool, StoreError> {
+        delegate!(self, s => s.consume_ceremony(id, expires))
     }
     async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         delegate!(self, s => s.session_secret())

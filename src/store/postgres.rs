@@ -187,31 +187,50 @@ const TOUCH_LOGGED: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GRE
                             SELECT $4, $5, $6, $7, $1, $8, $9 FROM t WHERE t.sign_count = $2) \
                             SELECT sign_count FROM t";
 
-/// [`ADVANCE_LOGGED`] and the session row ($10 id, $11 user handle, $12
-/// method, $13 expiry) of a key sign-in, in one statement.
-const ADVANCE_SESSION: &str = "WITH adv AS (UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
-                              WHERE id = $1 AND sign_count < $2 RETURNING sign_count), \
+/// A key sign-in's whole write, one statement: the sealed ceremony used up
+/// ($14 id, NULL when the ceremony was held elsewhere; $15 its expiry), and
+/// only when it was new: the counter moved forward ([`ADVANCE`]), the audit
+/// event ($5..$9), the session row ($10 id, $11 user handle, $12 method,
+/// $13 expiry), the account's failures and attempt window ($16 throttle
+/// subject) lifted. Answers one row: the new counter (NULL when it did not
+/// move) and whether the ceremony was new.
+const ADVANCE_SESSION: &str = "WITH uc AS (INSERT INTO used_ceremonies (id, expires_ms) SELECT $14, $15 \
+                              WHERE $14::bytea IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING 1), \
+                              fresh AS (SELECT 1 WHERE $14::bytea IS NULL OR EXISTS (SELECT 1 FROM uc)), \
+                              adv AS (UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
+                              WHERE id = $1 AND sign_count < $2 AND EXISTS (SELECT 1 FROM fresh) RETURNING sign_count), \
                               ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
                               SELECT $4, $5, $6, $7, $1, $8, $9 FROM adv), \
                               se AS (INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
-                              SELECT $10, $11, $12, $4, $4, $13 FROM adv) \
-                              SELECT sign_count FROM adv";
-/// [`TOUCH_LOGGED`] and the session row, in one statement.
-const TOUCH_SESSION: &str = "WITH t AS (UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $4), \
+                              SELECT $10, $11, $12, $4, $4, $13 FROM adv), \
+                              cf AS (DELETE FROM account_failures WHERE user_handle = $11 AND EXISTS (SELECT 1 FROM adv)), \
+                              ca AS (DELETE FROM otp_attempts WHERE subject = $16 AND EXISTS (SELECT 1 FROM adv)) \
+                              SELECT (SELECT sign_count FROM adv), EXISTS (SELECT 1 FROM fresh)";
+/// [`ADVANCE_SESSION`] for a sign-in that reports no counter ($2 = 0): the
+/// time of use ([`TOUCH`]) and, when the credential keeps no counter either
+/// (the sign-in is recorded), the rest. Answers the stored counter (NULL:
+/// no such credential) and whether the ceremony was new.
+const TOUCH_SESSION: &str = "WITH uc AS (INSERT INTO used_ceremonies (id, expires_ms) SELECT $14, $15 \
+                            WHERE $14::bytea IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING 1), \
+                            fresh AS (SELECT 1 WHERE $14::bytea IS NULL OR EXISTS (SELECT 1 FROM uc)), \
+                            t AS (UPDATE credentials SET last_used_ms = GREATEST(COALESCE(last_used_ms, 0), $4), \
                             backed_up = CASE WHEN sign_count = 0 THEN $3 ELSE backed_up END \
-                            WHERE id = $1 RETURNING sign_count), \
+                            WHERE id = $1 AND EXISTS (SELECT 1 FROM fresh) RETURNING sign_count), \
+                            rec AS (SELECT 1 FROM t WHERE t.sign_count = $2), \
                             ev AS (INSERT INTO audit_log (at_ms, event, username, user_handle, credential_id, code, detail) \
-                            SELECT $4, $5, $6, $7, $1, $8, $9 FROM t WHERE t.sign_count = $2), \
+                            SELECT $4, $5, $6, $7, $1, $8, $9 FROM rec), \
                             se AS (INSERT INTO account_sessions (id, user_handle, method, created_ms, last_seen_ms, expires_ms) \
-                            SELECT $10, $11, $12, $4, $4, $13 FROM t WHERE t.sign_count = $2) \
-                            SELECT sign_count FROM t";
+                            SELECT $10, $11, $12, $4, $4, $13 FROM rec), \
+                            cf AS (DELETE FROM account_failures WHERE user_handle = $11 AND EXISTS (SELECT 1 FROM rec)), \
+                            ca AS (DELETE FROM otp_attempts WHERE subject = $16 AND EXISTS (SELECT 1 FROM rec)) \
+                            SELECT (SELECT sign_count FROM t), EXISTS (SELECT 1 FROM fresh)";
 
 impl PgStore {
-    /// A key sign-in: counter, audit event and session row in one statement.
-    /// The sign-in statement does not lift the account's failures; the
-    /// account service does (see `AccountStore::key_sign_in_clears`).
+    /// A key sign-in: ceremony, counter, audit event, session row and the
+    /// account's failures and attempt window in one statement (one round
+    /// trip, one commit), unless the counter did not move.
     pub(crate) fn clears_in_key_sign_in(&self) -> bool {
-        false
+        true
     }
 
     #[allow(clippy::too_many_arguments)] // the sign-in's parts, each its own type
@@ -223,7 +242,8 @@ impl PgStore {
         now: SystemTime,
         event: NewAuditEvent,
         session: &super::account::SessionRow,
-        _clears: &super::account::SignInClears,
+        clears: &super::account::SignInClears,
+        ceremony: Option<&super::account::UsedCeremony>,
     ) -> Result<SignCountUpdate, StoreError> {
         let now = ms(now);
         let run = |sql: &'static str| {
@@ -241,19 +261,31 @@ impl PgStore {
                 .bind(session.user_handle.as_slice())
                 .bind(session.method.as_str())
                 .bind(session.expires_unix_ms)
-                .fetch_optional(&self.pool)
+                .bind(ceremony.map(|c| c.id.as_slice()))
+                .bind(ceremony.map_or(0, |c| c.expires_unix_ms))
+                .bind(clears.throttle_subject.as_str())
+                .fetch_one(&self.pool)
         };
-        if new_sign_count > 0 && run(ADVANCE_SESSION).await?.is_some() {
-            return Ok(SignCountUpdate::Advanced);
+        let row = run(if new_sign_count > 0 { ADVANCE_SESSION } else { TOUCH_SESSION }).await?;
+        let (count, fresh): (Option<i64>, bool) = (row.try_get(0)?, row.try_get(1)?);
+        if !fresh {
+            return Ok(SignCountUpdate::CeremonyUsed);
         }
-        let row = if new_sign_count == 0 {
-            run(TOUCH_SESSION).await?
-        } else {
-            self.touch(credential_id, backed_up, now).await?
+        let count = match (new_sign_count, count) {
+            (0, None) => return Ok(SignCountUpdate::NotFound),
+            (0, Some(c)) => c,
+            (_, Some(_)) => return Ok(SignCountUpdate::Advanced),
+            // The counter did not move (or no such credential): the time of
+            // use, and what is stored, in a second statement (the rare path;
+            // the ceremony is used up by the first).
+            (_, None) => {
+                let Some(row) = self.touch(credential_id, backed_up, now).await? else {
+                    return Ok(SignCountUpdate::NotFound);
+                };
+                row.try_get(0)?
+            }
         };
-        let Some(row) = row else { return Ok(SignCountUpdate::NotFound) };
-        let current: i64 = row.try_get(0)?;
-        let current = u32::try_from(current).map_err(|_| StoreError::Corrupt(format!("sign_count {current}")))?;
+        let current = u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("sign_count {count}")))?;
         if new_sign_count == 0 && current == 0 {
             Ok(SignCountUpdate::Advanced)
         } else {
@@ -520,6 +552,15 @@ impl Store for PgStore {
         }
     }
 
+    async fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> Result<bool, StoreError> {
+        let r = sqlx::query(super::session_sql::CONSUME_CEREMONY)
+            .bind(id)
+            .bind(ms(expires))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let fresh = Zeroizing::new(
             crate::crypto::default_provider()
@@ -583,6 +624,12 @@ impl Store for PgStore {
             .bind(super::otp::pending_totp_cutoff(now))
             .execute(&self.pool)
             .await?;
-        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
+        // Kept an hour past expiry, so that an instance whose clock is
+        // behind never takes an expired id for an unused one.
+        let used = sqlx::query(super::session_sql::PURGE_USED_CEREMONIES)
+            .bind(now.saturating_sub(CEREMONY_GRACE_MS))
+            .execute(&self.pool)
+            .await?;
+        Ok(used.rows_affected() + a.rows_affected() + b.rows_affected() + c.rows_affected())
     }
 }

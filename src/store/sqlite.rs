@@ -310,6 +310,7 @@ impl SqliteStore {
             event,
             session: None,
             clears: None,
+            ceremony: None,
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
@@ -362,6 +363,7 @@ impl SqliteStore {
         event: NewAuditEvent,
         session: &super::account::SessionRow,
         clears: &super::account::SignInClears,
+        ceremony: Option<&super::account::UsedCeremony>,
     ) -> Result<SignCountUpdate, StoreError> {
         let (reply, answer) = oneshot::channel();
         let w = Box::new(SignInWrite {
@@ -372,6 +374,7 @@ impl SqliteStore {
             event: Some(event),
             session: Some(session.clone()),
             clears: Some(clears.clone()),
+            ceremony: ceremony.cloned(),
             reply,
         });
         self.writer.send(WriteMsg::SignIn(w)).map_err(|_| writer_gone())?;
@@ -595,6 +598,15 @@ impl Store for SqliteStore {
             .map(|(state, expires_unix_ms)| PendingCeremony { state, expires_unix_ms }))
     }
 
+    async fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> Result<bool, StoreError> {
+        let r = sqlx::query(super::session_sql::CONSUME_CEREMONY)
+            .bind(id)
+            .bind(ms(expires))
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn session_secret(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let fresh = Zeroizing::new(
             crate::crypto::default_provider()
@@ -646,7 +658,13 @@ impl Store for SqliteStore {
             .bind(super::otp::pending_totp_cutoff(now))
             .execute(&self.write)
             .await?;
-        Ok(a + b.rows_affected() + c.rows_affected())
+        // Kept an hour past expiry, so that an instance whose clock is
+        // behind never takes an expired id for an unused one.
+        let used = sqlx::query(super::session_sql::PURGE_USED_CEREMONIES)
+            .bind(now.saturating_sub(CEREMONY_GRACE_MS))
+            .execute(&self.write)
+            .await?;
+        Ok(used.rows_affected() + a + b.rows_affected() + c.rows_affected())
     }
 }
 

@@ -55,6 +55,9 @@ pub(super) struct SignInWrite {
     pub session: Option<super::account::SessionRow>,
     /// What a key sign-in lifts, when it is recorded.
     pub clears: Option<super::account::SignInClears>,
+    /// The sealed ceremony the sign-in uses up first (nothing else is
+    /// written when it was used already).
+    pub ceremony: Option<super::account::UsedCeremony>,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
@@ -74,6 +77,8 @@ const INSERT_SESSION: &str = "INSERT INTO account_sessions (id, user_handle, met
 /// attempt window (index lookups; nothing to delete in the usual case).
 const CLEAR_FAILURES: &str = "DELETE FROM account_failures WHERE user_handle = ?1";
 const CLEAR_ATTEMPTS: &str = "DELETE FROM otp_attempts WHERE subject = ?1";
+/// A sealed ceremony used: one row when it was new.
+const CONSUME_CEREMONY: &str = "INSERT INTO used_ceremonies (id, expires_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING";
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = ?2, backed_up = ?3, last_used_ms = ?4 \
                        WHERE id = ?1 AND sign_count < ?2 RETURNING sign_count";
@@ -300,6 +305,11 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
 /// outer error is the database's (it fails the batch); the inner one is this
 /// sign-in's own.
 fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
+    if let Some(c) = &w.ceremony {
+        if conn.prepare_cached(CONSUME_CEREMONY)?.execute(params![c.id, c.expires_unix_ms])? == 0 {
+            return Ok(Ok(SignCountUpdate::CeremonyUsed));
+        }
+    }
     let outcome = counter(conn, w)?;
     if let (Ok(SignCountUpdate::Advanced), Some(e)) = (&outcome, &w.event) {
         insert_audit(conn, e, w.now_ms)?;
