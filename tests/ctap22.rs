@@ -90,6 +90,7 @@ fn get_info_is_ctap_2_2() {
     assert_eq!(info.max_pin_length, Some(63));
     assert_eq!(info.attestation_formats, Some(vec!["packed".to_owned()]));
     assert_eq!(info.pin_complexity_policy, Some(false));
+    assert_eq!(info.pin_complexity_policy_url, None);
     assert_eq!(info.enc_identifier.as_ref().map(Vec::len), Some(32));
     assert_eq!(info.enc_cred_store_state.as_ref().map(Vec::len), Some(32));
     // Reset works on the only transport: no transportsForReset.
@@ -360,6 +361,23 @@ fn pin_complexity_policy_turned_on_by_set_min_pin_length() {
     // Reset turns it off.
     dev.reset(&op()).unwrap();
     assert_eq!(dev.info().unwrap().pin_complexity_policy, Some(false));
+}
+
+/// pinComplexityPolicyURL is reported while the policy is on, and only then.
+#[test]
+fn pin_complexity_policy_url_while_the_policy_is_on() {
+    let config = AuthenticatorConfig {
+        pin_complexity_policy_url: Some("https://example.com/pin-rules".into()),
+        ..Default::default()
+    };
+    let key = Key::with(config);
+    let mut dev = key.open();
+    assert_eq!(dev.info().unwrap().pin_complexity_policy_url, None, "policy off");
+    let cfg = dev.pin_token(PIN, permissions::AUTHENTICATOR_CONFIG, None, &op()).unwrap();
+    dev.set_pin_policy(Some(&cfg), None, None, false, true, &op()).unwrap();
+    let info = dev.info().unwrap();
+    assert_eq!(info.pin_complexity_policy, Some(true));
+    assert_eq!(info.pin_complexity_policy_url.as_deref(), Some(&b"https://example.com/pin-rules"[..]));
 }
 
 #[test]

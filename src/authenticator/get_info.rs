@@ -96,6 +96,12 @@ pub(crate) fn info(a: &Authenticator) -> GetInfoResponse {
         ]),
         max_pin_length: Some(63),
         pin_complexity_policy: Some(a.pin_complexity_policy()),
+        pin_complexity_policy_url: a
+            .config
+            .pin_complexity_policy_url
+            .as_ref()
+            .filter(|_| a.pin_complexity_policy())
+            .map(|u| u.as_bytes().to_vec()),
         long_touch_for_reset: a.config.long_touch_for_reset.then_some(true),
         uv_count_since_last_pin_entry: sensor.then_some(a.state.uv_count_since_pin),
         // CTAP 2.3: the authenticatorConfig subcommands this key takes.

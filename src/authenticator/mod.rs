@@ -229,6 +229,10 @@ pub struct AuthenticatorConfig {
     /// Enforce a PIN complexity policy (CTAP 2.2 pinComplexityPolicy): no
     /// PIN of one repeated character or a run such as `1234` or `dcba`.
     pub pin_complexity_policy: bool,
+    /// A page describing the PIN complexity policy, reported in getInfo as
+    /// pinComplexityPolicyURL (CTAP 2.2, 0x1C) while the policy is on, for a
+    /// platform to show when a PIN is refused.
+    pub pin_complexity_policy_url: Option<String>,
     /// The RP IDs vendor-facilitated enterprise attestation is granted to
     /// (once enabled by authenticatorConfig enableEnterpriseAttestation).
     pub enterprise_rp_ids: Vec<String>,
@@ -253,6 +257,7 @@ impl Default for AuthenticatorConfig {
             token_initial_use: TOKEN_INITIAL_USE,
             fingerprint: None,
             pin_complexity_policy: false,
+            pin_complexity_policy_url: None,
             enterprise_rp_ids: Vec::new(),
             long_touch_for_reset: false,
         }

@@ -61,8 +61,14 @@ pub(super) struct SignInWrite {
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
-/// The shortest time between two commits when requests keep coming.
+/// The shortest time between two commits when requests keep coming
+/// (`HWKEY_SQLITE_COMMIT_INTERVAL_US` overrides it, for tuning).
 const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(2_000);
+
+/// A duration from the environment variable `name` (in `unit`s), else `default`.
+fn tuned(name: &str, unit: Duration, default: Duration) -> Duration {
+    std::env::var(name).ok().and_then(|v| v.trim().parse::<u32>().ok()).map_or(default, |n| unit * n)
+}
 
 /// Most audit events per transaction.
 const AUDIT_BATCH: usize = 512;
@@ -130,22 +136,24 @@ fn spawn_with(
     Ok(tx)
 }
 
-/// How often the checkpoint thread copies the WAL back, at most.
+/// How often the checkpoint thread copies the WAL back, at most
+/// (`HWKEY_SQLITE_CHECKPOINT_MS` overrides it, for tuning).
 const BACKGROUND_CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 
 /// Checkpoint (PASSIVE: never blocks the writer or readers) when the writer
 /// committed something and `BACKGROUND_CHECKPOINT_EVERY` passed; ends with
 /// the writer.
 fn checkpointer(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+    let every = tuned("HWKEY_SQLITE_CHECKPOINT_MS", Duration::from_millis(1), BACKGROUND_CHECKPOINT_EVERY);
     let mut dirty = false;
     let mut last = std::time::Instant::now();
     loop {
-        match nudged.recv_timeout(BACKGROUND_CHECKPOINT_EVERY) {
+        match nudged.recv_timeout(every) {
             Ok(()) => dirty = true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if dirty && last.elapsed() >= BACKGROUND_CHECKPOINT_EVERY {
+        if dirty && last.elapsed() >= every {
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::warn!("SQLite checkpoint failed: {e}");
             }
@@ -189,6 +197,7 @@ fn run(
     let mut sign_ins: Vec<SignInWrite> = Vec::new();
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     let mut last_commit: Option<std::time::Instant> = None;
+    let interval = tuned("HWKEY_SQLITE_COMMIT_INTERVAL_US", Duration::from_micros(1), MIN_COMMIT_INTERVAL);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         let mut paced = false;
@@ -208,7 +217,7 @@ fn run(
             // same few pages to the WAL), so waiting up to a couple of
             // milliseconds for more makes each one cheaper. When idle, the
             // last commit is long past and nothing waits.
-            let wait = last_commit.map_or(Duration::ZERO, |t| MIN_COMMIT_INTERVAL.saturating_sub(t.elapsed()));
+            let wait = last_commit.map_or(Duration::ZERO, |t| interval.saturating_sub(t.elapsed()));
             if paced || wait.is_zero() || events.len() >= AUDIT_BATCH || sign_ins.len() >= SIGN_IN_BATCH {
                 break;
             }

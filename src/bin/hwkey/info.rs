@@ -67,6 +67,19 @@ pub fn info(dev_arg: &DeviceArg, json: bool) -> Result<(), String> {
             "firmwareVersion": i.firmware_version,
             "maxCredBlobLength": i.max_cred_blob_length,
             "remainingDiscoverableCredentials": i.remaining_discoverable_credentials,
+            "maxRPIDsForSetMinPINLength": i.max_rpids_for_set_min_pin_length,
+            "preferredPlatformUvAttempts": i.preferred_platform_uv_attempts,
+            "uvModality": i.uv_modality,
+            "attestationFormats": i.attestation_formats,
+            "uvCountSinceLastPinEntry": i.uv_count_since_last_pin_entry,
+            "longTouchForReset": i.long_touch_for_reset,
+            "encIdentifier": i.enc_identifier.as_deref().map(hwkey::proto::webauthn::b64url_encode),
+            "transportsForReset": i.transports_for_reset,
+            "pinComplexityPolicy": i.pin_complexity_policy,
+            "pinComplexityPolicyURL": i.pin_complexity_policy_url.as_deref().map(|u| String::from_utf8_lossy(u).into_owned()),
+            "maxPINLength": i.max_pin_length,
+            "encCredStoreState": i.enc_cred_store_state.as_deref().map(hwkey::proto::webauthn::b64url_encode),
+            "authenticatorConfigCommands": i.authenticator_config_commands,
         });
         println!("{v}");
         return Ok(());
@@ -95,8 +108,33 @@ pub fn info(dev_arg: &DeviceArg, json: bool) -> Result<(), String> {
     opt("min PIN length", i.min_pin_length);
     opt("firmware version", i.firmware_version);
     opt("remaining discoverable credentials", i.remaining_discoverable_credentials);
+    opt("max PIN length", i.max_pin_length);
+    opt("fingerprint attempts before the PIN", i.preferred_platform_uv_attempts);
+    opt("fingerprint matches since the last PIN", i.uv_count_since_last_pin_entry);
     if let Some(a) = &i.algorithms {
         println!("algorithms:  {}", a.iter().map(|p| p.alg.to_string()).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(f) = &i.attestation_formats {
+        println!("attestation formats: {}", f.join(", "));
+    }
+    if let Some(p) = i.pin_complexity_policy {
+        let url = i.pin_complexity_policy_url.as_deref().map(String::from_utf8_lossy);
+        match url {
+            Some(u) if p => println!("PIN complexity policy: on ({u})"),
+            _ => println!("PIN complexity policy: {}", if p { "on" } else { "off" }),
+        }
+    }
+    if i.long_touch_for_reset == Some(true) {
+        println!("reset:       needs a long touch");
+    }
+    if let Some(t) = &i.transports_for_reset {
+        println!("reset over:  {}", t.join(", "));
+    }
+    if let Some(c) = &i.authenticator_config_commands {
+        println!("config commands: {}", c.iter().map(u64::to_string).collect::<Vec<_>>().join(", "));
+    }
+    if i.enc_identifier.is_some() {
+        println!("identifier:  encrypted (read it with a persistent PIN/UV token)");
     }
     Ok(())
 }
