@@ -304,6 +304,7 @@ async fn contract(store: &DbStore) {
             SignCountUpdate::Advanced => {}
             SignCountUpdate::NotAdvanced { current } => assert!(current > c, "{c} lost to {current}"),
             SignCountUpdate::NotFound => panic!("credential vanished"),
+            SignCountUpdate::CeremonyUsed => panic!("no ceremony was given"),
         }
     }
     assert_eq!(count_of(store, &name, id).await, 205);
