@@ -91,7 +91,10 @@ async fn sealed_ceremonies_hold_nothing_on_the_server() {
     let count = |table: &'static str| {
         let pool = store.pool().clone();
         async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.expect("count")
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .expect("count")
         }
     };
     assert_eq!(count("ceremonies").await, 0, "options wrote nothing");

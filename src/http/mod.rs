@@ -499,7 +499,9 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
 
 /// Unix ms as a time (the epoch for negative values).
 fn unix_ms_time(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).unwrap_or(SystemTime::UNIX_EPOCH)
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// The first cookie `name` that decodes (base64url) to `min..=max` bytes.

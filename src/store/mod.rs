@@ -541,7 +541,8 @@ pub trait Store: otp::OtpStore + account::AccountStore + Send + Sync + 'static {
     /// same id, from any process on the database. A key sign-in records its
     /// ceremony in its own write instead
     /// ([`AccountStore::record_key_sign_in`](account::AccountStore::record_key_sign_in)).
-    fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn consume_ceremony(&self, id: &[u8], expires: SystemTime)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The secret that signs session tokens: 32 random bytes made the first
     /// time it is asked for and kept in the database, so that every server

@@ -553,11 +553,8 @@ impl Store for PgStore {
     }
 
     async fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> Result<bool, StoreError> {
-        let r = sqlx::query(super::session_sql::CONSUME_CEREMONY)
-            .bind(id)
-            .bind(ms(expires))
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query(super::session_sql::CONSUME_CEREMONY).bind(id).bind(ms(expires)).execute(&self.pool).await?;
         Ok(r.rows_affected() == 1)
     }
 

@@ -599,11 +599,8 @@ impl Store for SqliteStore {
     }
 
     async fn consume_ceremony(&self, id: &[u8], expires: SystemTime) -> Result<bool, StoreError> {
-        let r = sqlx::query(super::session_sql::CONSUME_CEREMONY)
-            .bind(id)
-            .bind(ms(expires))
-            .execute(&self.write)
-            .await?;
+        let r =
+            sqlx::query(super::session_sql::CONSUME_CEREMONY).bind(id).bind(ms(expires)).execute(&self.write).await?;
         Ok(r.rows_affected() == 1)
     }
 

@@ -84,7 +84,8 @@ const INSERT_SESSION: &str = "INSERT INTO account_sessions (id, user_handle, met
 const CLEAR_FAILURES: &str = "DELETE FROM account_failures WHERE user_handle = ?1";
 const CLEAR_ATTEMPTS: &str = "DELETE FROM otp_attempts WHERE subject = ?1";
 /// A sealed ceremony used: one row when it was new.
-const CONSUME_CEREMONY: &str = "INSERT INTO used_ceremonies (id, expires_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING";
+const CONSUME_CEREMONY: &str =
+    "INSERT INTO used_ceremonies (id, expires_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING";
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = ?2, backed_up = ?3, last_used_ms = ?4 \
                        WHERE id = ?1 AND sign_count < ?2 RETURNING sign_count";
