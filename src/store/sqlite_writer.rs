@@ -315,10 +315,10 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
 /// outer error is the database's (it fails the batch); the inner one is this
 /// sign-in's own.
 fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
-    if let Some(c) = &w.ceremony {
-        if conn.prepare_cached(CONSUME_CEREMONY)?.execute(params![c.id, c.expires_unix_ms])? == 0 {
-            return Ok(Ok(SignCountUpdate::CeremonyUsed));
-        }
+    if let Some(c) = &w.ceremony
+        && conn.prepare_cached(CONSUME_CEREMONY)?.execute(params![c.id, c.expires_unix_ms])? == 0
+    {
+        return Ok(Ok(SignCountUpdate::CeremonyUsed));
     }
     let outcome = counter(conn, w)?;
     if let (Ok(SignCountUpdate::Advanced), Some(e)) = (&outcome, &w.event) {
