@@ -291,6 +291,34 @@ impl CryptoProvider for AwsLcProvider {
             .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
     }
 
+    fn aes128_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
+        if key.len() != 16 || !data.len().is_multiple_of(16) {
+            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let k = cipher::UnboundCipherKey::new(&cipher::AES_128, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        let enc = cipher::EncryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        enc.less_safe_encrypt(data, cipher::EncryptionContext::Iv128((*iv).into()))
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+    }
+
+    fn aes128_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
+        if key.len() != 16 || !data.len().is_multiple_of(16) {
+            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let k = cipher::UnboundCipherKey::new(&cipher::AES_128, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        let dec = cipher::DecryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        dec.decrypt(data, cipher::DecryptionContext::Iv128((*iv).into()))
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+    }
+
     fn aes256_gcm_seal(
         &self,
         key: &[u8],

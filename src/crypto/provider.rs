@@ -287,6 +287,13 @@ pub trait CryptoProvider: Send + Sync + Debug {
     /// AES-256-CBC decryption in place without padding (`data.len() % 16 == 0`).
     fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
 
+    /// AES-128-CBC encryption in place without padding (`data.len() % 16 == 0`;
+    /// CTAP 2.2's encIdentifier and encCredStoreState).
+    fn aes128_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
+
+    /// AES-128-CBC decryption in place without padding (`data.len() % 16 == 0`).
+    fn aes128_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>;
+
     /// AES-256-GCM seal: returns ciphertext || 16-byte tag.
     fn aes256_gcm_seal(
         &self,

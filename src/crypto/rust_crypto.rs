@@ -329,6 +329,29 @@ impl CryptoProvider for RustCryptoProvider {
         dec.decrypt_padded_mut::<NoPadding>(data).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
     }
 
+    fn aes128_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
+        use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+        if key.len() != 16 || !data.len().is_multiple_of(16) {
+            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
+        }
+        let len = data.len();
+        let enc =
+            cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        enc.encrypt_padded_mut::<NoPadding>(data, len)
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+    }
+
+    fn aes128_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
+        use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
+        if key.len() != 16 || !data.len().is_multiple_of(16) {
+            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
+        }
+        let dec =
+            cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        dec.decrypt_padded_mut::<NoPadding>(data).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+    }
+
     fn aes256_gcm_seal(
         &self,
         key: &[u8],

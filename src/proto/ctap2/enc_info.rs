@@ -4,9 +4,8 @@
 //! IKM = persistentPinUvAuthToken, info = label, L = 16)`: only a platform
 //! holding the persistent token (permission `pcmr`) can read them.
 //!
-//! The [`CryptoProvider`] has no AES-128, so the block cipher here is the
-//! RustCrypto `aes` crate (feature `rust-crypto`); without that feature the
-//! authenticator leaves the members out and the client cannot decrypt them.
+//! AES-128-CBC comes from the [`CryptoProvider`] (both providers have it),
+//! so the members are there whichever provider a build has.
 
 use crate::crypto::CryptoProvider;
 
@@ -31,7 +30,7 @@ pub fn encrypt(
 ) -> Option<Vec<u8>> {
     let k = key(provider, ppuat, label)?;
     let mut block = *value;
-    aes128_cbc(&k, iv, &mut block, true)?;
+    provider.aes128_cbc_encrypt(&k[..], iv, &mut block).ok()?;
     let mut out = iv.to_vec();
     out.extend_from_slice(&block);
     Some(out)
@@ -48,28 +47,11 @@ pub fn decrypt(provider: &dyn CryptoProvider, ppuat: &[u8], label: &[u8], enc: &
     let mut block = [0u8; 16];
     block.copy_from_slice(ct);
     let k = key(provider, ppuat, label)?;
-    aes128_cbc(&k, &iv16, &mut block, false)?;
+    provider.aes128_cbc_decrypt(&k[..], &iv16, &mut block).ok()?;
     Some(block)
 }
 
-#[cfg(feature = "rust-crypto")]
-fn aes128_cbc(key: &[u8; 16], iv: &[u8; 16], block: &mut [u8; 16], encrypt: bool) -> Option<()> {
-    use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
-    if encrypt {
-        let e = cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv).ok()?;
-        e.encrypt_padded_mut::<NoPadding>(block, 16).ok().map(|_| ())
-    } else {
-        let d = cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv).ok()?;
-        d.decrypt_padded_mut::<NoPadding>(block).ok().map(|_| ())
-    }
-}
-
-#[cfg(not(feature = "rust-crypto"))]
-fn aes128_cbc(_: &[u8; 16], _: &[u8; 16], _: &mut [u8; 16], _: bool) -> Option<()> {
-    None
-}
-
-#[cfg(all(test, feature = "rust-crypto"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -84,5 +66,27 @@ mod tests {
         assert_ne!(decrypt(p, &token, CRED_STORE_STATE_LABEL, &enc), Some([1; 16]));
         assert_ne!(decrypt(p, &[6u8; 32], IDENTIFIER_LABEL, &enc), Some([1; 16]));
         assert_eq!(decrypt(p, &token, IDENTIFIER_LABEL, &enc[..31]), None);
+    }
+
+    /// NIST SP 800-38A F.2.1 (CBC-AES128, first block), in every provider
+    /// of this build: the members no longer need the RustCrypto one.
+    #[test]
+    fn aes128_cbc_known_answer_in_every_provider() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        };
+        let key = hex("2b7e151628aed2a6abf7158809cf4f3c");
+        let iv: [u8; 16] = hex("000102030405060708090a0b0c0d0e0f").try_into().unwrap();
+        let plain = hex("6bc1bee22e409f96e93d7e117393172a");
+        let cipher = hex("7649abac8119b246cee98e9b12e9197d");
+        for p in crate::crypto::all_providers() {
+            let mut block = plain.clone();
+            p.aes128_cbc_encrypt(&key, &iv, &mut block).unwrap();
+            assert_eq!(block, cipher, "{}", p.name());
+            p.aes128_cbc_decrypt(&key, &iv, &mut block).unwrap();
+            assert_eq!(block, plain, "{}", p.name());
+            assert!(p.aes128_cbc_encrypt(&key[..15], &iv, &mut block).is_err(), "{}: a short key", p.name());
+            assert!(p.aes128_cbc_encrypt(&key, &iv, &mut block[..15]).is_err(), "{}: a partial block", p.name());
+        }
     }
 }
