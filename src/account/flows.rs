@@ -12,6 +12,11 @@
 //! completes it and can do nothing else. What a [`NewSession`] may do is
 //! decided by its method (see `policy.rs`).
 //!
+//! Every sign-in is written with its audit events in one transaction: a
+//! key's (counter, event, session), a TOTP code's (time step, session,
+//! event) and a recovery code's (code used up, session, both events). A
+//! code whose sign-in cannot be recorded stays unused.
+//!
 //! Unknown usernames: the password step verifies against a dummy hash (the
 //! work of a wrong password) and answers `invalid_credentials`; a code
 //! without the password step answers `password_required`, as for every
@@ -25,7 +30,7 @@ use super::sessions::{self, Session};
 use super::{AccountError, AccountService, secrets, throttle};
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, OtpError, OtpSecret, Totp};
-use crate::store::account::{SessionRow, SignInClears};
+use crate::store::account::{CodeSignInWrites, SessionRow, SignInClears};
 use crate::store::otp::TotpSecretRecord;
 use crate::store::{AuditKind, NewAuditEvent, SignCountUpdate, Store, StoredCredential, UserRecord, ms};
 use std::net::IpAddr;
@@ -135,6 +140,15 @@ pub enum KeyRegistration {
         /// Its keys (to exclude).
         credentials: Vec<StoredCredential>,
     },
+}
+
+/// What an accepted code changes.
+#[derive(Debug, Clone, Copy)]
+enum CodeUse {
+    /// The TOTP time step spent (compare-and-set).
+    TotpStep(u64),
+    /// The recovery code (row id) used up.
+    RecoveryCode(i64),
 }
 
 fn clean_code(code: &str) -> Zeroizing<String> {
@@ -464,19 +478,35 @@ impl<S: Store> AccountService<S> {
         AccountError::InvalidCode
     }
 
+    /// Record an accepted code with its sign-in and make the session: the
+    /// change (`used`: the time step spent, or the recovery code used up),
+    /// the session row, `events` and the sign-in's own event, the
+    /// account's attempt window and failures in a row cleared (never a
+    /// lockout), in one transaction. `None` when the change did not happen
+    /// (the code was used meanwhile): nothing written.
     async fn code_accepted(
         &self,
         user: &UserRecord,
         method: SignInMethod,
+        used: CodeUse,
+        mut events: Vec<NewAuditEvent>,
         what: &str,
-    ) -> Result<NewSession, AccountError> {
-        throttle::succeeded(self.store(), &throttle::account_subject(&user.username)).await?;
-        if self.store().failures(&user.handle).await? < throttle::LOCKOUT_AFTER {
-            self.store().clear_failures(&user.handle).await?;
-        }
-        let s = self.start_session(user, method).await?;
-        self.audit(user_event(AuditKind::SignIn, user).detail(format!("{}: {what}", method.as_str())), true).await;
-        Ok(s)
+    ) -> Result<Option<NewSession>, AccountError> {
+        let (new, row) = self.prepare_session(user, method).await?;
+        events.push(user_event(AuditKind::SignIn, user).detail(format!("{}: {what}", method.as_str())));
+        let events: Vec<NewAuditEvent> = events.into_iter().map(|e| super::audit::bounded(e, true)).collect();
+        let clears = SignInClears {
+            user_handle: user.handle.0.clone(),
+            throttle_subject: throttle::account_subject(&user.username),
+        };
+        let writes =
+            CodeSignInWrites { session: &row, events: &events, clears: &clears, lockout_at: throttle::LOCKOUT_AFTER };
+        let now = self.now();
+        let recorded = match used {
+            CodeUse::TotpStep(step) => self.store().record_totp_sign_in(&user.handle, step, writes, now).await?,
+            CodeUse::RecoveryCode(id) => self.store().record_recovery_sign_in(&user.handle, id, writes, now).await?,
+        };
+        Ok(recorded.then_some(new))
     }
 
     /// The TOTP generator of a stored (sealed) secret of `user`.
@@ -507,15 +537,15 @@ impl<S: Store> AccountService<S> {
             return Err(self.code_failed(&user, addr, "authenticator app code (none set up)", "invalid_code").await);
         };
         let totp = self.totp_of(&user.handle, &stored)?;
+        const WHAT: &str = "authenticator app code";
         match totp.verify(&code, unix_secs(now), Window::default(), stored.last_step) {
             // Compare-and-set: of concurrent uses of one code, one wins.
-            Ok(step) if self.store().advance_totp_step(&user.handle, step, now).await? => {
-                self.code_accepted(&user, method, "authenticator app code").await
-            }
-            Ok(_) | Err(OtpError::Replayed) => {
-                Err(self.code_failed(&user, addr, "authenticator app code", "code_replayed").await)
-            }
-            Err(_) => Err(self.code_failed(&user, addr, "authenticator app code", "invalid_code").await),
+            Ok(step) => match self.code_accepted(&user, method, CodeUse::TotpStep(step), Vec::new(), WHAT).await? {
+                Some(s) => Ok(s),
+                None => Err(self.code_failed(&user, addr, WHAT, "code_replayed").await),
+            },
+            Err(OtpError::Replayed) => Err(self.code_failed(&user, addr, WHAT, "code_replayed").await),
+            Err(_) => Err(self.code_failed(&user, addr, WHAT, "invalid_code").await),
         }
     }
 
@@ -541,12 +571,12 @@ impl<S: Store> AccountService<S> {
         let Some(id) = matched else {
             return Err(self.code_failed(&user, addr, "recovery code", "invalid_code").await);
         };
-        // One atomic delete: of concurrent uses of one code, one wins.
-        if !self.store().consume_recovery_code(&user.handle, id, self.now()).await? {
-            return Err(self.code_failed(&user, addr, "recovery code", "code_replayed").await);
-        }
         let left = remaining.saturating_sub(1);
-        self.audit(user_event(AuditKind::RecoveryCodeUsed, &user).detail(format!("{left} left")), true).await;
-        Ok((self.code_accepted(&user, method, "recovery code").await?, left))
+        let used = vec![user_event(AuditKind::RecoveryCodeUsed, &user).detail(format!("{left} left"))];
+        // One atomic delete: of concurrent uses of one code, one wins.
+        match self.code_accepted(&user, method, CodeUse::RecoveryCode(id), used, "recovery code").await? {
+            Some(s) => Ok((s, left)),
+            None => Err(self.code_failed(&user, addr, "recovery code", "code_replayed").await),
+        }
     }
 }
