@@ -639,3 +639,37 @@ async fn code_sign_ins_and_their_events_are_one_transaction_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// The SQLite store answers a username-first lookup of a name without an
+/// account from its index of every stored name (no database read, as fast
+/// as a cached hit): the index holds the names stored before it was opened,
+/// new registrations and renames.
+#[tokio::test]
+async fn the_sqlite_username_index_follows_registrations_and_renames() {
+    let dir = std::env::temp_dir().join(format!("hwkey-names-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let store = DbStore::connect(&url).await.expect("store");
+    let now = SystemTime::now();
+    let ann = UserRecord::new("ann", "ann", now).expect("user");
+    store.add_credential(Some(&ann), &cred(1, &ann), "a", now).await.expect("add");
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_some());
+    assert!(store.user_with_credentials("bob").await.expect("lookup").is_none());
+    store.close().await;
+    drop(store);
+
+    let store = DbStore::connect(&url).await.expect("reopen");
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_some(), "stored before the open");
+    assert!(store.rename_user(&ann.handle, "ann", "anna").await.expect("rename"));
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_none());
+    assert_eq!(
+        store.user_with_credentials("anna").await.expect("lookup").map(|(u, c)| (u.handle, c.len())),
+        Some((ann.handle.clone(), 1))
+    );
+    let bob = UserRecord::new("bob", "bob", now).expect("user");
+    store.add_credential(Some(&bob), &cred(3, &bob), "b", now).await.expect("add");
+    assert!(store.user_with_credentials("bob").await.expect("lookup").is_some(), "registered after the open");
+    store.close().await;
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}

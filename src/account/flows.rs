@@ -18,7 +18,9 @@
 //! code whose sign-in cannot be recorded stays unused.
 //!
 //! Unknown usernames: the password step verifies against a dummy hash (the
-//! work of a wrong password) and answers `invalid_credentials`; a code
+//! work of a wrong password), with the same reads and the same failure
+//! write as a known account (on a handle no account has), and answers
+//! `invalid_credentials`; a code
 //! without the password step answers `password_required`, as for every
 //! account with a password, before any code or Argon2 work, so neither
 //! endpoint tells who has an account nor turns unknown names into Argon2
@@ -38,6 +40,9 @@ use zeroize::Zeroizing;
 
 /// Longest code input looked at (anything longer is simply wrong).
 const MAX_CODE_CHARS: usize = 64;
+/// The handle the lookups and writes of an unknown username go to: no
+/// account has it (handles are 1 to 64 bytes).
+const NO_ACCOUNT: &[u8] = &[];
 /// Recovery codes issued at a time.
 pub(crate) const RECOVERY_CODE_COUNT: usize = 10;
 
@@ -385,24 +390,30 @@ impl<S: Store> AccountService<S> {
             return Err(e);
         }
         let user = self.store().user_by_username(&username).await?;
-        let stored = match &user {
-            Some(u) => {
-                throttle::check_lockout(self.store(), &u.handle).await?;
-                self.store().password_hash(&u.handle).await?
-            }
-            None => None,
-        };
+        // An unknown name takes the reads and writes of a known one, on a
+        // handle no account has (handles are 1 to 64 bytes), so that the
+        // time the answer takes does not tell whether the account exists
+        // (`benches/unknown_user.rs` measures it).
+        let handle: &[u8] = user.as_ref().map_or(NO_ACCOUNT, |u| &u.handle.0);
+        match throttle::check_lockout(self.store(), handle).await {
+            Err(AccountError::Locked) if user.is_none() => {}
+            r => r?,
+        }
+        let stored = self.store().password_hash(handle).await?;
         let has_hash = stored.is_some();
         let ok = self.hasher().verify_in(slot, stored, password).await?;
         let (Some(user), true, true) = (user, has_hash, ok) else {
             throttle::address_failed(self.store(), addr, now).await?;
-            if let Some(u) = self.store().user_by_username(&username).await? {
-                throttle::failed(self.store(), &u.handle, now).await?;
-                self.audit(
-                    user_event(AuditKind::SignInFailed, &u).code("invalid_credentials").detail("password"),
-                    false,
-                )
-                .await;
+            match self.store().user_by_username(&username).await? {
+                Some(u) => {
+                    throttle::failed(self.store(), &u.handle, now).await?;
+                    self.audit(
+                        user_event(AuditKind::SignInFailed, &u).code("invalid_credentials").detail("password"),
+                        false,
+                    )
+                    .await;
+                }
+                None => throttle::failed(self.store(), NO_ACCOUNT, now).await?,
             }
             return Err(AccountError::InvalidCredentials);
         };
@@ -448,7 +459,7 @@ impl<S: Store> AccountService<S> {
         }
         let Some(user) = self.store().user_by_username(&username).await? else {
             // Same lookups as for an account with a password.
-            let _ = self.store().password_hash(&[]).await?;
+            let _ = self.store().password_hash(NO_ACCOUNT).await?;
             throttle::address_failed(self.store(), addr, now).await?;
             return Err(AccountError::PasswordRequired);
         };

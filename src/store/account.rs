@@ -745,7 +745,7 @@ macro_rules! forward_account {
             async fn rename_user(&self, h: &[u8], old: &str, new: &str) -> Result<bool, StoreError> {
                 let renamed = self.acct_rename_user(h, old, new).await?;
                 if renamed {
-                    self.renamed_user(h, old);
+                    self.renamed_user(h, old, new);
                 }
                 Ok(renamed)
             }
@@ -759,15 +759,15 @@ macro_rules! forward_account {
 #[cfg(feature = "sqlite")]
 impl super::sqlite::SqliteStore {
     /// Drop a renamed user from the cache (it serves by username).
-    fn renamed_user(&self, handle: &[u8], old: &str) {
-        self.invalidate_cached_user(handle, old);
+    fn renamed_user(&self, handle: &[u8], old: &str, new: &str) {
+        self.invalidate_cached_user(handle, old, new);
     }
 }
 
 #[cfg(feature = "postgres")]
 impl super::postgres::PgStore {
     /// PostgreSQL keeps no cache.
-    fn renamed_user(&self, _handle: &[u8], _old: &str) {}
+    fn renamed_user(&self, _handle: &[u8], _old: &str, _new: &str) {}
 }
 
 #[cfg(feature = "sqlite")]
