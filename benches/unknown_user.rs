@@ -31,11 +31,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{Client, ORIGIN, RP_ID, SoftKey};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use hwkey::account::{AccountConfig, AccountService, SecretKeyring};
 use hwkey::http::{HttpOptions, router_with};
 use hwkey::otp::{OtpSecret, Totp};
 use hwkey::server::{RelyingParty, RpConfig};
-use hwkey::store::account::AccountStore;
 use hwkey::store::DbStore;
+use hwkey::store::account::AccountStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,8 @@ const UNKNOWN: &str = "nobody";
 struct Bench {
     rt: Runtime,
     app: Router,
+    /// An account service on the same store and keys as the router's.
+    accounts: AccountService<DbStore>,
     store: DbStore,
     offset: Arc<AtomicU64>,
     known_handle: Vec<u8>,
@@ -61,11 +64,13 @@ impl Bench {
         let offset = Arc::new(AtomicU64::new(0));
         let o = offset.clone();
         let base = SystemTime::now();
+        let keys = Arc::new(SecretKeyring::ephemeral().expect("keys"));
         let (app, store, known_handle) = rt.block_on(async {
             let store = DbStore::connect("sqlite::memory:").await.expect("store");
             let rp = RelyingParty::new(RpConfig::new(RP_ID, "bench", ORIGIN)).expect("rp");
             let opts = HttpOptions {
                 serve_demo: false,
+                secret_key: Some(keys.clone()),
                 clock: Arc::new(move || base + Duration::from_secs(o.load(Ordering::SeqCst))),
                 ..HttpOptions::default()
             };
@@ -84,7 +89,8 @@ impl Bench {
             let handle = key.user_handle.clone().expect("user handle");
             (app, store, handle)
         });
-        Bench { rt, app, store, offset, known_handle }
+        let accounts = AccountService::new(store.clone(), keys, AccountConfig::default());
+        Bench { rt, app, accounts, store, offset, known_handle }
     }
 
     /// One request, as a browser without cookies sends it: status, JSON body.
@@ -210,6 +216,19 @@ fn bench(c: &mut Criterion) {
         g.bench_function("unknown", |bn| bn.iter_custom(|iters| b.time(iters, path, unknown)));
         g.finish();
     }
+    // What an unknown name costs `/api/login/options` beyond a known one.
+    let made_up = b.rt.block_on(b.accounts.made_up_credentials(UNKNOWN)).expect("made up");
+    c.bench_function(&format!("made_up_credentials ({} ids)", made_up.len()), |bn| {
+        bn.iter_custom(|iters| {
+            b.rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(b.accounts.made_up_credentials(std::hint::black_box(UNKNOWN)).await.ok());
+                }
+                t.elapsed()
+            })
+        })
+    });
     b.rt.block_on(b.store.close());
 }
 

@@ -276,14 +276,14 @@ impl<S: Store> AccountService<S> {
     /// HMAC under the server secret, so that asking twice gives the same
     /// answer and no answer tells whether the account exists.
     pub async fn made_up_credentials(&self, normalized_username: &str) -> Result<Vec<Vec<u8>>, AccountError> {
-        let key = self.derived_key(b"made-up-credentials").await?;
+        let key = self.made_up_key().await?;
         let p = self.provider();
-        let seed = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes()]);
+        let seed = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes()]);
         let n = 1 + usize::from(seed.first().copied().unwrap_or(0) & 1);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let a = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes(), &[i as u8, 0]]);
-            let b = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes(), &[i as u8, 1]]);
+            let a = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes(), &[i as u8, 0]]);
+            let b = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes(), &[i as u8, 1]]);
             let len = 32 + usize::from(a.first().copied().unwrap_or(0) % 33);
             let mut id = a;
             id.extend_from_slice(&b);

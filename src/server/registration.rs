@@ -319,8 +319,7 @@ impl RelyingParty {
         }
         // Step 15: against the state's requirement, and never below the
         // configured floor (a state made elsewhere cannot lower it).
-        if self.user_verification_for(Some(state.user_verification)) == UserVerification::Required && !ad.flags.uv()
-        {
+        if self.user_verification_for(Some(state.user_verification)) == UserVerification::Required && !ad.flags.uv() {
             return Err(RegistrationError::UserVerificationRequired);
         }
         // Step 16.

@@ -493,6 +493,17 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        // From the cache, or the index says there is none: no read, for a
+        // known name as for an unknown one.
+        {
+            let users = self.users();
+            if let Some((user, _)) = users.by_name.get(username) {
+                return Ok(Some(user.clone()));
+            }
+            if users.surely_absent(username) {
+                return Ok(None);
+            }
+        }
         let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
             .bind(username)
             .fetch_optional(&self.read)
