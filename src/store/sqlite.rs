@@ -84,8 +84,9 @@ fn ceremony_key(id: &[u8]) -> [u8; 32] {
 /// beyond that the cache starts over.
 pub const MAX_CACHED_USERS: usize = 100_000;
 
-/// How many usernames the SQLite store indexes at most (see [`UserCache`]);
-/// with more users, a lookup of an unknown name reads the database.
+/// How many usernames the SQLite store indexes at most (the index answers a
+/// username-first lookup of a name without an account with no database
+/// read); with more users, a lookup of an unknown name reads the database.
 pub const MAX_INDEXED_NAMES: usize = 1_000_000;
 
 /// Users and their credentials as last committed, by username, with indexes
