@@ -514,3 +514,162 @@ async fn factor_changes_and_session_endings_have_their_events_exactly_when_commi
     assert_eq!(count(AuditKind::SignOut).await, 2);
     assert!(e.svc.authenticate(&mine.token).await.expect("auth").is_none());
 }
+
+/// Run `sql` on the store's (writer) connection pool.
+async fn exec(store: &DbStore, sql: &str) {
+    match store {
+        DbStore::Sqlite(s) => sqlx::raw_sql(sql).execute(s.write_pool()).await.map(|_| ()),
+        #[cfg(feature = "postgres")]
+        DbStore::Postgres(p) => sqlx::raw_sql(sql).execute(p.pool()).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Make every write of an audit event of kind `event` fail (a trigger), or
+/// (`None`) let them all through again.
+async fn fail_audit_of(store: &DbStore, event: Option<&str>) {
+    let pg = !matches!(store, DbStore::Sqlite(_));
+    let drop = if pg { "DROP TRIGGER IF EXISTS fail_audit ON audit_log" } else { "DROP TRIGGER IF EXISTS fail_audit" };
+    exec(store, drop).await;
+    let Some(event) = event else { return };
+    if pg {
+        exec(
+            store,
+            "CREATE OR REPLACE FUNCTION hwkey_test_fail_audit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the audit log is unavailable'; END $$",
+        )
+        .await;
+        exec(
+            store,
+            &format!(
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log FOR EACH ROW WHEN (NEW.event = '{event}') \
+                 EXECUTE FUNCTION hwkey_test_fail_audit()"
+            ),
+        )
+        .await;
+    } else {
+        exec(
+            store,
+            &format!(
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log WHEN NEW.event = '{event}' \
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is unavailable'); END"
+            ),
+        )
+        .await;
+    }
+}
+
+/// Issue #10 item 7, #11 item 4: a TOTP or recovery-code sign-in and its
+/// audit events are one transaction. While the audit write fails, the
+/// sign-in fails and leaves nothing behind: the recovery code is not used
+/// up, the time step not spent, no session made. Once the log works again
+/// the same code signs in, and its events are there.
+async fn code_sign_ins_and_their_events_are_one_transaction(e: Env) {
+    use hwkey::store::{AuditKind, AuditQuery};
+    let count = |name: &'static str, kind: AuditKind| {
+        let q = AuditQuery { username: Some(name.into()), kind: Some(kind), ..Default::default() };
+        let store = e.store.clone();
+        async move { store.audit_events(&q).await.expect("events").len() }
+    };
+    let sessions = |u: &UserRecord| {
+        let (store, h, now) = (e.store.clone(), u.handle.0.clone(), e.now());
+        async move { store.sessions_of_user(&h, now).await.expect("sessions").len() }
+    };
+
+    // A recovery code (an account without a password: the code alone).
+    let u = e.user("kim", 1).await;
+    let key = e.session(&u, SignInMethod::Key).await;
+    let enrollment = e.svc.totp_enroll(e.svc.step_up(&key).expect("step-up")).await.expect("enroll");
+    let code = e.code(&enrollment.secret_base32);
+    let codes = e.svc.totp_confirm(e.svc.step_up(&key).expect("step-up"), &code, None).await.expect("confirm");
+    fail_audit_of(&e.store, Some("recovery_code_used")).await;
+    let r = e.svc.login_recovery(None, Some("kim"), &codes[0], None).await;
+    assert!(matches!(r, Err(AccountError::Storage(_))), "{r:?}");
+    assert_eq!(e.store.recovery_code_hashes(&u.handle).await.expect("codes").len(), codes.len(), "not used up");
+    assert_eq!(sessions(&u).await, 1, "no session");
+    assert_eq!((count("kim", AuditKind::RecoveryCodeUsed).await, count("kim", AuditKind::SignIn).await), (0, 0));
+    fail_audit_of(&e.store, None).await;
+    let (s, left) = e.svc.login_recovery(None, Some("kim"), &codes[0], None).await.expect("the same code");
+    assert_eq!((s.session.method, left), (SignInMethod::Recovery, codes.len() - 1));
+    assert_eq!(sessions(&u).await, 2);
+    assert_eq!((count("kim", AuditKind::RecoveryCodeUsed).await, count("kim", AuditKind::SignIn).await), (1, 1));
+
+    // A TOTP code.
+    let u = e.user("lee", 3).await;
+    let key = e.session(&u, SignInMethod::Key).await;
+    let secret = e.totp(&key).await;
+    e.advance(30);
+    let before = e.store.totp(&u.handle).await.expect("totp").expect("on").last_step;
+    fail_audit_of(&e.store, Some("sign_in")).await;
+    let code = e.code(&secret);
+    let r = e.svc.login_totp(None, Some("lee"), &code, None).await;
+    assert!(matches!(r, Err(AccountError::Storage(_))), "{r:?}");
+    assert_eq!(e.store.totp(&u.handle).await.expect("totp").expect("on").last_step, before, "the step is not spent");
+    assert_eq!(sessions(&u).await, 1, "no session");
+    assert_eq!(count("lee", AuditKind::SignIn).await, 0);
+    fail_audit_of(&e.store, None).await;
+    let s = e.svc.login_totp(None, Some("lee"), &code, None).await.expect("the same code");
+    assert_eq!(s.session.method, SignInMethod::Totp);
+    assert_ne!(e.store.totp(&u.handle).await.expect("totp").expect("on").last_step, before);
+    assert_eq!(sessions(&u).await, 2);
+    assert_eq!(count("lee", AuditKind::SignIn).await, 1);
+    // And the code is spent now.
+    assert!(matches!(e.svc.login_totp(None, Some("lee"), &code, None).await, Err(AccountError::InvalidCode)));
+}
+
+#[tokio::test]
+async fn code_sign_ins_and_their_events_are_one_transaction_sqlite() {
+    code_sign_ins_and_their_events_are_one_transaction(env().await).await;
+}
+
+#[cfg(feature = "postgres")]
+mod pgdb;
+
+/// The same on PostgreSQL (`HWKEY_TEST_POSTGRES_URL`, see tests/pgdb).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn code_sign_ins_and_their_events_are_one_transaction_postgres() {
+    let Some(admin) = pgdb::admin_url() else { return };
+    let db = pgdb::TestDb::create(&admin, "code_audit").await;
+    let store = DbStore::connect(&db.url).await.expect("store");
+    code_sign_ins_and_their_events_are_one_transaction(
+        env_with(Arc::new(SecretKeyring::ephemeral().expect("keys")), store.clone()).await,
+    )
+    .await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// The SQLite store answers a username-first lookup of a name without an
+/// account from its index of every stored name (no database read, as fast
+/// as a cached hit): the index holds the names stored before it was opened,
+/// new registrations and renames.
+#[tokio::test]
+async fn the_sqlite_username_index_follows_registrations_and_renames() {
+    let dir = std::env::temp_dir().join(format!("hwkey-names-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let store = DbStore::connect(&url).await.expect("store");
+    let now = SystemTime::now();
+    let ann = UserRecord::new("ann", "ann", now).expect("user");
+    store.add_credential(Some(&ann), &cred(1, &ann), "a", now).await.expect("add");
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_some());
+    assert!(store.user_with_credentials("bob").await.expect("lookup").is_none());
+    store.close().await;
+    drop(store);
+
+    let store = DbStore::connect(&url).await.expect("reopen");
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_some(), "stored before the open");
+    assert!(store.rename_user(&ann.handle, "ann", "anna").await.expect("rename"));
+    assert!(store.user_with_credentials("ann").await.expect("lookup").is_none());
+    assert_eq!(
+        store.user_with_credentials("anna").await.expect("lookup").map(|(u, c)| (u.handle, c.len())),
+        Some((ann.handle.clone(), 1))
+    );
+    let bob = UserRecord::new("bob", "bob", now).expect("user");
+    store.add_credential(Some(&bob), &cred(3, &bob), "b", now).await.expect("add");
+    assert!(store.user_with_credentials("bob").await.expect("lookup").is_some(), "registered after the open");
+    store.close().await;
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}

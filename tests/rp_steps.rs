@@ -631,3 +631,117 @@ fn conditional_create_does_not_require_user_presence() {
     let resp = cred.register(&opts.challenge.0, &p).unwrap();
     assert!(rp.finish_registration(state, &resp, now()).is_ok());
 }
+
+// ---------- the user-verification floor ----------
+
+fn rp_with_uv(uv: UserVerification) -> RpConfig {
+    let mut cfg = RpConfig::new(RP, "Example", ORIGIN);
+    cfg.user_verification = uv;
+    cfg
+}
+
+fn start_reg_asking(rp: &RelyingParty, asked: Option<UserVerification>) -> (CreationOptionsJson, RegistrationState) {
+    rp.start_registration(
+        RegistrationRequest {
+            user_id: b"user-1".to_vec(),
+            user_name: "alice".into(),
+            user_verification: asked,
+            ..Default::default()
+        },
+        now(),
+    )
+    .unwrap()
+}
+
+fn asked_uv(o: &CreationOptionsJson) -> Option<&str> {
+    o.authenticator_selection.as_ref().and_then(|s| s.user_verification.as_deref())
+}
+
+/// The configured user verification is a floor for library callers too: a
+/// registration request may raise it, never lower it, and the finish
+/// checks the floor even against a state that says less.
+#[test]
+fn a_registration_request_cannot_lower_the_configured_user_verification() {
+    use UserVerification::*;
+    let rp = RelyingParty::new(rp_with_uv(Required)).unwrap();
+    let cred = new_cred();
+    let mut no_uv = params();
+    no_uv.flags = Flags::UP;
+    for asked in [None, Some(Discouraged), Some(Preferred), Some(Required)] {
+        let (opts, state) = start_reg_asking(&rp, asked);
+        assert_eq!(asked_uv(&opts), Some("required"), "{asked:?}");
+        assert_eq!(state.user_verification, Required, "{asked:?}");
+        let resp = cred.register(&opts.challenge.0, &no_uv).unwrap();
+        assert_eq!(rp.finish_registration(state, &resp, now()).unwrap_err().code(), "user_verification_required");
+    }
+    // A state saying less (made elsewhere, or before the floor was raised).
+    let (opts, mut state) = start_reg_asking(&rp, None);
+    state.user_verification = Discouraged;
+    let resp = cred.register(&opts.challenge.0, &no_uv).unwrap();
+    assert_eq!(rp.finish_registration(state, &resp, now()).unwrap_err().code(), "user_verification_required");
+    // With UV it registers.
+    let (opts, state) = start_reg_asking(&rp, Some(Discouraged));
+    let resp = cred.register(&opts.challenge.0, &params()).unwrap();
+    assert!(rp.finish_registration(state, &resp, now()).is_ok());
+
+    // A request raises a lower floor, and the raised requirement is checked.
+    let rp = RelyingParty::new(rp_with_uv(Discouraged)).unwrap();
+    let (opts, state) = start_reg_asking(&rp, Some(Required));
+    assert_eq!((asked_uv(&opts), state.user_verification), (Some("required"), Required));
+    let resp = cred.register(&opts.challenge.0, &no_uv).unwrap();
+    assert_eq!(rp.finish_registration(state, &resp, now()).unwrap_err().code(), "user_verification_required");
+    let (opts, state) = start_reg_asking(&rp, Some(Preferred));
+    assert_eq!((asked_uv(&opts), state.user_verification), (Some("preferred"), Preferred));
+    let (opts, state) = start_reg_asking(&rp, None);
+    assert_eq!((asked_uv(&opts), state.user_verification), (Some("discouraged"), Discouraged));
+    let resp = cred.register(&opts.challenge.0, &no_uv).unwrap();
+    assert!(rp.finish_registration(state, &resp, now()).is_ok());
+}
+
+/// The same floor for authentications.
+#[test]
+fn an_authentication_request_cannot_lower_the_configured_user_verification() {
+    use UserVerification::*;
+    let mut f = fixture_with(rp_with_uv(Required), Flags::UP | Flags::UV);
+    let mut no_uv = params();
+    no_uv.flags = Flags::UP;
+    let start = |f: &Fixture, asked: Option<UserVerification>| {
+        f.rp.start_authentication(
+            AuthenticationRequest {
+                user_id: Some(f.record.user_id.0.clone()),
+                user_verification: asked,
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap()
+    };
+    for asked in [None, Some(Discouraged), Some(Preferred), Some(Required)] {
+        let (opts, state) = start(&f, asked);
+        assert_eq!(opts.user_verification.as_deref(), Some("required"), "{asked:?}");
+        assert_eq!(state.user_verification, Required, "{asked:?}");
+        let resp = f.cred.assert(&opts.challenge, &no_uv).unwrap();
+        assert_eq!(
+            f.rp.finish_authentication(state, &resp, &f.record, now()).unwrap_err().code(),
+            "user_verification_required",
+            "{asked:?}"
+        );
+    }
+    // A state saying less is checked against the floor.
+    assert_eq!(f.login(&no_uv, |_, s, _| s.user_verification = Discouraged).unwrap_err(), "user_verification_required");
+    assert!(f.login(&params(), |_, s, _| s.user_verification = Discouraged).is_ok());
+
+    // A request raises a lower floor, and the raised requirement is checked.
+    let mut f = fixture_with(rp_with_uv(Discouraged), Flags::UP);
+    let (opts, state) = start(&f, Some(Required));
+    assert_eq!((opts.user_verification.as_deref(), state.user_verification), (Some("required"), Required));
+    let resp = f.cred.assert(&opts.challenge, &no_uv).unwrap();
+    assert_eq!(
+        f.rp.finish_authentication(state, &resp, &f.record, now()).unwrap_err().code(),
+        "user_verification_required"
+    );
+    let (opts, state) = start(&f, None);
+    assert_eq!((opts.user_verification.as_deref(), state.user_verification), (Some("discouraged"), Discouraged));
+    let resp = f.cred.assert(&opts.challenge, &no_uv).unwrap();
+    assert!(f.rp.finish_authentication(state, &resp, &f.record, now()).is_ok());
+}

@@ -9,7 +9,12 @@
 //!   90 days by default) are deleted by the maintenance task
 //!   ([`AccountService::purge`](super::AccountService::purge)).
 //! - A key sign-in writes its event in the same statement or transaction
-//!   as the sign-in itself ([`AccountStore::record_key_sign_in`](crate::store::account::AccountStore::record_key_sign_in)).
+//!   as the sign-in itself ([`AccountStore::record_key_sign_in`](crate::store::account::AccountStore::record_key_sign_in)),
+//!   and so do the sign-ins with a TOTP code or a recovery code, with the
+//!   time step spent or the code used up
+//!   ([`AccountStore::record_totp_sign_in`](crate::store::account::AccountStore::record_totp_sign_in),
+//!   [`AccountStore::record_recovery_sign_in`](crate::store::account::AccountStore::record_recovery_sign_in)):
+//!   when the event cannot be written, the sign-in fails and the code stays unused.
 //! - So does every security change: a password set or removed, TOTP turned
 //!   on or off, new recovery codes, a key removed, a session ended. The
 //!   change, the ending of the other sessions it brings and its event are

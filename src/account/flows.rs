@@ -12,8 +12,15 @@
 //! completes it and can do nothing else. What a [`NewSession`] may do is
 //! decided by its method (see `policy.rs`).
 //!
+//! Every sign-in is written with its audit events in one transaction: a
+//! key's (counter, event, session), a TOTP code's (time step, session,
+//! event) and a recovery code's (code used up, session, both events). A
+//! code whose sign-in cannot be recorded stays unused.
+//!
 //! Unknown usernames: the password step verifies against a dummy hash (the
-//! work of a wrong password) and answers `invalid_credentials`; a code
+//! work of a wrong password), with the same reads and the same failure
+//! write as a known account (on a handle no account has), and answers
+//! `invalid_credentials`; a code
 //! without the password step answers `password_required`, as for every
 //! account with a password, before any code or Argon2 work, so neither
 //! endpoint tells who has an account nor turns unknown names into Argon2
@@ -25,7 +32,7 @@ use super::sessions::{self, Session};
 use super::{AccountError, AccountService, secrets, throttle};
 use crate::otp::totp::Window;
 use crate::otp::{Algorithm, Digits, OtpError, OtpSecret, Totp};
-use crate::store::account::{SessionRow, SignInClears, UsedCeremony};
+use crate::store::account::{CodeSignInWrites, SessionRow, SignInClears, UsedCeremony};
 use crate::store::otp::TotpSecretRecord;
 use crate::store::{AuditKind, NewAuditEvent, SignCountUpdate, Store, StoredCredential, UserRecord, ms};
 use std::net::IpAddr;
@@ -33,6 +40,9 @@ use zeroize::Zeroizing;
 
 /// Longest code input looked at (anything longer is simply wrong).
 const MAX_CODE_CHARS: usize = 64;
+/// The handle the lookups and writes of an unknown username go to: no
+/// account has it (handles are 1 to 64 bytes).
+const NO_ACCOUNT: &[u8] = &[];
 /// Recovery codes issued at a time.
 pub(crate) const RECOVERY_CODE_COUNT: usize = 10;
 
@@ -141,6 +151,15 @@ pub enum KeyRegistration {
         /// Its keys (to exclude).
         credentials: Vec<StoredCredential>,
     },
+}
+
+/// What an accepted code changes.
+#[derive(Debug, Clone, Copy)]
+enum CodeUse {
+    /// The TOTP time step spent (compare-and-set).
+    TotpStep(u64),
+    /// The recovery code (row id) used up.
+    RecoveryCode(i64),
 }
 
 fn clean_code(code: &str) -> Zeroizing<String> {
@@ -263,14 +282,14 @@ impl<S: Store> AccountService<S> {
     /// HMAC under the server secret, so that asking twice gives the same
     /// answer and no answer tells whether the account exists.
     pub async fn made_up_credentials(&self, normalized_username: &str) -> Result<Vec<Vec<u8>>, AccountError> {
-        let key = self.derived_key(b"made-up-credentials").await?;
+        let key = self.made_up_key().await?;
         let p = self.provider();
-        let seed = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes()]);
+        let seed = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes()]);
         let n = 1 + usize::from(seed.first().copied().unwrap_or(0) & 1);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let a = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes(), &[i as u8, 0]]);
-            let b = p.hmac(crate::crypto::HashAlg::Sha256, &key, &[normalized_username.as_bytes(), &[i as u8, 1]]);
+            let a = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes(), &[i as u8, 0]]);
+            let b = p.hmac(crate::crypto::HashAlg::Sha256, key, &[normalized_username.as_bytes(), &[i as u8, 1]]);
             let len = 32 + usize::from(a.first().copied().unwrap_or(0) % 33);
             let mut id = a;
             id.extend_from_slice(&b);
@@ -378,24 +397,30 @@ impl<S: Store> AccountService<S> {
             return Err(e);
         }
         let user = self.store().user_by_username(&username).await?;
-        let stored = match &user {
-            Some(u) => {
-                throttle::check_lockout(self.store(), &u.handle).await?;
-                self.store().password_hash(&u.handle).await?
-            }
-            None => None,
-        };
+        // An unknown name takes the reads and writes of a known one, on a
+        // handle no account has (handles are 1 to 64 bytes), so that the
+        // time the answer takes does not tell whether the account exists
+        // (`benches/unknown_user.rs` measures it).
+        let handle: &[u8] = user.as_ref().map_or(NO_ACCOUNT, |u| &u.handle.0);
+        match throttle::check_lockout(self.store(), handle).await {
+            Err(AccountError::Locked) if user.is_none() => {}
+            r => r?,
+        }
+        let stored = self.store().password_hash(handle).await?;
         let has_hash = stored.is_some();
         let ok = self.hasher().verify_in(slot, stored, password).await?;
         let (Some(user), true, true) = (user, has_hash, ok) else {
             throttle::address_failed(self.store(), addr, now).await?;
-            if let Some(u) = self.store().user_by_username(&username).await? {
-                throttle::failed(self.store(), &u.handle, now).await?;
-                self.audit(
-                    user_event(AuditKind::SignInFailed, &u).code("invalid_credentials").detail("password"),
-                    false,
-                )
-                .await;
+            match self.store().user_by_username(&username).await? {
+                Some(u) => {
+                    throttle::failed(self.store(), &u.handle, now).await?;
+                    self.audit(
+                        user_event(AuditKind::SignInFailed, &u).code("invalid_credentials").detail("password"),
+                        false,
+                    )
+                    .await;
+                }
+                None => throttle::failed(self.store(), NO_ACCOUNT, now).await?,
             }
             return Err(AccountError::InvalidCredentials);
         };
@@ -441,7 +466,7 @@ impl<S: Store> AccountService<S> {
         }
         let Some(user) = self.store().user_by_username(&username).await? else {
             // Same lookups as for an account with a password.
-            let _ = self.store().password_hash(&[]).await?;
+            let _ = self.store().password_hash(NO_ACCOUNT).await?;
             throttle::address_failed(self.store(), addr, now).await?;
             return Err(AccountError::PasswordRequired);
         };
@@ -471,19 +496,35 @@ impl<S: Store> AccountService<S> {
         AccountError::InvalidCode
     }
 
+    /// Record an accepted code with its sign-in and make the session: the
+    /// change (`used`: the time step spent, or the recovery code used up),
+    /// the session row, `events` and the sign-in's own event, the
+    /// account's attempt window and failures in a row cleared (never a
+    /// lockout), in one transaction. `None` when the change did not happen
+    /// (the code was used meanwhile): nothing written.
     async fn code_accepted(
         &self,
         user: &UserRecord,
         method: SignInMethod,
+        used: CodeUse,
+        mut events: Vec<NewAuditEvent>,
         what: &str,
-    ) -> Result<NewSession, AccountError> {
-        throttle::succeeded(self.store(), &throttle::account_subject(&user.username)).await?;
-        if self.store().failures(&user.handle).await? < throttle::LOCKOUT_AFTER {
-            self.store().clear_failures(&user.handle).await?;
-        }
-        let s = self.start_session(user, method).await?;
-        self.audit(user_event(AuditKind::SignIn, user).detail(format!("{}: {what}", method.as_str())), true).await;
-        Ok(s)
+    ) -> Result<Option<NewSession>, AccountError> {
+        let (new, row) = self.prepare_session(user, method).await?;
+        events.push(user_event(AuditKind::SignIn, user).detail(format!("{}: {what}", method.as_str())));
+        let events: Vec<NewAuditEvent> = events.into_iter().map(|e| super::audit::bounded(e, true)).collect();
+        let clears = SignInClears {
+            user_handle: user.handle.0.clone(),
+            throttle_subject: throttle::account_subject(&user.username),
+        };
+        let writes =
+            CodeSignInWrites { session: &row, events: &events, clears: &clears, lockout_at: throttle::LOCKOUT_AFTER };
+        let now = self.now();
+        let recorded = match used {
+            CodeUse::TotpStep(step) => self.store().record_totp_sign_in(&user.handle, step, writes, now).await?,
+            CodeUse::RecoveryCode(id) => self.store().record_recovery_sign_in(&user.handle, id, writes, now).await?,
+        };
+        Ok(recorded.then_some(new))
     }
 
     /// The TOTP generator of a stored (sealed) secret of `user`.
@@ -514,15 +555,15 @@ impl<S: Store> AccountService<S> {
             return Err(self.code_failed(&user, addr, "authenticator app code (none set up)", "invalid_code").await);
         };
         let totp = self.totp_of(&user.handle, &stored)?;
+        const WHAT: &str = "authenticator app code";
         match totp.verify(&code, unix_secs(now), Window::default(), stored.last_step) {
             // Compare-and-set: of concurrent uses of one code, one wins.
-            Ok(step) if self.store().advance_totp_step(&user.handle, step, now).await? => {
-                self.code_accepted(&user, method, "authenticator app code").await
-            }
-            Ok(_) | Err(OtpError::Replayed) => {
-                Err(self.code_failed(&user, addr, "authenticator app code", "code_replayed").await)
-            }
-            Err(_) => Err(self.code_failed(&user, addr, "authenticator app code", "invalid_code").await),
+            Ok(step) => match self.code_accepted(&user, method, CodeUse::TotpStep(step), Vec::new(), WHAT).await? {
+                Some(s) => Ok(s),
+                None => Err(self.code_failed(&user, addr, WHAT, "code_replayed").await),
+            },
+            Err(OtpError::Replayed) => Err(self.code_failed(&user, addr, WHAT, "code_replayed").await),
+            Err(_) => Err(self.code_failed(&user, addr, WHAT, "invalid_code").await),
         }
     }
 
@@ -548,12 +589,12 @@ impl<S: Store> AccountService<S> {
         let Some(id) = matched else {
             return Err(self.code_failed(&user, addr, "recovery code", "invalid_code").await);
         };
-        // One atomic delete: of concurrent uses of one code, one wins.
-        if !self.store().consume_recovery_code(&user.handle, id, self.now()).await? {
-            return Err(self.code_failed(&user, addr, "recovery code", "code_replayed").await);
-        }
         let left = remaining.saturating_sub(1);
-        self.audit(user_event(AuditKind::RecoveryCodeUsed, &user).detail(format!("{left} left")), true).await;
-        Ok((self.code_accepted(&user, method, "recovery code").await?, left))
+        let used = vec![user_event(AuditKind::RecoveryCodeUsed, &user).detail(format!("{left} left"))];
+        // One atomic delete: of concurrent uses of one code, one wins.
+        match self.code_accepted(&user, method, CodeUse::RecoveryCode(id), used, "recovery code").await? {
+            Some(s) => Ok((s, left)),
+            None => Err(self.code_failed(&user, addr, "recovery code", "code_replayed").await),
+        }
     }
 }

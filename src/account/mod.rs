@@ -292,6 +292,10 @@ struct Inner<S> {
     provider: &'static dyn CryptoProvider,
     /// The session secret, opened once (after the secrets migration ran).
     secret: tokio::sync::OnceCell<Zeroizing<Vec<u8>>>,
+    /// The key of the made-up credential ids (derived from the session
+    /// secret once: an unknown username's `/api/login/options` costs no
+    /// more than a known one's).
+    made_up_key: tokio::sync::OnceCell<Zeroizing<Vec<u8>>>,
 }
 
 /// The account service. Cheap to clone (shared state).
@@ -317,6 +321,7 @@ impl<S: Store> AccountService<S> {
                 hasher,
                 provider: crate::crypto::default_provider(),
                 secret: tokio::sync::OnceCell::new(),
+                made_up_key: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -399,6 +404,16 @@ impl<S: Store> AccountService<S> {
 
     /// A key derived from the session secret for `purpose` (made-up
     /// credential ids, ...).
+    /// The key of the made-up credential ids (`derived_key`, kept).
+    pub(crate) async fn made_up_key(&self) -> Result<&[u8], AccountError> {
+        let k = self
+            .inner
+            .made_up_key
+            .get_or_try_init(|| async { self.derived_key(b"made-up-credentials").await.map(Zeroizing::new) })
+            .await?;
+        Ok(k.as_slice())
+    }
+
     pub(crate) async fn derived_key(&self, purpose: &[u8]) -> Result<Vec<u8>, AccountError> {
         let secret = self.session_secret().await?;
         Ok(self.inner.provider.hmac(HashAlg::Sha256, secret, &[b"hwkey-derived-v1:", purpose]))

@@ -188,21 +188,11 @@ fn minutes(d: Duration) -> u64 {
     d.as_secs().div_ceil(60)
 }
 
-fn uv_rank(uv: UserVerification) -> u8 {
-    match uv {
-        UserVerification::Discouraged => 0,
-        UserVerification::Preferred => 1,
-        UserVerification::Required => 2,
-    }
-}
-
 /// The user verification to ask for: the request's, but never less than
-/// the configured `floor`.
+/// the configured `floor` (what the relying party core applies too:
+/// [`RelyingParty::user_verification_for`](crate::server::RelyingParty::user_verification_for)).
 pub fn user_verification(floor: UserVerification, requested: Option<UserVerification>) -> UserVerification {
-    match requested {
-        Some(r) if uv_rank(r) > uv_rank(floor) => r,
-        _ => floor,
-    }
+    requested.map_or(floor, |r| r.at_least(floor))
 }
 
 #[cfg(test)]

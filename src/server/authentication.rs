@@ -23,7 +23,9 @@ pub struct AuthenticationRequest {
     pub user_id: Option<Vec<u8>>,
     /// The user's credentials (username-first flow); empty for discoverable.
     pub allow_credentials: Vec<CredentialDescriptor>,
-    /// Overrides the configured user-verification requirement.
+    /// Raises the configured user-verification requirement
+    /// ([`RpConfig::user_verification`](super::RpConfig::user_verification));
+    /// a weaker one than configured is ignored.
     pub user_verification: Option<UserVerification>,
     /// Hints.
     pub hints: Vec<String>,
@@ -40,7 +42,9 @@ pub struct AuthenticationState {
     pub user_id: Option<Base64Url>,
     /// Allowed credential IDs (empty: any discoverable credential).
     pub allow_credentials: Vec<Base64Url>,
-    /// The UV requirement in force.
+    /// The UV requirement in force: the request's, never below the
+    /// configured floor. [`RelyingParty::finish_authentication`] checks the
+    /// stronger of this and the configuration's current floor.
     pub user_verification: UserVerification,
     /// The U2F AppID requested, if any.
     #[serde(default)]
@@ -172,7 +176,7 @@ impl RelyingParty {
         now: SystemTime,
     ) -> Result<(RequestOptionsJson, AuthenticationState), ConfigError> {
         let challenge = self.random_challenge()?;
-        let uv = req.user_verification.unwrap_or(self.config.user_verification);
+        let uv = self.user_verification_for(req.user_verification);
         let timeout_ms = self.config.timeout.as_millis() as u64;
         let appid = req.extensions.as_ref().and_then(|e| e.appid.clone());
         if appid.as_ref().is_some_and(|a| !a.starts_with("https://")) {
@@ -300,8 +304,9 @@ impl RelyingParty {
         if !ad.flags.up() {
             return Err(AuthenticationError::UserPresenceRequired);
         }
-        // Step 17.
-        if state.user_verification == UserVerification::Required && !ad.flags.uv() {
+        // Step 17: against the state's requirement, and never below the
+        // configured floor (a state made elsewhere cannot lower it).
+        if self.user_verification_for(Some(state.user_verification)) == UserVerification::Required && !ad.flags.uv() {
             return Err(AuthenticationError::UserVerificationRequired);
         }
         // Step 18.

@@ -51,6 +51,23 @@ webauthn_string_enum! {
     } default Preferred
 }
 
+impl UserVerification {
+    /// How much user verification it asks for: discouraged < preferred < required.
+    fn rank(self) -> u8 {
+        match self {
+            UserVerification::Discouraged => 0,
+            UserVerification::Preferred => 1,
+            UserVerification::Required => 2,
+        }
+    }
+
+    /// The stronger of `self` and `floor`: a request may raise the
+    /// configured requirement, never lower it.
+    pub fn at_least(self, floor: UserVerification) -> UserVerification {
+        if self.rank() > floor.rank() { self } else { floor }
+    }
+}
+
 webauthn_string_enum! {
     /// `ResidentKeyRequirement`.
     ResidentKeyRequirement {
@@ -153,7 +170,10 @@ pub struct RpConfig {
     pub allowed_top_origins: Vec<String>,
     /// Related origins (WebAuthn L3 §5.11) listed in `/.well-known/webauthn` and accepted as origins.
     pub related_origins: Vec<String>,
-    /// Default user-verification requirement.
+    /// The user-verification floor: what ceremonies ask for when the
+    /// request names nothing, and the least they ask for and check when it
+    /// does (a request may raise it, never lower it; see
+    /// [`UserVerification::at_least`]).
     pub user_verification: UserVerification,
     /// Default resident-key requirement.
     pub resident_key: ResidentKeyRequirement,

@@ -97,6 +97,13 @@ impl RelyingParty {
         &self.config
     }
 
+    /// The user verification a ceremony asks for and checks: `requested`,
+    /// but never less than the configured floor
+    /// ([`RpConfig::user_verification`]); the floor when nothing is asked.
+    pub fn user_verification_for(&self, requested: Option<UserVerification>) -> UserVerification {
+        requested.map_or(self.config.user_verification, |r| r.at_least(self.config.user_verification))
+    }
+
     /// The crypto provider.
     pub fn provider(&self) -> &'static dyn CryptoProvider {
         self.provider

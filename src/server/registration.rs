@@ -33,7 +33,9 @@ pub struct RegistrationRequest {
     pub exclude_credentials: Vec<CredentialDescriptor>,
     /// Overrides the configured resident-key requirement.
     pub resident_key: Option<ResidentKeyRequirement>,
-    /// Overrides the configured user-verification requirement.
+    /// Raises the configured user-verification requirement
+    /// ([`RpConfig::user_verification`](super::RpConfig::user_verification));
+    /// a weaker one than configured is ignored.
     pub user_verification: Option<UserVerification>,
     /// Overrides the configured attestation conveyance.
     pub attestation: Option<AttestationConveyance>,
@@ -59,7 +61,9 @@ pub struct RegistrationState {
     pub user_id: Base64Url,
     /// The account name.
     pub user_name: String,
-    /// The UV requirement in force.
+    /// The UV requirement in force: the request's, never below the
+    /// configured floor. [`RelyingParty::finish_registration`] checks the
+    /// stronger of this and the configuration's current floor.
     pub user_verification: UserVerification,
     /// Credential IDs the authenticator must not already hold.
     pub exclude_credentials: Vec<Base64Url>,
@@ -226,7 +230,7 @@ impl RelyingParty {
             return Err(ConfigError::Invalid("user handle must be 1 to 64 bytes".into()));
         }
         let challenge = self.random_challenge()?;
-        let uv = req.user_verification.unwrap_or(self.config.user_verification);
+        let uv = self.user_verification_for(req.user_verification);
         let rk = req.resident_key.unwrap_or(self.config.resident_key);
         let att = req.attestation.unwrap_or(self.config.attestation);
         let mut ext = req.extensions.unwrap_or_default();
@@ -313,8 +317,9 @@ impl RelyingParty {
         if !state.conditional && !ad.flags.up() {
             return Err(RegistrationError::UserPresenceRequired);
         }
-        // Step 15.
-        if state.user_verification == UserVerification::Required && !ad.flags.uv() {
+        // Step 15: against the state's requirement, and never below the
+        // configured floor (a state made elsewhere cannot lower it).
+        if self.user_verification_for(Some(state.user_verification)) == UserVerification::Required && !ad.flags.uv() {
             return Err(RegistrationError::UserVerificationRequired);
         }
         // Step 16.

@@ -13,6 +13,10 @@
 //!   (SQLite: the writer thread's group commit) as the counter update and
 //!   the audit event ([`AccountStore::record_key_sign_in`]). Ending a
 //!   session deletes its row; a token without a row is no session.
+//! - A sign-in with a TOTP or recovery code spends the time step or uses
+//!   up the code in one transaction with its session row, its audit events
+//!   and what it clears ([`AccountStore::record_totp_sign_in`],
+//!   [`AccountStore::record_recovery_sign_in`]).
 //! - Consecutive failures move by single-statement upserts, so concurrent
 //!   failures on several instances all count.
 
@@ -88,6 +92,22 @@ pub struct UsedCeremony {
     pub id: Vec<u8>,
     /// When it expires (Unix ms); the id is kept until then.
     pub expires_unix_ms: i64,
+}
+
+/// What a sign-in with a TOTP or recovery code writes in the transaction
+/// of its change ([`AccountStore::record_totp_sign_in`],
+/// [`AccountStore::record_recovery_sign_in`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CodeSignInWrites<'a> {
+    /// The new session's row.
+    pub session: &'a SessionRow,
+    /// The audit events of the sign-in.
+    pub events: &'a [NewAuditEvent],
+    /// The attempt window forgotten, and whose failures in a row are cleared.
+    pub clears: &'a SignInClears,
+    /// Failures in a row at or above which they are kept: a code sign-in
+    /// never lifts the lockout (only a key sign-in does).
+    pub lockout_at: u32,
 }
 
 /// Storage for the account service. See the module documentation.
@@ -185,6 +205,34 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Store a new session row.
     fn insert_session(&self, session: &SessionRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A sign-in with a TOTP code: [`OtpStore::advance_totp_step`](super::otp::OtpStore::advance_totp_step)
+    /// and, when the step advances, the session row inserted, the events
+    /// appended and the clears made ([`CodeSignInWrites`]), in one
+    /// transaction. False, and nothing written, when the stored step was
+    /// not lower (the code was used already, maybe concurrently); an error,
+    /// and nothing written, when any of the writes fails (the audit log's
+    /// included).
+    fn record_totp_sign_in(
+        &self,
+        user_handle: &[u8],
+        step: u64,
+        writes: CodeSignInWrites<'_>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A sign-in with a recovery code: [`OtpStore::consume_recovery_code`](super::otp::OtpStore::consume_recovery_code)
+    /// and, when the code was still there, the session row inserted, the
+    /// events appended and the clears made ([`CodeSignInWrites`]), in one
+    /// transaction. False, and nothing written, when the code was gone; an
+    /// error, and the code left unused, when any of the writes fails.
+    fn record_recovery_sign_in(
+        &self,
+        user_handle: &[u8],
+        code_id: i64,
+        writes: CodeSignInWrites<'_>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// A sign-in with a key: [`Store::record_sign_in_with_event`](super::Store::record_sign_in_with_event)
     /// and, when the sign-in is recorded ([`SignCountUpdate::Advanced`]),
@@ -579,6 +627,24 @@ macro_rules! forward_account {
             async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
                 self.acct_insert_session(r).await
             }
+            async fn record_totp_sign_in(
+                &self,
+                h: &[u8],
+                step: u64,
+                w: CodeSignInWrites<'_>,
+                now: SystemTime,
+            ) -> Result<bool, StoreError> {
+                self.aud_totp_sign_in(h, step, w, now).await
+            }
+            async fn record_recovery_sign_in(
+                &self,
+                h: &[u8],
+                code_id: i64,
+                w: CodeSignInWrites<'_>,
+                now: SystemTime,
+            ) -> Result<bool, StoreError> {
+                self.aud_recovery_sign_in(h, code_id, w, now).await
+            }
             async fn confirm_totp_with_events(
                 &self,
                 h: &[u8],
@@ -693,7 +759,7 @@ macro_rules! forward_account {
             async fn rename_user(&self, h: &[u8], old: &str, new: &str) -> Result<bool, StoreError> {
                 let renamed = self.acct_rename_user(h, old, new).await?;
                 if renamed {
-                    self.renamed_user(h, old);
+                    self.renamed_user(h, old, new);
                 }
                 Ok(renamed)
             }
@@ -707,15 +773,15 @@ macro_rules! forward_account {
 #[cfg(feature = "sqlite")]
 impl super::sqlite::SqliteStore {
     /// Drop a renamed user from the cache (it serves by username).
-    fn renamed_user(&self, handle: &[u8], old: &str) {
-        self.invalidate_cached_user(handle, old);
+    fn renamed_user(&self, handle: &[u8], old: &str, new: &str) {
+        self.invalidate_cached_user(handle, old, new);
     }
 }
 
 #[cfg(feature = "postgres")]
 impl super::postgres::PgStore {
     /// PostgreSQL keeps no cache.
-    fn renamed_user(&self, _handle: &[u8], _old: &str) {}
+    fn renamed_user(&self, _handle: &[u8], _old: &str, _new: &str) {}
 }
 
 #[cfg(feature = "sqlite")]
@@ -754,6 +820,24 @@ impl AccountStore for super::DbStore {
     }
     async fn insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
         delegate_acct!(self, s => s.insert_session(r))
+    }
+    async fn record_totp_sign_in(
+        &self,
+        h: &[u8],
+        step: u64,
+        w: CodeSignInWrites<'_>,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        delegate_acct!(self, s => s.record_totp_sign_in(h, step, w, now))
+    }
+    async fn record_recovery_sign_in(
+        &self,
+        h: &[u8],
+        code_id: i64,
+        w: CodeSignInWrites<'_>,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        delegate_acct!(self, s => s.record_recovery_sign_in(h, code_id, w, now))
     }
     async fn confirm_totp_with_events(
         &self,

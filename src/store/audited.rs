@@ -1,5 +1,9 @@
 //! Security changes written together with their audit event: turning TOTP
-//! on and off, new recovery codes, removing a key, ending a session. Each
+//! on and off, new recovery codes, removing a key, ending a session, and
+//! the sign-ins with a TOTP or recovery code (the time step spent or the
+//! code used up, the session row, the events and what the sign-in clears,
+//! in one transaction: while the audit log cannot be written, the code
+//! signs no one in and stays unused). Each
 //! change, the ending of the account's other sessions that goes with it,
 //! and its audit event are one transaction on either backend (PostgreSQL
 //! locks the user's row first, so concurrent changes of one account
@@ -8,7 +12,7 @@
 //! writes no event. The trait methods are on
 //! [`AccountStore`](super::account::AccountStore) (`*_with_event`).
 
-use super::account::sql;
+use super::account::{CodeSignInWrites, sql};
 use super::{DeleteOutcome, NewAuditEvent, StoreError};
 use std::time::SystemTime;
 
@@ -42,6 +46,16 @@ macro_rules! impl_audited_sql {
                     Some(k) => sqlx::query(sql::END_OTHERS).bind(h).bind(k).execute(&mut *tx).await?.rows_affected(),
                     None => 0,
                 };
+                Self::aud_insert_events(&mut tx, events, now).await?;
+                tx.commit().await?;
+                Ok(ended)
+            }
+
+            async fn aud_insert_events(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                events: &[NewAuditEvent],
+                now: i64,
+            ) -> Result<(), StoreError> {
                 for e in events {
                     sqlx::query(sql::INSERT_AUDIT)
                         .bind(now)
@@ -51,11 +65,89 @@ macro_rules! impl_audited_sql {
                         .bind(e.credential_id.as_deref())
                         .bind(e.code.as_deref())
                         .bind(e.detail.as_str())
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
+                Ok(())
+            }
+
+            /// What a code sign-in writes after its change, then the commit.
+            async fn aud_code_sign_in_rest(
+                mut tx: sqlx::Transaction<'_, $db>,
+                w: CodeSignInWrites<'_>,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let r = w.session;
+                sqlx::query(sql::INSERT_SESSION)
+                    .bind(&r.id)
+                    .bind(&r.user_handle)
+                    .bind(&r.method)
+                    .bind(r.created_unix_ms)
+                    .bind(r.last_seen_unix_ms)
+                    .bind(r.expires_unix_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::aud_insert_events(&mut tx, w.events, now).await?;
+                sqlx::query("DELETE FROM otp_attempts WHERE subject = $1")
+                    .bind(w.clears.throttle_subject.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM account_failures WHERE user_handle = $1 AND consecutive < $2")
+                    .bind(w.clears.user_handle.as_slice())
+                    .bind(i64::from(w.lockout_at))
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(ended)
+                Ok(())
+            }
+
+            pub(crate) async fn aud_totp_sign_in(
+                &self,
+                h: &[u8],
+                step: u64,
+                w: CodeSignInWrites<'_>,
+                now: SystemTime,
+            ) -> Result<bool, StoreError> {
+                let step = super::otp::to_i64("time step", step)?;
+                let now = super::ms(now);
+                let $s = self;
+                let mut tx = $write.begin().await?;
+                let r = sqlx::query(
+                    "UPDATE otp_totp SET last_step = $2, last_used_ms = $3 \
+                     WHERE user_handle = $1 AND (last_step IS NULL OR last_step < $2)",
+                )
+                .bind(h)
+                .bind(step)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::aud_code_sign_in_rest(tx, w, now).await?;
+                Ok(true)
+            }
+
+            pub(crate) async fn aud_recovery_sign_in(
+                &self,
+                h: &[u8],
+                code_id: i64,
+                w: CodeSignInWrites<'_>,
+                now: SystemTime,
+            ) -> Result<bool, StoreError> {
+                let now = super::ms(now);
+                let $s = self;
+                let mut tx = $write.begin().await?;
+                let r = sqlx::query("DELETE FROM otp_recovery_codes WHERE id = $1 AND user_handle = $2")
+                    .bind(code_id)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::aud_code_sign_in_rest(tx, w, now).await?;
+                Ok(true)
             }
 
             async fn aud_put_recovery_codes(

@@ -50,7 +50,7 @@ use super::{
 use crate::server::CredentialRecord;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,21 +84,59 @@ fn ceremony_key(id: &[u8]) -> [u8; 32] {
 /// beyond that the cache starts over.
 pub const MAX_CACHED_USERS: usize = 100_000;
 
+/// How many usernames the SQLite store indexes at most (the index answers a
+/// username-first lookup of a name without an account with no database
+/// read); with more users, a lookup of an unknown name reads the database.
+pub const MAX_INDEXED_NAMES: usize = 1_000_000;
+
 /// Users and their credentials as last committed, by username, with indexes
 /// by credential ID and user handle.
 ///
 /// A lookup that misses reads the database and then fills the entry, unless
 /// something was invalidated meanwhile (`generation` moved): then the read
 /// may predate that change, and the entry is left for the next lookup.
+///
+/// Beside it, every username the database holds (`names`: loaded at
+/// connect, kept by registrations and renames): a username-first sign-in
+/// for a name that is not there is answered without reading the database,
+/// as fast as a cached hit, so that the time `/api/login/options` takes
+/// does not tell which names have an account (`benches/unknown_user.rs`).
 #[derive(Debug, Default)]
 pub(super) struct UserCache {
     by_name: HashMap<String, (UserRecord, Vec<StoredCredential>)>,
     name_of_credential: HashMap<Vec<u8>, String>,
     name_of_handle: HashMap<Vec<u8>, String>,
     generation: u64,
+    /// Every stored username; `None`: not known (more than
+    /// [`MAX_INDEXED_NAMES`]), every miss reads the database.
+    names: Option<HashSet<String>>,
 }
 
 impl UserCache {
+    /// Whether no user is named `username` (false when not known).
+    fn surely_absent(&self, username: &str) -> bool {
+        self.names.as_ref().is_some_and(|n| !n.contains(username))
+    }
+
+    /// A user named `username` was committed.
+    fn name_added(&mut self, username: &str) {
+        if let Some(n) = self.names.as_mut() {
+            if n.len() >= MAX_INDEXED_NAMES {
+                self.names = None;
+            } else {
+                n.insert(username.to_owned());
+            }
+        }
+    }
+
+    /// A user was renamed from `old` to `new` (committed).
+    fn name_changed(&mut self, old: &str, new: &str) {
+        if let Some(n) = self.names.as_mut() {
+            n.remove(old);
+        }
+        self.name_added(new);
+    }
+
     fn get(&self, username: &str) -> Option<(UserRecord, Vec<StoredCredential>)> {
         self.by_name.get(username).cloned()
     }
@@ -263,7 +301,12 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(opts)
             .await?;
-        let users = Arc::new(Mutex::new(UserCache::default()));
+        let names: Vec<String> = sqlx::query_scalar("SELECT username FROM users LIMIT $1")
+            .bind(i64::try_from(MAX_INDEXED_NAMES).unwrap_or(i64::MAX).saturating_add(1))
+            .fetch_all(&write)
+            .await?;
+        let names = (names.len() <= MAX_INDEXED_NAMES).then(|| names.into_iter().collect());
+        let users = Arc::new(Mutex::new(UserCache { names, ..UserCache::default() }));
         let writer = sqlite_writer::spawn(&path, users.clone())?;
         Ok(SqliteStore {
             write,
@@ -329,11 +372,12 @@ impl SqliteStore {
     /// The writer pool (one connection), for operators' own queries. Writing
     /// through it bypasses the store's cache: change users and credentials
     /// through the [`Store`] methods instead.
-    /// Forget the cached user `username` / `handle` (after a rename).
-    pub(crate) fn invalidate_cached_user(&self, handle: &[u8], username: &str) {
+    /// Forget the cached user `username` / `handle` after a rename to `new`.
+    pub(crate) fn invalidate_cached_user(&self, handle: &[u8], username: &str, new: &str) {
         let mut c = self.users();
         c.invalidate_user(username);
         c.invalidate_handle(handle);
+        c.name_changed(username, new);
     }
 
     /// Forget the cached user with `handle` (after a change to their credentials).
@@ -446,12 +490,24 @@ impl Store for SqliteStore {
         let mut users = self.users();
         if let Some(u) = new_user {
             users.invalidate_user(&u.username);
+            users.name_added(&u.username);
         }
         users.invalidate_handle(&c.user_id.0);
         Ok(())
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        // From the cache, or the index says there is none: no read, for a
+        // known name as for an unknown one.
+        {
+            let users = self.users();
+            if let Some((user, _)) = users.by_name.get(username) {
+                return Ok(Some(user.clone()));
+            }
+            if users.surely_absent(username) {
+                return Ok(None);
+            }
+        }
         let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
             .bind(username)
             .fetch_optional(&self.read)
@@ -500,6 +556,9 @@ impl Store for SqliteStore {
             let users = self.users();
             if let Some(hit) = users.get(username) {
                 return Ok(Some(hit));
+            }
+            if users.surely_absent(username) {
+                return Ok(None);
             }
             users.generation
         };
