@@ -20,9 +20,9 @@
 
 use super::ceremony_cache::CeremonyLimits;
 use super::{
-    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
-    CredentialUserRow, DeleteOutcome, NewAuditEvent, PendingCeremony, SESSION_SECRET_NAME, SignCountUpdate, Store,
-    StoreError, StoredCredential, UserRecord, UserRow, group_user_credentials, ms, transports_json,
+    AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CredentialRow, CredentialUserRow,
+    DeleteOutcome, NewAuditEvent, PendingCeremony, SESSION_SECRET_NAME, SignCountUpdate, Store, StoreError,
+    StoredCredential, UserRecord, UserRow, ms, transports_json,
 };
 use crate::server::CredentialRecord;
 use sqlx::Row;
@@ -162,6 +162,15 @@ impl PgStore {
         &self.pool
     }
 }
+
+/// A user and their credentials, oldest first, in one statement (no rows:
+/// no such user; one row of NULL credential columns: a user without one).
+const USER_WITH_CREDENTIALS: &str = "SELECT u.handle AS u_handle, u.username AS u_username, \
+     u.display_name AS u_display_name, u.created_ms AS u_created_ms, c.id, c.user_handle, c.public_key, \
+     c.algorithm, c.sign_count, c.uv_initialized, c.transports, c.backup_eligible, c.backed_up, c.aaguid, \
+     c.attestation_format, c.attestation_type, c.attestation_trusted, c.discoverable, c.nickname, c.created_ms, \
+     c.last_used_ms FROM users u LEFT JOIN credentials c ON c.user_handle = u.handle \
+     WHERE u.username = $1 ORDER BY c.created_ms, c.id";
 
 /// Moves the counter forward, and only forward.
 const ADVANCE: &str = "UPDATE credentials SET sign_count = $2, backed_up = $3, last_used_ms = $4 \
@@ -448,17 +457,29 @@ impl Store for PgStore {
         &self,
         username: &str,
     ) -> Result<Option<(UserRecord, Vec<StoredCredential>)>, StoreError> {
-        let rows: Vec<CredentialUserRow> = sqlx::query_as(&format!(
-            "SELECT {CREDENTIAL_COLUMNS}, {CREDENTIAL_USER_SELECT} WHERE u.username = $1 ORDER BY c.created_ms, c.id"
-        ))
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await?;
-        match group_user_credentials(rows)? {
-            Some(found) => Ok(Some(found)),
-            // No credentials (or no user): one more look to tell which.
-            None => Ok(self.user_by_username(username).await?.map(|u| (u, Vec::new()))),
+        // One statement whether or not the user exists or has credentials
+        // (users LEFT JOIN credentials): an unknown name costs the same
+        // round trip as a known one, so its timing tells nothing.
+        let rows = sqlx::query(USER_WITH_CREDENTIALS).bind(username).fetch_all(&self.pool).await?;
+        let mut found: Option<(UserRecord, Vec<StoredCredential>)> = None;
+        for row in rows {
+            if found.is_none() {
+                let user = UserRecord {
+                    handle: crate::proto::webauthn::Base64Url(row.try_get("u_handle")?),
+                    username: row.try_get("u_username")?,
+                    display_name: row.try_get("u_display_name")?,
+                    created_unix_ms: row.try_get("u_created_ms")?,
+                };
+                found = Some((user, Vec::new()));
+            }
+            // No credential on this row: the user has none.
+            if row.try_get::<Option<Vec<u8>>, _>("id")?.is_some()
+                && let Some((_, creds)) = &mut found
+            {
+                creds.push(<CredentialRow as sqlx::FromRow<_>>::from_row(&row)?.into_stored()?);
+            }
         }
+        Ok(found)
     }
 
     async fn record_sign_in(
