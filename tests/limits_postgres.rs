@@ -110,6 +110,29 @@ async fn sealed_ceremonies_hold_nothing_on_the_server() {
     db.drop_db().await;
 }
 
+/// A user with their credentials is one statement (LEFT JOIN), for a known
+/// name and an unknown one alike, and gives what the other reads give.
+#[tokio::test]
+async fn user_with_credentials_is_one_statement_with_the_same_answer() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "uwc").await;
+    let store = PgStore::connect(&db.url).await.expect("store");
+    let mut c = Client::new(router(rp(), store.clone()));
+    let mut key = SoftKey::new();
+    c.register("lefty", &mut key, json!({})).await.ok();
+    let mut second = SoftKey::new();
+    let r = c.post("/api/register/options", &json!({"username": "lefty"})).await;
+    let o = r.ok().clone();
+    c.post("/api/register/verify", &second.register(&o, common::ORIGIN)).await.ok();
+    let (user, creds) = store.user_with_credentials("lefty").await.expect("read").expect("known");
+    assert_eq!(user, store.user_by_username("lefty").await.expect("read").expect("user"));
+    assert_eq!(creds, store.credentials_of_user(&user.handle).await.expect("read"));
+    assert_eq!(creds.len(), 2);
+    assert_eq!(store.user_with_credentials("nobody").await.expect("read"), None);
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// Transports and names are capped in the PostgreSQL store too.
 #[tokio::test]
 async fn credential_fields_are_capped() {
