@@ -93,6 +93,16 @@ fn register_and_login_through_processes() {
     assert!(info.ok, "{}", info.stderr);
     let v: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
     assert!(v["versions"].as_array().unwrap().iter().any(|x| x == "FIDO_2_1"));
+    // The CTAP 2.2 members are shown too.
+    assert_eq!(v["maxPINLength"], 63);
+    assert_eq!(v["attestationFormats"], json!(["packed"]));
+    assert_eq!(v["authenticatorConfigCommands"], json!([1, 2, 3]));
+    assert_eq!(v["pinComplexityPolicy"], false);
+    let text = run(&["info", "--device", &dev], "");
+    assert!(text.ok, "{}", text.stderr);
+    for line in ["max PIN length: 63", "attestation formats: packed", "PIN complexity policy: off", "config commands: 1, 2, 3"] {
+        assert!(text.stdout.contains(line), "{line:?} not in:\n{}", text.stdout);
+    }
 
     let r = run(
         &["webauthn", "register", "--origin", "https://example.com", "--options", "-", "--device", &dev],
