@@ -100,7 +100,9 @@ fn register_and_login_through_processes() {
     assert_eq!(v["pinComplexityPolicy"], false);
     let text = run(&["info", "--device", &dev], "");
     assert!(text.ok, "{}", text.stderr);
-    for line in ["max PIN length: 63", "attestation formats: packed", "PIN complexity policy: off", "config commands: 1, 2, 3"] {
+    for line in
+        ["max PIN length: 63", "attestation formats: packed", "PIN complexity policy: off", "config commands: 1, 2, 3"]
+    {
         assert!(text.stdout.contains(line), "{line:?} not in:\n{}", text.stdout);
     }
 
