@@ -4,7 +4,7 @@
 # on a crash, a leak, an input over 1 s (libFuzzer -timeout) or over 50 ms
 # twice in a row (the targets' own check, HWKEY_FUZZ_SLOW_MS), or an
 # out-of-memory. Installs the nightly toolchain and cargo-fuzz when missing.
-# Bounded: about 17 x 20 s of fuzzing plus one build of the fuzz crate.
+# Bounded: about 18 x 20 s of fuzzing plus one build of the fuzz crate.
 # New inputs go to a scratch directory; the committed corpora are read only.
 # Called from .ci/run.
 set -euo pipefail
@@ -29,6 +29,7 @@ dict_for() {
   case "$1" in
     cbor_*|auth_data|attestation|cose_key|authenticator_ctap2|ctap2_responses|ctaphid_host) echo "-dict=dict/cbor.dict" ;;
     finish_*|client_data|http_router|otpauth_uri) echo "-dict=dict/json.dict" ;;
+    authfile) echo "-dict=dict/authfile.dict" ;;
     *) echo "" ;;
   esac
 }
