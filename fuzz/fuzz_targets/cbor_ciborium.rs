@@ -69,6 +69,23 @@ fn outside_subset(data: &[u8]) -> bool {
     matches!(cbor::decode(data), Err(CborError::Unsupported { .. }))
 }
 
+/// Whether `v` holds a negative bignum (tag 3) whose value is below i128's
+/// range: ciborium turns such tags into i128 and rejects the input, while a
+/// bignum of any size is valid CBOR (RFC 8949 §3.4.3) and hwkey keeps the
+/// tag (finding 8 of the 2026-12-04 campaign: an oracle limit, not a bug).
+fn huge_negative_bignum(v: &Value) -> bool {
+    match v {
+        Value::Tag(3, inner) => {
+            inner.as_bytes().is_some_and(|b| b.iter().skip_while(|x| **x == 0).count() >= 16)
+                || huge_negative_bignum(inner)
+        }
+        Value::Tag(_, inner) => huge_negative_bignum(inner),
+        Value::Array(a) => a.iter().any(huge_negative_bignum),
+        Value::Map(m) => m.iter().any(|(k, v)| huge_negative_bignum(k) || huge_negative_bignum(v)),
+        _ => false,
+    }
+}
+
 fn depth(v: &CValue) -> usize {
     match v {
         CValue::Tag(_, i) => 1 + depth(i),
@@ -101,6 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(same(v, &cv), "values differ: ours {v:?}, ciborium {cv:?}");
             }
         }
+        (Ok(v), None) if huge_negative_bignum(v) => {}
         (Ok(v), None) => panic!("hwkey accepts what ciborium rejects: {v:?}"),
         (Err(e), Some(c)) => {
             let expected = outside_subset(data)
