@@ -264,59 +264,19 @@ impl CryptoProvider for AwsLcProvider {
     }
 
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 32 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let k = cipher::UnboundCipherKey::new(&cipher::AES_256, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        let enc = cipher::EncryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        enc.less_safe_encrypt(data, cipher::EncryptionContext::Iv128((*iv).into()))
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+        aes_cbc(&cipher::AES_256, 32, key, iv, data, true)
     }
 
     fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 32 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let k = cipher::UnboundCipherKey::new(&cipher::AES_256, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        let dec = cipher::DecryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        dec.decrypt(data, cipher::DecryptionContext::Iv128((*iv).into()))
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+        aes_cbc(&cipher::AES_256, 32, key, iv, data, false)
     }
 
     fn aes128_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 16 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let k = cipher::UnboundCipherKey::new(&cipher::AES_128, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        let enc = cipher::EncryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        enc.less_safe_encrypt(data, cipher::EncryptionContext::Iv128((*iv).into()))
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+        aes_cbc(&cipher::AES_128, 16, key, iv, data, true)
     }
 
     fn aes128_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if key.len() != 16 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let k = cipher::UnboundCipherKey::new(&cipher::AES_128, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        let dec = cipher::DecryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        dec.decrypt(data, cipher::DecryptionContext::Iv128((*iv).into()))
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+        aes_cbc(&cipher::AES_128, 16, key, iv, data, false)
     }
 
     fn aes256_gcm_seal(
@@ -358,5 +318,34 @@ impl CryptoProvider for AwsLcProvider {
 
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), CryptoError> {
         rand::fill(buf).map_err(|_| CryptoError::Rng)
+    }
+}
+
+/// AES-CBC in place without padding, with a `key_len`-byte key of `alg`.
+fn aes_cbc(
+    alg: &'static cipher::Algorithm,
+    key_len: usize,
+    key: &[u8],
+    iv: &[u8; 16],
+    data: &mut [u8],
+    encrypt: bool,
+) -> Result<(), CryptoError> {
+    if key.len() != key_len || !data.len().is_multiple_of(16) {
+        return Err(CryptoError::InvalidInput("AES-CBC needs a key of the cipher's size and whole blocks"));
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    let k = cipher::UnboundCipherKey::new(alg, key).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+    if encrypt {
+        let enc = cipher::EncryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        enc.less_safe_encrypt(data, cipher::EncryptionContext::Iv128((*iv).into()))
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+    } else {
+        let dec = cipher::DecryptingKey::cbc(k).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+        dec.decrypt(data, cipher::DecryptionContext::Iv128((*iv).into()))
+            .map(|_| ())
+            .map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
     }
 }

@@ -79,11 +79,34 @@ fn ml_dsa_verify_with<P: ml_dsa::MlDsaParams>(pk: &[u8], msg: &[u8], sig: &[u8])
     if key.verify_with_context(msg, &[], &sig) { Ok(()) } else { Err(CryptoError::BadSignature) }
 }
 
-fn aes_cbc_check(key: &[u8], data: &[u8]) -> Result<(), CryptoError> {
-    if key.len() != 32 || !data.len().is_multiple_of(16) {
-        return Err(CryptoError::InvalidInput("AES-256-CBC needs a 32-byte key and whole blocks"));
+fn aes_cbc_check(key_len: usize, key: &[u8], data: &[u8]) -> Result<(), CryptoError> {
+    if key.len() != key_len || !data.len().is_multiple_of(16) {
+        return Err(CryptoError::InvalidInput("AES-CBC needs a key of the cipher's size and whole blocks"));
     }
     Ok(())
+}
+
+/// AES-CBC encryption in place without padding, with cipher `C`.
+fn aes_cbc_encrypt<C>(key_len: usize, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockEncrypt + aes::cipher::KeyInit,
+{
+    use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+    aes_cbc_check(key_len, key, data)?;
+    let len = data.len();
+    let enc = cbc::Encryptor::<C>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+    enc.encrypt_padded_mut::<NoPadding>(data, len).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+}
+
+/// AES-CBC decryption in place without padding, with cipher `C`.
+fn aes_cbc_decrypt<C>(key_len: usize, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockDecrypt + aes::cipher::KeyInit,
+{
+    use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
+    aes_cbc_check(key_len, key, data)?;
+    let dec = cbc::Decryptor::<C>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
+    dec.decrypt_padded_mut::<NoPadding>(data).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
 }
 
 impl CryptoProvider for RustCryptoProvider {
@@ -311,45 +334,19 @@ impl CryptoProvider for RustCryptoProvider {
     }
 
     fn aes256_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
-        aes_cbc_check(key, data)?;
-        let len = data.len();
-        let enc =
-            cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        enc.encrypt_padded_mut::<NoPadding>(data, len)
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+        aes_cbc_encrypt::<aes::Aes256>(32, key, iv, data)
     }
 
     fn aes256_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
-        aes_cbc_check(key, data)?;
-        let dec =
-            cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        dec.decrypt_padded_mut::<NoPadding>(data).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+        aes_cbc_decrypt::<aes::Aes256>(32, key, iv, data)
     }
 
     fn aes128_cbc_encrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
-        if key.len() != 16 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
-        }
-        let len = data.len();
-        let enc =
-            cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        enc.encrypt_padded_mut::<NoPadding>(data, len)
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidInput("AES-CBC encrypt"))
+        aes_cbc_encrypt::<aes::Aes128>(16, key, iv, data)
     }
 
     fn aes128_cbc_decrypt(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
-        if key.len() != 16 || !data.len().is_multiple_of(16) {
-            return Err(CryptoError::InvalidInput("AES-128-CBC needs a 16-byte key and whole blocks"));
-        }
-        let dec =
-            cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey("AES key"))?;
-        dec.decrypt_padded_mut::<NoPadding>(data).map(|_| ()).map_err(|_| CryptoError::InvalidInput("AES-CBC decrypt"))
+        aes_cbc_decrypt::<aes::Aes128>(16, key, iv, data)
     }
 
     fn aes256_gcm_seal(
