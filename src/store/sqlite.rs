@@ -41,6 +41,7 @@
 //! that only read (the audit log, backups) are fine at any time.
 
 use super::ceremony_cache::{CeremonyCache, CeremonyLimits};
+use super::session_index::SessionIndex;
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
@@ -69,6 +70,8 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<WriteMsg>,
     ceremonies: Arc<Mutex<CeremonyCache<String>>>,
     users: Arc<Mutex<UserCache>>,
+    /// Session ids by user (see `session_index`: no on-disk index).
+    sessions: Arc<SessionIndex>,
     _temp: Option<Arc<TempDatabase>>,
     /// Held while any clone of the store lives: one store per database file.
     _lock: Arc<std::fs::File>,
@@ -307,13 +310,15 @@ impl SqliteStore {
             .await?;
         let names = (names.len() <= MAX_INDEXED_NAMES).then(|| names.into_iter().collect());
         let users = Arc::new(Mutex::new(UserCache { names, ..UserCache::default() }));
-        let writer = sqlite_writer::spawn(&path, users.clone())?;
+        let sessions = Arc::new(load_session_index(&write).await?);
+        let writer = sqlite_writer::spawn(&path, users.clone(), sessions.clone())?;
         Ok(SqliteStore {
             write,
             read,
             writer,
             ceremonies: Arc::new(Mutex::new(CeremonyCache::new(CeremonyLimits::default()))),
             users,
+            sessions,
             _temp: temp,
             _lock: lock,
         })
@@ -389,6 +394,18 @@ impl SqliteStore {
         &self.read
     }
 
+    /// A write transaction that holds SQLite's write lock from its start
+    /// (`BEGIN IMMEDIATE`): what it reads cannot be overtaken by another
+    /// writer before it writes.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The in-memory index of session rows by user (there is no on-disk one).
+    pub(crate) fn session_index(&self) -> Option<&SessionIndex> {
+        Some(&self.sessions)
+    }
+
     /// A key sign-in through the writer thread, with its session row in the
     /// same transaction as the counter and the audit event.
     /// The writer lifts a key sign-in's failures and attempt window in the
@@ -429,6 +446,35 @@ impl SqliteStore {
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
     }
+}
+
+/// The index of the unexpired session rows by user, read from the table;
+/// rows whose id no token can have (not 32 bytes) are deleted first.
+async fn load_session_index(pool: &SqlitePool) -> Result<SessionIndex, StoreError> {
+    sqlx::query("DELETE FROM account_sessions WHERE length(id) <> $1")
+        .bind(super::session_index::ID_LEN as i64)
+        .execute(pool)
+        .await?;
+    let index = SessionIndex::default();
+    let now = ms(SystemTime::now());
+    // In pages of rowids, so that a large table is never held in memory twice.
+    let mut after = i64::MIN;
+    loop {
+        let page: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT rowid, user_handle, id, expires_ms FROM account_sessions \
+             WHERE rowid > $1 AND expires_ms > $2 ORDER BY rowid LIMIT 10000",
+        )
+        .bind(after)
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = page.last().map(|r| r.0) else { break };
+        for (_, user, id, expires) in &page {
+            index.add(user, id, *expires);
+        }
+        after = last;
+    }
+    Ok(index)
 }
 
 fn writer_gone() -> StoreError {
