@@ -477,6 +477,60 @@ async fn sqlite_sessions_are_found_after_reopening_and_under_concurrent_sign_ins
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A key sign-in lifts the failures in a row and the attempt window also
+/// when they were written before the store was reopened (the SQLite writer
+/// skips the deletes for users and subjects it knows have none:
+/// src/store/clear_hints.rs), and when they were written just before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_key_sign_ins_lift_failures_written_before_reopening() {
+    let dir = std::env::temp_dir().join(unique("hwkey-clears-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let now = SystemTime::now();
+    let user = UserRecord::new(&unique("ivo"), "Ivo", now).expect("user");
+    let h = user.handle.0.clone();
+    let subject = format!("user:{}", user.username);
+    let key = vec![0x6f; 16];
+    let window = Duration::from_secs(900);
+    let sign_in = |store: DbStore, n: &'static str| {
+        let (user, key, subject) = (user.clone(), key.clone(), subject.clone());
+        async move {
+            let now = SystemTime::now();
+            let clears = hwkey::store::account::SignInClears { user_handle: user.handle.0.clone(), throttle_subject: subject };
+            let event = NewAuditEvent::new(AuditKind::SignIn).user(&user.username, &user.handle.0).detail("key");
+            let row = session_row(&user, &session_id(n), now);
+            store.record_key_sign_in(&key, 0, false, now, event, &row, &clears, None).await.expect("sign-in")
+        }
+    };
+    {
+        let store = DbStore::connect(&url).await.expect("store");
+        let mut cred = credential(&user, 0x6f);
+        cred.credential_id = Base64Url(key.clone());
+        store.add_credential(Some(&user), &cred, "Key", now).await.expect("add");
+        // Nothing to lift: the sign-in is recorded all the same.
+        assert_eq!(sign_in(store.clone(), "s0").await, SignCountUpdate::Advanced);
+        for _ in 0..3 {
+            store.add_failure(&h, now).await.expect("failure");
+        }
+        store.count_otp_attempt(&subject, now, window).await.expect("attempt");
+        store.close().await;
+    }
+    let store = DbStore::connect(&url).await.expect("reopen");
+    assert_eq!(store.failures(&h).await.unwrap(), 3);
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 1);
+    assert_eq!(sign_in(store.clone(), "s1").await, SignCountUpdate::Advanced);
+    assert_eq!(store.failures(&h).await.unwrap(), 0, "lifted after reopening");
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 0);
+    // Written while the store runs, then lifted.
+    store.add_failure(&h, now).await.expect("failure");
+    store.count_otp_attempt(&subject, now, window).await.expect("attempt");
+    assert_eq!(sign_in(store.clone(), "s2").await, SignCountUpdate::Advanced);
+    assert_eq!(store.failures(&h).await.unwrap(), 0);
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 0);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_sessions_are_found_under_concurrent_sign_ins() {
     let Some(admin) = admin_url() else { return };

@@ -578,6 +578,7 @@ macro_rules! impl_account_sql {
             }
             pub(crate) async fn acct_add_failure(&self, h: &[u8], now: SystemTime) -> Result<u32, StoreError> {
                 let $s = self;
+                self.note_failure_row(h);
                 let n: i64 =
                     sqlx::query_scalar(sql::ADD_FAILURE).bind(h).bind(super::ms(now)).fetch_one($write).await?;
                 Ok(count_u32(n))

@@ -44,6 +44,8 @@ mod otp_postgres;
 mod otp_sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod clear_hints;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod session_index;
 #[cfg(feature = "sqlite")]

@@ -177,6 +177,9 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// Nothing to note: PostgreSQL lifts failures in the sign-in's statement.
+    pub(crate) fn note_failure_row(&self, _user: &[u8]) {}
+
     /// None: PostgreSQL finds a user's sessions with its on-disk index
     /// (instances share the database, so no one process could keep it).
     pub(crate) fn session_index(&self) -> Option<&super::session_index::SessionIndex> {

@@ -41,6 +41,7 @@
 //! that only read (the audit log, backups) are fine at any time.
 
 use super::ceremony_cache::{CeremonyCache, CeremonyLimits};
+use super::clear_hints::ClearHints;
 use super::session_index::SessionIndex;
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
@@ -72,6 +73,8 @@ pub struct SqliteStore {
     users: Arc<Mutex<UserCache>>,
     /// Session ids by user (see `session_index`: no on-disk index).
     sessions: Arc<SessionIndex>,
+    /// Who may have failures or attempts for a key sign-in to lift.
+    hints: Arc<ClearHints>,
     _temp: Option<Arc<TempDatabase>>,
     /// Held while any clone of the store lives: one store per database file.
     _lock: Arc<std::fs::File>,
@@ -311,7 +314,8 @@ impl SqliteStore {
         let names = (names.len() <= MAX_INDEXED_NAMES).then(|| names.into_iter().collect());
         let users = Arc::new(Mutex::new(UserCache { names, ..UserCache::default() }));
         let sessions = Arc::new(load_session_index(&write).await?);
-        let writer = sqlite_writer::spawn(&path, users.clone(), sessions.clone())?;
+        let hints = Arc::new(load_clear_hints(&write).await?);
+        let writer = sqlite_writer::spawn(&path, users.clone(), sessions.clone(), hints.clone())?;
         Ok(SqliteStore {
             write,
             read,
@@ -319,6 +323,7 @@ impl SqliteStore {
             ceremonies: Arc::new(Mutex::new(CeremonyCache::new(CeremonyLimits::default()))),
             users,
             sessions,
+            hints,
             _temp: temp,
             _lock: lock,
         })
@@ -401,6 +406,16 @@ impl SqliteStore {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// `user` may have a row in `account_failures` from now on (before it is written).
+    pub(crate) fn note_failure_row(&self, user: &[u8]) {
+        self.hints.note_user(user);
+    }
+
+    /// `subject` may have rows in `otp_attempts` from now on (before one is written).
+    pub(crate) fn note_attempt_row(&self, subject: &str) {
+        self.hints.note_subject(subject);
+    }
+
     /// The in-memory index of session rows by user (there is no on-disk one).
     pub(crate) fn session_index(&self) -> Option<&SessionIndex> {
         Some(&self.sessions)
@@ -457,24 +472,40 @@ async fn load_session_index(pool: &SqlitePool) -> Result<SessionIndex, StoreErro
         .await?;
     let index = SessionIndex::default();
     let now = ms(SystemTime::now());
-    // In pages of rowids, so that a large table is never held in memory twice.
-    let mut after = i64::MIN;
+    // In pages of ids, so that a large table is never held in memory twice.
+    let mut after: Vec<u8> = Vec::new();
     loop {
-        let page: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT rowid, user_handle, id, expires_ms FROM account_sessions \
-             WHERE rowid > $1 AND expires_ms > $2 ORDER BY rowid LIMIT 10000",
+        let page: Vec<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, user_handle, expires_ms FROM account_sessions \
+             WHERE id > $1 ORDER BY id LIMIT 10000",
         )
-        .bind(after)
-        .bind(now)
+        .bind(&after)
         .fetch_all(pool)
         .await?;
-        let Some(last) = page.last().map(|r| r.0) else { break };
-        for (_, user, id, expires) in &page {
-            index.add(user, id, *expires);
+        let Some(last) = page.last().map(|r| r.0.clone()) else { break };
+        for (id, user, expires) in &page {
+            if *expires > now {
+                index.add(user, id, *expires);
+            }
         }
         after = last;
     }
     Ok(index)
+}
+
+/// Who has failures in a row or attempts, read from the tables.
+async fn load_clear_hints(pool: &SqlitePool) -> Result<ClearHints, StoreError> {
+    let hints = ClearHints::default();
+    let users: Vec<Vec<u8>> = sqlx::query_scalar("SELECT user_handle FROM account_failures").fetch_all(pool).await?;
+    for u in &users {
+        hints.note_user(u);
+    }
+    let subjects: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT subject FROM otp_attempts").fetch_all(pool).await?;
+    for s in &subjects {
+        hints.note_subject(s);
+    }
+    Ok(hints)
 }
 
 fn writer_gone() -> StoreError {

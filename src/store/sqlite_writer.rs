@@ -22,6 +22,7 @@
 //! re-preparing the multi-statement batch text each time. Here a batch costs
 //! one wake-up, and each statement is prepared once per connection.
 
+use super::clear_hints::ClearHints;
 use super::session_index::SessionIndex;
 use super::sqlite::UserCache;
 use super::{NewAuditEvent, SignCountUpdate, StoreError};
@@ -60,6 +61,14 @@ pub(super) struct SignInWrite {
     /// written when it was used already).
     pub ceremony: Option<super::account::UsedCeremony>,
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
+}
+
+/// What the store keeps in memory for the writer: the session index (ids
+/// added before their rows) and who may have failures or attempts to lift.
+#[derive(Debug, Default)]
+struct Memory {
+    sessions: Arc<SessionIndex>,
+    hints: Arc<ClearHints>,
 }
 
 /// The shortest time between two commits when requests keep coming
@@ -103,15 +112,16 @@ pub(super) fn spawn(
     path: &Path,
     cache: Arc<Mutex<UserCache>>,
     sessions: Arc<SessionIndex>,
+    hints: Arc<ClearHints>,
 ) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
-    spawn_with(path, cache, sessions, WAL_CHECKPOINT_PAGES)
+    spawn_with(path, cache, Memory { sessions, hints }, WAL_CHECKPOINT_PAGES)
 }
 
 /// [`spawn`], checkpointing on the writer's connection past `wal_pages`.
 fn spawn_with(
     path: &Path,
     cache: Arc<Mutex<UserCache>>,
-    sessions: Arc<SessionIndex>,
+    memory: Memory,
     wal_pages: i64,
 ) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
     let conn = open(path).map_err(db_err)?;
@@ -138,7 +148,7 @@ fn spawn_with(
     let (tx, rx) = mpsc::unbounded_channel::<WriteMsg>();
     std::thread::Builder::new()
         .name("hwkey-sqlite-writer".into())
-        .spawn(move || run(conn, rx, &cache, &sessions, &nudge))
+        .spawn(move || run(conn, rx, &cache, &memory, &nudge))
         .map_err(|e| StoreError::Database(format!("cannot start the SQLite writer thread: {e}")))?;
     Ok(tx)
 }
@@ -198,7 +208,7 @@ fn run(
     mut conn: Connection,
     mut rx: mpsc::UnboundedReceiver<WriteMsg>,
     cache: &Mutex<UserCache>,
-    sessions: &SessionIndex,
+    memory: &Memory,
     nudge: &std::sync::mpsc::SyncSender<()>,
 ) {
     let mut events: Vec<(NewAuditEvent, i64)> = Vec::new();
@@ -234,7 +244,7 @@ fn run(
             next = rx.try_recv().ok();
         }
         last_commit = Some(std::time::Instant::now());
-        let outcomes = write_batch(&mut conn, sessions, &events, &sign_ins);
+        let outcomes = write_batch(&mut conn, memory, &events, &sign_ins);
         let _ = nudge.try_send(());
         {
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -261,7 +271,7 @@ fn run(
 /// its own. One outcome per sign-in.
 fn write_batch(
     conn: &mut Connection,
-    sessions: &SessionIndex,
+    memory: &Memory,
     events: &[(NewAuditEvent, i64)],
     sign_ins: &[SignInWrite],
 ) -> Vec<Result<SignCountUpdate, StoreError>> {
@@ -275,7 +285,7 @@ fn write_batch(
         }
         let mut out = Vec::with_capacity(sign_ins.len());
         for w in sign_ins {
-            out.push(sign_in(&tx, sessions, w)?);
+            out.push(sign_in(&tx, memory, w)?);
         }
         tx.commit()?;
         Ok(out)
@@ -295,7 +305,7 @@ fn write_batch(
                 .map(|w| {
                     (|| {
                         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                        let r = sign_in(&tx, sessions, w)?;
+                        let r = sign_in(&tx, memory, w)?;
                         tx.commit()?;
                         Ok(r)
                     })()
@@ -324,7 +334,7 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
 /// sign-in's own.
 fn sign_in(
     conn: &Connection,
-    sessions: &SessionIndex,
+    memory: &Memory,
     w: &SignInWrite,
 ) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
     if let Some(s) = &w.session
@@ -344,7 +354,7 @@ fn sign_in(
     if let (Ok(SignCountUpdate::Advanced), Some(s)) = (&outcome, &w.session) {
         // Noted before the row exists (see session_index: the index holds
         // every committed row's id; it may hold more if this rolls back).
-        sessions.add(&s.user_handle, &s.id, s.expires_unix_ms);
+        memory.sessions.add(&s.user_handle, &s.id, s.expires_unix_ms);
         conn.prepare_cached(INSERT_SESSION)?.execute(params![
             s.id,
             s.user_handle,
@@ -355,8 +365,13 @@ fn sign_in(
         ])?;
     }
     if let (Ok(SignCountUpdate::Advanced), Some(c)) = (&outcome, &w.clears) {
-        conn.prepare_cached(CLEAR_FAILURES)?.execute(params![c.user_handle])?;
-        conn.prepare_cached(CLEAR_ATTEMPTS)?.execute(params![c.throttle_subject])?;
+        // Only where there may be something to lift (see clear_hints).
+        if memory.hints.may_have_user(&c.user_handle) {
+            conn.prepare_cached(CLEAR_FAILURES)?.execute(params![c.user_handle])?;
+        }
+        if memory.hints.may_have_subject(&c.throttle_subject) {
+            conn.prepare_cached(CLEAR_ATTEMPTS)?.execute(params![c.throttle_subject])?;
+        }
     }
     Ok(outcome)
 }
@@ -439,7 +454,7 @@ mod tests {
                 .expect("schema");
         }
         const PAGES: i64 = 64;
-        let tx = spawn_with(&path, Arc::default(), Arc::default(), PAGES).expect("writer");
+        let tx = spawn_with(&path, Arc::default(), Memory::default(), PAGES).expect("writer");
         // About 24 MiB of audit rows, in many transactions.
         let detail = "x".repeat(1000);
         for round in 0..50 {
