@@ -437,7 +437,7 @@ async fn sqlite_sessions_are_found_after_reopening_and_under_concurrent_sign_ins
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
     let now = SystemTime::now();
-    let user = UserRecord::new(&unique("hana"), "Hana", now).expect("user");
+    let user = UserRecord::new(unique("hana"), "Hana", now).expect("user");
     let h = user.handle.0.clone();
     let (a, b, c) = (session_id("a"), session_id("b"), session_id("c"));
     let key = vec![0x5e; 16];
@@ -487,7 +487,7 @@ async fn sqlite_key_sign_ins_lift_failures_written_before_reopening() {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
     let now = SystemTime::now();
-    let user = UserRecord::new(&unique("ivo"), "Ivo", now).expect("user");
+    let user = UserRecord::new(unique("ivo"), "Ivo", now).expect("user");
     let h = user.handle.0.clone();
     let subject = format!("user:{}", user.username);
     let key = vec![0x6f; 16];
@@ -496,7 +496,8 @@ async fn sqlite_key_sign_ins_lift_failures_written_before_reopening() {
         let (user, key, subject) = (user.clone(), key.clone(), subject.clone());
         async move {
             let now = SystemTime::now();
-            let clears = hwkey::store::account::SignInClears { user_handle: user.handle.0.clone(), throttle_subject: subject };
+            let clears =
+                hwkey::store::account::SignInClears { user_handle: user.handle.0.clone(), throttle_subject: subject };
             let event = NewAuditEvent::new(AuditKind::SignIn).user(&user.username, &user.handle.0).detail("key");
             let row = session_row(&user, &session_id(n), now);
             store.record_key_sign_in(&key, 0, false, now, event, &row, &clears, None).await.expect("sign-in")
@@ -537,7 +538,7 @@ async fn postgres_sessions_are_found_under_concurrent_sign_ins() {
     let db = TestDb::create(&admin, "sessions").await;
     let store = DbStore::connect(&db.url).await.expect("store");
     let now = SystemTime::now();
-    let user = UserRecord::new(&unique("hana"), "Hana", now).expect("user");
+    let user = UserRecord::new(unique("hana"), "Hana", now).expect("user");
     let key = vec![0x5e; 16];
     let mut cred = credential(&user, 0x5e);
     cred.credential_id = Base64Url(key.clone());

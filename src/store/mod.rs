@@ -37,6 +37,9 @@ pub mod account;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audited;
 pub mod ceremony_cache;
+#[cfg(feature = "sqlite")]
+pub(crate) mod clear_hints;
+pub mod json_estimate;
 pub mod otp;
 #[cfg(feature = "postgres")]
 mod otp_postgres;
@@ -44,8 +47,6 @@ mod otp_postgres;
 mod otp_sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "sqlite")]
-pub(crate) mod clear_hints;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod session_index;
 #[cfg(feature = "sqlite")]

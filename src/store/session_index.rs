@@ -149,7 +149,10 @@ impl SessionIndex {
     /// How many ids are noted in all.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum::<usize>()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum::<usize>())
+            .sum()
     }
 }
 
@@ -216,7 +219,10 @@ mod tests {
 
     #[test]
     fn statements_bind_every_id() {
-        assert_eq!(end_ids_sql(2), "DELETE FROM account_sessions WHERE user_handle = $1 AND id <> $2 AND id IN ($3, $4)");
+        assert_eq!(
+            end_ids_sql(2),
+            "DELETE FROM account_sessions WHERE user_handle = $1 AND id <> $2 AND id IN ($3, $4)"
+        );
         assert!(rows_of_ids_sql(3).ends_with("id IN ($3, $4, $5)"));
     }
 }

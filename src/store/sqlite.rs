@@ -500,8 +500,7 @@ async fn load_clear_hints(pool: &SqlitePool) -> Result<ClearHints, StoreError> {
     for u in &users {
         hints.note_user(u);
     }
-    let subjects: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT subject FROM otp_attempts").fetch_all(pool).await?;
+    let subjects: Vec<String> = sqlx::query_scalar("SELECT DISTINCT subject FROM otp_attempts").fetch_all(pool).await?;
     for s in &subjects {
         hints.note_subject(s);
     }
