@@ -103,6 +103,13 @@ async fn events_of(store: &DbStore, username: &str, kind: AuditKind) -> usize {
     store.audit_events(&q).await.expect("events").len()
 }
 
+/// A session id of the length every token's id has (32 bytes), unique.
+fn session_id(name: &str) -> Vec<u8> {
+    let mut id = unique(name).into_bytes();
+    id.resize(32, b'.');
+    id
+}
+
 fn session_row(user: &UserRecord, id: &[u8], now: SystemTime) -> SessionRow {
     let now = unix_ms(now);
     SessionRow {
@@ -134,9 +141,9 @@ async fn audited_changes_contract(store: &DbStore) {
     }
     // Read once, so that the SQLite store has the user cached from here on.
     assert_eq!(store.user_with_credentials(&name).await.unwrap().unwrap().1.len(), 2);
-    let mine = unique("mine").into_bytes();
+    let mine = session_id("mine");
     store.insert_session(&session_row(&user, &mine, now)).await.expect("session");
-    let other = |n: &str| unique(n).into_bytes();
+    let other = session_id;
     let ev = |kind: AuditKind, detail: &str| NewAuditEvent::new(kind).user(&name, &h).detail(detail);
     let alive = |id: Vec<u8>| async move { store.session_row(&id).await.expect("row").is_some() };
 
@@ -374,6 +381,173 @@ async fn sqlite_file_keeps_the_contract_and_its_secret_across_reopening() {
     assert_eq!(*again.session_secret().await.unwrap(), *secret);
     again.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A user's sessions are found (listed, and ended by a factor change) also
+/// when they were written before the store was reopened, and while key
+/// sign-ins commit sessions concurrently: every session whose sign-in was
+/// answered before "end the other sessions" began is gone after it. (The
+/// SQLite store finds them through an index in memory, rebuilt at start:
+/// src/store/session_index.rs.)
+async fn sessions_found_contract(store: &DbStore, user: &UserRecord, key: &[u8], keep: &[u8]) {
+    use std::sync::{Arc, Mutex};
+    let h = user.handle.0.clone();
+    let answered: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let (store, answered, user, key) = (store.clone(), answered.clone(), user.clone(), key.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let now = SystemTime::now();
+            let id = session_id(&format!("race{i}"));
+            let clears = hwkey::store::account::SignInClears {
+                user_handle: user.handle.0.clone(),
+                throttle_subject: format!("user:{}", user.username),
+            };
+            let event = NewAuditEvent::new(AuditKind::SignIn).user(&user.username, &user.handle.0).detail("race");
+            let r = store
+                .record_key_sign_in(&key, 0, false, now, event, &session_row(&user, &id, now), &clears, None)
+                .await
+                .expect("sign-in");
+            assert_eq!(r, SignCountUpdate::Advanced);
+            answered.lock().unwrap().push(id);
+        }));
+    }
+    let mut rounds = 0;
+    while tasks.iter().any(|t| !t.is_finished()) || rounds < 3 {
+        let before: Vec<Vec<u8>> = answered.lock().unwrap().clone();
+        store.end_other_sessions(&h, Some(keep)).await.expect("end others");
+        for id in &before {
+            assert!(store.session_row(id).await.unwrap().is_none(), "a session answered before the end survived");
+        }
+        assert!(store.session_row(keep).await.unwrap().is_some(), "the kept session lives");
+        rounds += 1;
+        tokio::task::yield_now().await;
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let listed = store.sessions_of_user(&h, SystemTime::now()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, keep);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_sessions_are_found_after_reopening_and_under_concurrent_sign_ins() {
+    let dir = std::env::temp_dir().join(unique("hwkey-sessions-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let now = SystemTime::now();
+    let user = UserRecord::new(unique("hana"), "Hana", now).expect("user");
+    let h = user.handle.0.clone();
+    let (a, b, c) = (session_id("a"), session_id("b"), session_id("c"));
+    let key = vec![0x5e; 16];
+    {
+        let store = DbStore::connect(&url).await.expect("store");
+        let mut cred = credential(&user, 0x5e);
+        cred.credential_id = Base64Url(key.clone());
+        store.add_credential(Some(&user), &cred, "Key", now).await.expect("add");
+        for id in [&a, &b, &c] {
+            store.insert_session(&session_row(&user, id, now)).await.expect("session");
+        }
+        // One that expired: neither listed nor kept in the index.
+        let mut old = session_row(&user, &session_id("old"), now);
+        old.expires_unix_ms = unix_ms(now) - 1;
+        store.insert_session(&old).await.expect("session");
+        assert_eq!(store.sessions_of_user(&h, now).await.unwrap().len(), 3);
+        store.close().await;
+    }
+    let store = DbStore::connect(&url).await.expect("reopen");
+    let mut listed: Vec<Vec<u8>> = store.sessions_of_user(&h, now).await.unwrap().into_iter().map(|r| r.id).collect();
+    listed.sort();
+    let mut want = vec![a.clone(), b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(listed, want, "the sessions written before reopening are listed");
+    assert_eq!(store.end_other_sessions(&h, Some(&a)).await.unwrap(), 2);
+    assert!(store.session_row(&b).await.unwrap().is_none() && store.session_row(&c).await.unwrap().is_none());
+    assert!(store.session_row(&a).await.unwrap().is_some());
+    assert!(store.end_session(&h, &a).await.unwrap());
+    assert!(store.sessions_of_user(&h, now).await.unwrap().is_empty());
+    let keep = session_id("keep");
+    store.insert_session(&session_row(&user, &keep, now)).await.expect("session");
+    sessions_found_contract(&store, &user, &key, &keep).await;
+    // Ending all of them (no session kept).
+    assert_eq!(store.end_other_sessions(&h, None).await.unwrap(), 1);
+    assert!(store.sessions_of_user(&h, SystemTime::now()).await.unwrap().is_empty());
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A key sign-in lifts the failures in a row and the attempt window also
+/// when they were written before the store was reopened (the SQLite writer
+/// skips the deletes for users and subjects it knows have none:
+/// src/store/clear_hints.rs), and when they were written just before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_key_sign_ins_lift_failures_written_before_reopening() {
+    let dir = std::env::temp_dir().join(unique("hwkey-clears-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let now = SystemTime::now();
+    let user = UserRecord::new(unique("ivo"), "Ivo", now).expect("user");
+    let h = user.handle.0.clone();
+    let subject = format!("user:{}", user.username);
+    let key = vec![0x6f; 16];
+    let window = Duration::from_secs(900);
+    let sign_in = |store: DbStore, n: &'static str| {
+        let (user, key, subject) = (user.clone(), key.clone(), subject.clone());
+        async move {
+            let now = SystemTime::now();
+            let clears =
+                hwkey::store::account::SignInClears { user_handle: user.handle.0.clone(), throttle_subject: subject };
+            let event = NewAuditEvent::new(AuditKind::SignIn).user(&user.username, &user.handle.0).detail("key");
+            let row = session_row(&user, &session_id(n), now);
+            store.record_key_sign_in(&key, 0, false, now, event, &row, &clears, None).await.expect("sign-in")
+        }
+    };
+    {
+        let store = DbStore::connect(&url).await.expect("store");
+        let mut cred = credential(&user, 0x6f);
+        cred.credential_id = Base64Url(key.clone());
+        store.add_credential(Some(&user), &cred, "Key", now).await.expect("add");
+        // Nothing to lift: the sign-in is recorded all the same.
+        assert_eq!(sign_in(store.clone(), "s0").await, SignCountUpdate::Advanced);
+        for _ in 0..3 {
+            store.add_failure(&h, now).await.expect("failure");
+        }
+        store.count_otp_attempt(&subject, now, window).await.expect("attempt");
+        store.close().await;
+    }
+    let store = DbStore::connect(&url).await.expect("reopen");
+    assert_eq!(store.failures(&h).await.unwrap(), 3);
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 1);
+    assert_eq!(sign_in(store.clone(), "s1").await, SignCountUpdate::Advanced);
+    assert_eq!(store.failures(&h).await.unwrap(), 0, "lifted after reopening");
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 0);
+    // Written while the store runs, then lifted.
+    store.add_failure(&h, now).await.expect("failure");
+    store.count_otp_attempt(&subject, now, window).await.expect("attempt");
+    assert_eq!(sign_in(store.clone(), "s2").await, SignCountUpdate::Advanced);
+    assert_eq!(store.failures(&h).await.unwrap(), 0);
+    assert_eq!(store.attempts_since(&subject, now - window).await.unwrap(), 0);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sessions_are_found_under_concurrent_sign_ins() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::create(&admin, "sessions").await;
+    let store = DbStore::connect(&db.url).await.expect("store");
+    let now = SystemTime::now();
+    let user = UserRecord::new(unique("hana"), "Hana", now).expect("user");
+    let key = vec![0x5e; 16];
+    let mut cred = credential(&user, 0x5e);
+    cred.credential_id = Base64Url(key.clone());
+    store.add_credential(Some(&user), &cred, "Key", now).await.expect("add");
+    let keep = session_id("keep");
+    store.insert_session(&session_row(&user, &keep, now)).await.expect("session");
+    sessions_found_contract(&store, &user, &key, &keep).await;
+    store.close().await;
+    db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

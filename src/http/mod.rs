@@ -59,7 +59,8 @@ use crate::server::{
     RegistrationRequest, RegistrationState, RelyingParty, ResidentKeyRequirement, UserVerification,
 };
 use crate::store::account::UsedCeremony;
-use crate::store::ceremony_cache::{CeremonyCache, CeremonyLimits, json_size};
+use crate::store::ceremony_cache::{CeremonyCache, CeremonyLimits};
+use crate::store::json_estimate::json_estimate;
 use crate::store::{AuditKind, AuditQuery, NewAuditEvent, Store, StoreError, StoredCredential, UserRecord};
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
@@ -654,8 +655,9 @@ impl<S: Store> App<S> {
             Ceremonies::Local(local) => {
                 let token = self.new_token()?;
                 let now = crate::store::ms(self.now());
-                // Measured before the lock is taken.
-                let bytes = json_size(&pending);
+                // Measured before the lock is taken (an estimate of its
+                // JSON size: exact counting formatted every byte).
+                let bytes = json_estimate(&pending);
                 let mut cache = local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 // One pending ceremony per browser: a new one replaces the last.
                 if let Some(old) = cookie_token(headers, CEREMONY_COOKIE, 32, 32) {

@@ -431,7 +431,7 @@ macro_rules! impl_account_sql {
             ) -> Result<(bool, u64), StoreError> {
                 let $s = self;
                 let now = super::ms(now);
-                let mut tx = $write.begin().await?;
+                let mut tx = $s.begin_write().await?;
                 let changed = match hash {
                     Some(hash) => sqlx::query(sql::SET_PASSWORD).bind(h).bind(hash).bind(now).execute(&mut *tx).await?,
                     None => sqlx::query(sql::DELETE_PASSWORD).bind(h).execute(&mut *tx).await?,
@@ -441,7 +441,7 @@ macro_rules! impl_account_sql {
                 if !changed {
                     return Ok((false, 0));
                 }
-                let ended = sqlx::query(sql::END_OTHERS).bind(h).bind(keep).execute(&mut *tx).await?.rows_affected();
+                let (ended, ids) = self.acct_end_others_in(&mut tx, h, Some(keep)).await?;
                 sqlx::query(sql::INSERT_AUDIT)
                     .bind(now)
                     .bind(e.kind.as_str())
@@ -453,10 +453,61 @@ macro_rules! impl_account_sql {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.acct_forget_sessions(h, &ids);
                 Ok((true, ended))
+            }
+            /// Note session `r` in the in-memory index (SQLite) before its
+            /// row is inserted; an error for an id no token has.
+            pub(crate) fn acct_note_session(&self, r: &SessionRow) -> Result<(), StoreError> {
+                match self.session_index() {
+                    Some(index) if !index.add(&r.user_handle, &r.id, r.expires_unix_ms) => {
+                        Err(StoreError::Database(format!("a session id of {} bytes", r.id.len())))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            /// Forget ended sessions' ids (SQLite): after the commit that deleted their rows.
+            pub(crate) fn acct_forget_sessions(&self, h: &[u8], ids: &[super::session_index::SessionId]) {
+                if let Some(index) = self.session_index() {
+                    index.forget(h, ids);
+                }
+            }
+            /// End the user's sessions but `keep` (all of them for `None`)
+            /// in `tx`, which holds the write lock (it wrote already, or
+            /// began with [`begin_write`](Self::begin_write)); the rows
+            /// ended, and the ids to [forget](Self::acct_forget_sessions)
+            /// once `tx` committed.
+            pub(crate) async fn acct_end_others_in(
+                &self,
+                tx: &mut sqlx::Transaction<'_, $db>,
+                h: &[u8],
+                keep: Option<&[u8]>,
+            ) -> Result<(u64, Vec<super::session_index::SessionId>), StoreError> {
+                use super::session_index::{IDS_PER_STATEMENT, end_ids_sql};
+                let Some(index) = self.session_index() else {
+                    let r = match keep {
+                        Some(k) => sqlx::query(sql::END_OTHERS).bind(h).bind(k).execute(&mut **tx).await?,
+                        None => sqlx::query(sql::END_ALL).bind(h).execute(&mut **tx).await?,
+                    };
+                    return Ok((r.rows_affected(), Vec::new()));
+                };
+                // No id is empty: binding one keeps every row.
+                let keep = keep.unwrap_or(&[]);
+                let ids: Vec<_> = index.ids_of(h).into_iter().filter(|i| i[..] != *keep).collect();
+                let mut ended = 0;
+                for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                    let statement = end_ids_sql(chunk.len());
+                    let mut q = sqlx::query(&statement).bind(h).bind(keep);
+                    for id in chunk {
+                        q = q.bind(&id[..]);
+                    }
+                    ended += q.execute(&mut **tx).await?.rows_affected();
+                }
+                Ok((ended, ids))
             }
             pub(crate) async fn acct_insert_session(&self, r: &SessionRow) -> Result<(), StoreError> {
                 let $s = self;
+                self.acct_note_session(r)?;
                 sqlx::query(sql::INSERT_SESSION)
                     .bind(&r.id)
                     .bind(&r.user_handle)
@@ -478,14 +529,35 @@ macro_rules! impl_account_sql {
                 h: &[u8],
                 now: SystemTime,
             ) -> Result<Vec<SessionRow>, StoreError> {
+                use super::session_index::{IDS_PER_STATEMENT, rows_of_ids_sql};
                 let $s = self;
-                let r: Vec<SessionDbRow> =
-                    sqlx::query_as(sql::SESSIONS_OF_USER).bind(h).bind(super::ms(now)).fetch_all($read).await?;
-                Ok(r.into_iter().map(Into::into).collect())
+                let now = super::ms(now);
+                let Some(index) = self.session_index() else {
+                    let r: Vec<SessionDbRow> =
+                        sqlx::query_as(sql::SESSIONS_OF_USER).bind(h).bind(now).fetch_all($read).await?;
+                    return Ok(r.into_iter().map(Into::into).collect());
+                };
+                let mut rows: Vec<SessionRow> = Vec::new();
+                for chunk in index.live_ids_of(h, now).chunks(IDS_PER_STATEMENT) {
+                    let statement = rows_of_ids_sql(chunk.len());
+                    let mut q = sqlx::query_as::<_, SessionDbRow>(&statement).bind(h).bind(now);
+                    for id in chunk {
+                        q = q.bind(&id[..]);
+                    }
+                    rows.extend(q.fetch_all($read).await?.into_iter().map(SessionRow::from));
+                }
+                // As SESSIONS_OF_USER: newest first, at most 1000.
+                rows.sort_by(|a, b| b.created_unix_ms.cmp(&a.created_unix_ms));
+                rows.truncate(1000);
+                Ok(rows)
             }
             pub(crate) async fn acct_end_session(&self, h: &[u8], id: &[u8]) -> Result<bool, StoreError> {
                 let $s = self;
-                Ok(sqlx::query(sql::END_SESSION).bind(h).bind(id).execute($write).await?.rows_affected() > 0)
+                let ended = sqlx::query(sql::END_SESSION).bind(h).bind(id).execute($write).await?.rows_affected() > 0;
+                if ended {
+                    self.acct_forget_sessions(h, super::session_index::SessionIndex::id(id).as_slice());
+                }
+                Ok(ended)
             }
             pub(crate) async fn acct_end_other_sessions(
                 &self,
@@ -493,11 +565,11 @@ macro_rules! impl_account_sql {
                 keep: Option<&[u8]>,
             ) -> Result<u64, StoreError> {
                 let $s = self;
-                let r = match keep {
-                    Some(k) => sqlx::query(sql::END_OTHERS).bind(h).bind(k).execute($write).await?,
-                    None => sqlx::query(sql::END_ALL).bind(h).execute($write).await?,
-                };
-                Ok(r.rows_affected())
+                let mut tx = $s.begin_write().await?;
+                let (ended, ids) = self.acct_end_others_in(&mut tx, h, keep).await?;
+                tx.commit().await?;
+                self.acct_forget_sessions(h, &ids);
+                Ok(ended)
             }
             pub(crate) async fn acct_touch_session(&self, id: &[u8], now: SystemTime) -> Result<(), StoreError> {
                 let $s = self;
@@ -506,6 +578,7 @@ macro_rules! impl_account_sql {
             }
             pub(crate) async fn acct_add_failure(&self, h: &[u8], now: SystemTime) -> Result<u32, StoreError> {
                 let $s = self;
+                self.note_failure_row(h);
                 let n: i64 =
                     sqlx::query_scalar(sql::ADD_FAILURE).bind(h).bind(super::ms(now)).fetch_one($write).await?;
                 Ok(count_u32(n))
@@ -589,6 +662,9 @@ macro_rules! impl_account_sql {
                 let $s = self;
                 let a = sqlx::query(sql::PURGE_AUDIT).bind(super::ms(audit_before)).execute($write).await?;
                 let b = sqlx::query(sql::PURGE_SESSIONS).bind(super::ms(now)).execute($write).await?;
+                if let Some(index) = self.session_index() {
+                    index.forget_expired(super::ms(now));
+                }
                 Ok(a.rows_affected() + b.rows_affected())
             }
         }

@@ -27,7 +27,7 @@ macro_rules! impl_audited_sql {
         impl $ty {
             async fn aud_begin(&self, h: &[u8]) -> Result<sqlx::Transaction<'_, $db>, StoreError> {
                 let $s = self;
-                let mut tx = $write.begin().await?;
+                let mut tx = $s.begin_write().await?;
                 let lock: Option<&str> = $lock;
                 if let Some(lock) = lock {
                     sqlx::query(lock).bind(h).fetch_optional(&mut *tx).await?;
@@ -36,18 +36,22 @@ macro_rules! impl_audited_sql {
             }
 
             async fn aud_finish(
+                &self,
                 mut tx: sqlx::Transaction<'_, $db>,
                 h: &[u8],
                 keep: Option<&[u8]>,
                 events: &[NewAuditEvent],
                 now: i64,
             ) -> Result<u64, StoreError> {
-                let ended = match keep {
-                    Some(k) => sqlx::query(sql::END_OTHERS).bind(h).bind(k).execute(&mut *tx).await?.rows_affected(),
-                    None => 0,
+                // The change before this was a write: the transaction holds
+                // the write lock (see session_index).
+                let (ended, ids) = match keep {
+                    Some(k) => self.acct_end_others_in(&mut tx, h, Some(k)).await?,
+                    None => (0, Vec::new()),
                 };
                 Self::aud_insert_events(&mut tx, events, now).await?;
                 tx.commit().await?;
+                self.acct_forget_sessions(h, &ids);
                 Ok(ended)
             }
 
@@ -73,11 +77,13 @@ macro_rules! impl_audited_sql {
 
             /// What a code sign-in writes after its change, then the commit.
             async fn aud_code_sign_in_rest(
+                &self,
                 mut tx: sqlx::Transaction<'_, $db>,
                 w: CodeSignInWrites<'_>,
                 now: i64,
             ) -> Result<(), StoreError> {
                 let r = w.session;
+                self.acct_note_session(r)?;
                 sqlx::query(sql::INSERT_SESSION)
                     .bind(&r.id)
                     .bind(&r.user_handle)
@@ -111,7 +117,7 @@ macro_rules! impl_audited_sql {
                 let step = super::otp::to_i64("time step", step)?;
                 let now = super::ms(now);
                 let $s = self;
-                let mut tx = $write.begin().await?;
+                let mut tx = $s.begin_write().await?;
                 let r = sqlx::query(
                     "UPDATE otp_totp SET last_step = $2, last_used_ms = $3 \
                      WHERE user_handle = $1 AND (last_step IS NULL OR last_step < $2)",
@@ -124,7 +130,7 @@ macro_rules! impl_audited_sql {
                 if r.rows_affected() != 1 {
                     return Ok(false);
                 }
-                Self::aud_code_sign_in_rest(tx, w, now).await?;
+                self.aud_code_sign_in_rest(tx, w, now).await?;
                 Ok(true)
             }
 
@@ -137,7 +143,7 @@ macro_rules! impl_audited_sql {
             ) -> Result<bool, StoreError> {
                 let now = super::ms(now);
                 let $s = self;
-                let mut tx = $write.begin().await?;
+                let mut tx = $s.begin_write().await?;
                 let r = sqlx::query("DELETE FROM otp_recovery_codes WHERE id = $1 AND user_handle = $2")
                     .bind(code_id)
                     .bind(h)
@@ -146,7 +152,7 @@ macro_rules! impl_audited_sql {
                 if r.rows_affected() != 1 {
                     return Ok(false);
                 }
-                Self::aud_code_sign_in_rest(tx, w, now).await?;
+                self.aud_code_sign_in_rest(tx, w, now).await?;
                 Ok(true)
             }
 
@@ -208,7 +214,7 @@ macro_rules! impl_audited_sql {
                 .execute(&mut *tx)
                 .await?;
                 Self::aud_put_recovery_codes(&mut tx, h, recovery_hashes, now).await?;
-                Ok(Some(Self::aud_finish(tx, h, Some(keep), events, now).await?))
+                Ok(Some(self.aud_finish(tx, h, Some(keep), events, now).await?))
             }
 
             pub(crate) async fn aud_delete_totp(
@@ -224,7 +230,7 @@ macro_rules! impl_audited_sql {
                 if r.rows_affected() == 0 {
                     return Ok(None);
                 }
-                let ended = Self::aud_finish(tx, h, Some(keep), std::slice::from_ref(event), super::ms(now)).await?;
+                let ended = self.aud_finish(tx, h, Some(keep), std::slice::from_ref(event), super::ms(now)).await?;
                 Ok(Some(ended))
             }
 
@@ -239,7 +245,7 @@ macro_rules! impl_audited_sql {
                 let now = super::ms(now);
                 let mut tx = self.aud_begin(h).await?;
                 Self::aud_put_recovery_codes(&mut tx, h, hashes, now).await?;
-                Self::aud_finish(tx, h, Some(keep), std::slice::from_ref(event), now).await
+                self.aud_finish(tx, h, Some(keep), std::slice::from_ref(event), now).await
             }
 
             pub(crate) async fn aud_delete_credential(
@@ -271,7 +277,7 @@ macro_rules! impl_audited_sql {
                     let outcome = if exists.is_some() { DeleteOutcome::LastCredential } else { DeleteOutcome::NotFound };
                     return Ok((outcome, 0));
                 }
-                let ended = Self::aud_finish(tx, h, Some(keep), std::slice::from_ref(event), super::ms(now)).await;
+                let ended = self.aud_finish(tx, h, Some(keep), std::slice::from_ref(event), super::ms(now)).await;
                 self.credential_deleted(h);
                 Ok((DeleteOutcome::Deleted, ended?))
             }
@@ -284,12 +290,13 @@ macro_rules! impl_audited_sql {
                 now: SystemTime,
             ) -> Result<bool, StoreError> {
                 let $s = self;
-                let mut tx = $write.begin().await?;
+                let mut tx = $s.begin_write().await?;
                 let r = sqlx::query(sql::END_SESSION).bind(h).bind(id).execute(&mut *tx).await?;
                 if r.rows_affected() == 0 {
                     return Ok(false);
                 }
-                Self::aud_finish(tx, h, None, std::slice::from_ref(event), super::ms(now)).await?;
+                self.aud_finish(tx, h, None, std::slice::from_ref(event), super::ms(now)).await?;
+                self.acct_forget_sessions(h, super::session_index::SessionIndex::id(id).as_slice());
                 Ok(true)
             }
         }

@@ -37,6 +37,9 @@ pub mod account;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audited;
 pub mod ceremony_cache;
+#[cfg(feature = "sqlite")]
+pub(crate) mod clear_hints;
+pub mod json_estimate;
 pub mod otp;
 #[cfg(feature = "postgres")]
 mod otp_postgres;
@@ -44,6 +47,8 @@ mod otp_postgres;
 mod otp_sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod session_index;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]

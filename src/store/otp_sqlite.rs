@@ -177,6 +177,8 @@ impl OtpStore for SqliteStore {
         let start = window_start_ms(now, window);
         let pool = self.write_pool();
         sqlx::query("DELETE FROM otp_attempts WHERE at_ms < $1").bind(start).execute(pool).await?;
+        // Before the row exists: a key sign-in lifts only noted subjects (clear_hints).
+        self.note_attempt_row(subject);
         sqlx::query("INSERT INTO otp_attempts (subject, at_ms) VALUES ($1, $2)")
             .bind(subject)
             .bind(ms(now))

@@ -64,10 +64,20 @@ const SESSION_SETTINGS: [(&str, &str); 5] = [
     ("tcp_keepalives_count", "3"),
 ];
 
+/// Connections per server process to PostgreSQL, unless
+/// `HWKEY_PG_POOL_SIZE` says otherwise.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+
 impl PgStore {
-    /// Connect to `postgres://...` with a pool of 16 connections, and migrate.
+    /// Connect to `postgres://...` with a pool of [`DEFAULT_POOL_SIZE`]
+    /// connections (`HWKEY_PG_POOL_SIZE` overrides it), and migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_pool_size(url, 16).await
+        let size = std::env::var("HWKEY_PG_POOL_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_POOL_SIZE);
+        Self::connect_with_pool_size(url, size).await
     }
 
     /// Connect with a pool of `max_connections`, and migrate.
@@ -160,6 +170,20 @@ impl PgStore {
     /// The pool, for operators' own queries.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A transaction (PostgreSQL serializes what needs it with row locks).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Nothing to note: PostgreSQL lifts failures in the sign-in's statement.
+    pub(crate) fn note_failure_row(&self, _user: &[u8]) {}
+
+    /// None: PostgreSQL finds a user's sessions with its on-disk index
+    /// (instances share the database, so no one process could keep it).
+    pub(crate) fn session_index(&self) -> Option<&super::session_index::SessionIndex> {
+        None
     }
 }
 

@@ -41,6 +41,8 @@
 //! that only read (the audit log, backups) are fine at any time.
 
 use super::ceremony_cache::{CeremonyCache, CeremonyLimits};
+use super::clear_hints::ClearHints;
+use super::session_index::SessionIndex;
 use super::sqlite_writer::{self, SignInWrite, WriteMsg};
 use super::{
     AuditEvent, AuditQuery, AuditRow, CEREMONY_GRACE_MS, CREDENTIAL_COLUMNS, CREDENTIAL_USER_SELECT, CredentialRow,
@@ -69,6 +71,10 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<WriteMsg>,
     ceremonies: Arc<Mutex<CeremonyCache<String>>>,
     users: Arc<Mutex<UserCache>>,
+    /// Session ids by user (see `session_index`: no on-disk index).
+    sessions: Arc<SessionIndex>,
+    /// Who may have failures or attempts for a key sign-in to lift.
+    hints: Arc<ClearHints>,
     _temp: Option<Arc<TempDatabase>>,
     /// Held while any clone of the store lives: one store per database file.
     _lock: Arc<std::fs::File>,
@@ -307,13 +313,17 @@ impl SqliteStore {
             .await?;
         let names = (names.len() <= MAX_INDEXED_NAMES).then(|| names.into_iter().collect());
         let users = Arc::new(Mutex::new(UserCache { names, ..UserCache::default() }));
-        let writer = sqlite_writer::spawn(&path, users.clone())?;
+        let sessions = Arc::new(load_session_index(&write).await?);
+        let hints = Arc::new(load_clear_hints(&write).await?);
+        let writer = sqlite_writer::spawn(&path, users.clone(), sessions.clone(), hints.clone())?;
         Ok(SqliteStore {
             write,
             read,
             writer,
             ceremonies: Arc::new(Mutex::new(CeremonyCache::new(CeremonyLimits::default()))),
             users,
+            sessions,
+            hints,
             _temp: temp,
             _lock: lock,
         })
@@ -389,6 +399,28 @@ impl SqliteStore {
         &self.read
     }
 
+    /// A write transaction that holds SQLite's write lock from its start
+    /// (`BEGIN IMMEDIATE`): what it reads cannot be overtaken by another
+    /// writer before it writes.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// `user` may have a row in `account_failures` from now on (before it is written).
+    pub(crate) fn note_failure_row(&self, user: &[u8]) {
+        self.hints.note_user(user);
+    }
+
+    /// `subject` may have rows in `otp_attempts` from now on (before one is written).
+    pub(crate) fn note_attempt_row(&self, subject: &str) {
+        self.hints.note_subject(subject);
+    }
+
+    /// The in-memory index of session rows by user (there is no on-disk one).
+    pub(crate) fn session_index(&self) -> Option<&SessionIndex> {
+        Some(&self.sessions)
+    }
+
     /// A key sign-in through the writer thread, with its session row in the
     /// same transaction as the counter and the audit event.
     /// The writer lifts a key sign-in's failures and attempt window in the
@@ -429,6 +461,50 @@ impl SqliteStore {
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
     }
+}
+
+/// The index of the unexpired session rows by user, read from the table;
+/// rows whose id no token can have (not 32 bytes) are deleted first.
+async fn load_session_index(pool: &SqlitePool) -> Result<SessionIndex, StoreError> {
+    sqlx::query("DELETE FROM account_sessions WHERE length(id) <> $1")
+        .bind(super::session_index::ID_LEN as i64)
+        .execute(pool)
+        .await?;
+    let index = SessionIndex::default();
+    let now = ms(SystemTime::now());
+    // In pages of ids, so that a large table is never held in memory twice.
+    let mut after: Vec<u8> = Vec::new();
+    loop {
+        let page: Vec<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, user_handle, expires_ms FROM account_sessions \
+             WHERE id > $1 ORDER BY id LIMIT 10000",
+        )
+        .bind(&after)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = page.last().map(|r| r.0.clone()) else { break };
+        for (id, user, expires) in &page {
+            if *expires > now {
+                index.add(user, id, *expires);
+            }
+        }
+        after = last;
+    }
+    Ok(index)
+}
+
+/// Who has failures in a row or attempts, read from the tables.
+async fn load_clear_hints(pool: &SqlitePool) -> Result<ClearHints, StoreError> {
+    let hints = ClearHints::default();
+    let users: Vec<Vec<u8>> = sqlx::query_scalar("SELECT user_handle FROM account_failures").fetch_all(pool).await?;
+    for u in &users {
+        hints.note_user(u);
+    }
+    let subjects: Vec<String> = sqlx::query_scalar("SELECT DISTINCT subject FROM otp_attempts").fetch_all(pool).await?;
+    for s in &subjects {
+        hints.note_subject(s);
+    }
+    Ok(hints)
 }
 
 fn writer_gone() -> StoreError {

@@ -22,6 +22,8 @@
 //! re-preparing the multi-statement batch text each time. Here a batch costs
 //! one wake-up, and each statement is prepared once per connection.
 
+use super::clear_hints::ClearHints;
+use super::session_index::SessionIndex;
 use super::sqlite::UserCache;
 use super::{NewAuditEvent, SignCountUpdate, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -61,6 +63,14 @@ pub(super) struct SignInWrite {
     pub reply: oneshot::Sender<Result<SignCountUpdate, StoreError>>,
 }
 
+/// What the store keeps in memory for the writer: the session index (ids
+/// added before their rows) and who may have failures or attempts to lift.
+#[derive(Debug, Default)]
+struct Memory {
+    sessions: Arc<SessionIndex>,
+    hints: Arc<ClearHints>,
+}
+
 /// The shortest time between two commits when requests keep coming
 /// (`HWKEY_SQLITE_COMMIT_INTERVAL_US` overrides it, for tuning).
 const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(2_000);
@@ -98,14 +108,20 @@ const TOUCH: &str = "UPDATE credentials SET last_used_ms = MAX(COALESCE(last_use
 /// Open the writer's connection to the database file at `path` (already
 /// created and migrated) and start the thread. It runs until every sender is
 /// dropped.
-pub(super) fn spawn(path: &Path, cache: Arc<Mutex<UserCache>>) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
-    spawn_with(path, cache, WAL_CHECKPOINT_PAGES)
+pub(super) fn spawn(
+    path: &Path,
+    cache: Arc<Mutex<UserCache>>,
+    sessions: Arc<SessionIndex>,
+    hints: Arc<ClearHints>,
+) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
+    spawn_with(path, cache, Memory { sessions, hints }, WAL_CHECKPOINT_PAGES)
 }
 
 /// [`spawn`], checkpointing on the writer's connection past `wal_pages`.
 fn spawn_with(
     path: &Path,
     cache: Arc<Mutex<UserCache>>,
+    memory: Memory,
     wal_pages: i64,
 ) -> Result<mpsc::UnboundedSender<WriteMsg>, StoreError> {
     let conn = open(path).map_err(db_err)?;
@@ -132,7 +148,7 @@ fn spawn_with(
     let (tx, rx) = mpsc::unbounded_channel::<WriteMsg>();
     std::thread::Builder::new()
         .name("hwkey-sqlite-writer".into())
-        .spawn(move || run(conn, rx, &cache, &nudge))
+        .spawn(move || run(conn, rx, &cache, &memory, &nudge))
         .map_err(|e| StoreError::Database(format!("cannot start the SQLite writer thread: {e}")))?;
     Ok(tx)
 }
@@ -192,6 +208,7 @@ fn run(
     mut conn: Connection,
     mut rx: mpsc::UnboundedReceiver<WriteMsg>,
     cache: &Mutex<UserCache>,
+    memory: &Memory,
     nudge: &std::sync::mpsc::SyncSender<()>,
 ) {
     let mut events: Vec<(NewAuditEvent, i64)> = Vec::new();
@@ -227,7 +244,7 @@ fn run(
             next = rx.try_recv().ok();
         }
         last_commit = Some(std::time::Instant::now());
-        let outcomes = write_batch(&mut conn, &events, &sign_ins);
+        let outcomes = write_batch(&mut conn, memory, &events, &sign_ins);
         let _ = nudge.try_send(());
         {
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -254,6 +271,7 @@ fn run(
 /// its own. One outcome per sign-in.
 fn write_batch(
     conn: &mut Connection,
+    memory: &Memory,
     events: &[(NewAuditEvent, i64)],
     sign_ins: &[SignInWrite],
 ) -> Vec<Result<SignCountUpdate, StoreError>> {
@@ -267,7 +285,7 @@ fn write_batch(
         }
         let mut out = Vec::with_capacity(sign_ins.len());
         for w in sign_ins {
-            out.push(sign_in(&tx, w)?);
+            out.push(sign_in(&tx, memory, w)?);
         }
         tx.commit()?;
         Ok(out)
@@ -287,7 +305,7 @@ fn write_batch(
                 .map(|w| {
                     (|| {
                         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                        let r = sign_in(&tx, w)?;
+                        let r = sign_in(&tx, memory, w)?;
                         tx.commit()?;
                         Ok(r)
                     })()
@@ -314,7 +332,16 @@ fn insert_audit(conn: &Connection, e: &NewAuditEvent, at: i64) -> rusqlite::Resu
 /// One sign-in's statements, with its audit event when it is recorded. The
 /// outer error is the database's (it fails the batch); the inner one is this
 /// sign-in's own.
-fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
+fn sign_in(
+    conn: &Connection,
+    memory: &Memory,
+    w: &SignInWrite,
+) -> rusqlite::Result<Result<SignCountUpdate, StoreError>> {
+    if let Some(s) = &w.session
+        && SessionIndex::id(&s.id).is_none()
+    {
+        return Ok(Err(StoreError::Database(format!("a session id of {} bytes", s.id.len()))));
+    }
     if let Some(c) = &w.ceremony
         && conn.prepare_cached(CONSUME_CEREMONY)?.execute(params![c.id, c.expires_unix_ms])? == 0
     {
@@ -325,6 +352,9 @@ fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCo
         insert_audit(conn, e, w.now_ms)?;
     }
     if let (Ok(SignCountUpdate::Advanced), Some(s)) = (&outcome, &w.session) {
+        // Noted before the row exists (see session_index: the index holds
+        // every committed row's id; it may hold more if this rolls back).
+        memory.sessions.add(&s.user_handle, &s.id, s.expires_unix_ms);
         conn.prepare_cached(INSERT_SESSION)?.execute(params![
             s.id,
             s.user_handle,
@@ -335,8 +365,13 @@ fn sign_in(conn: &Connection, w: &SignInWrite) -> rusqlite::Result<Result<SignCo
         ])?;
     }
     if let (Ok(SignCountUpdate::Advanced), Some(c)) = (&outcome, &w.clears) {
-        conn.prepare_cached(CLEAR_FAILURES)?.execute(params![c.user_handle])?;
-        conn.prepare_cached(CLEAR_ATTEMPTS)?.execute(params![c.throttle_subject])?;
+        // Only where there may be something to lift (see clear_hints).
+        if memory.hints.may_have_user(&c.user_handle) {
+            conn.prepare_cached(CLEAR_FAILURES)?.execute(params![c.user_handle])?;
+        }
+        if memory.hints.may_have_subject(&c.throttle_subject) {
+            conn.prepare_cached(CLEAR_ATTEMPTS)?.execute(params![c.throttle_subject])?;
+        }
     }
     Ok(outcome)
 }
@@ -419,7 +454,7 @@ mod tests {
                 .expect("schema");
         }
         const PAGES: i64 = 64;
-        let tx = spawn_with(&path, Arc::default(), PAGES).expect("writer");
+        let tx = spawn_with(&path, Arc::default(), Memory::default(), PAGES).expect("writer");
         // About 24 MiB of audit rows, in many transactions.
         let detail = "x".repeat(1000);
         for round in 0..50 {
