@@ -201,46 +201,29 @@ fn element<T: Serialize + ?Sized>(e: &mut Estimate, value: &T) -> Result<(), Nev
     value.serialize(e)
 }
 
-impl ser::SerializeSeq for &mut Estimate {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        element(self, value)
-    }
-    fn end(self) -> Result<(), Never> {
-        Ok(())
-    }
+/// The compound kinds whose parts are plain elements (a value and a comma).
+macro_rules! elements {
+    ($($trait:ident :: $method:ident),* $(,)?) => {$(
+        impl ser::$trait for &mut Estimate {
+            type Ok = ();
+            type Error = Never;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
+                element(self, value)
+            }
+            fn end(self) -> Result<(), Never> {
+                Ok(())
+            }
+        }
+    )*};
 }
-impl ser::SerializeTuple for &mut Estimate {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        element(self, value)
-    }
-    fn end(self) -> Result<(), Never> {
-        Ok(())
-    }
-}
-impl ser::SerializeTupleStruct for &mut Estimate {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        element(self, value)
-    }
-    fn end(self) -> Result<(), Never> {
-        Ok(())
-    }
-}
-impl ser::SerializeTupleVariant for &mut Estimate {
-    type Ok = ();
-    type Error = Never;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
-        element(self, value)
-    }
-    fn end(self) -> Result<(), Never> {
-        Ok(())
-    }
-}
+
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
+
 impl ser::SerializeMap for &mut Estimate {
     type Ok = ();
     type Error = Never;
